@@ -1,0 +1,124 @@
+// Package store defines rcsso's own state and the backends that keep it.
+//
+// The store holds: local website accounts (for the "local" identity source),
+// website sessions (for interactive identity sources), the link from a website
+// subject to its Rocket.Chat user, and the cached Rocket.Chat token per subject
+// (kept encrypted by the caller; the store sees ciphertext only).
+//
+// Every backend passes the same conformance suite (storetest.Run).
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by Get* and Delete* methods when no record matches.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrConflict is returned by Create* methods when a record with the same key
+// already exists.
+var ErrConflict = errors.New("store: already exists")
+
+// Account is a local website account (identity source "local").
+type Account struct {
+	// Username is the login name, stored lower-cased; the primary key.
+	Username string
+	// PasswordHash is a self-describing hash (argon2id PHC string).
+	PasswordHash string
+	// Name and Email are the profile shown to Rocket.Chat.
+	Name  string
+	Email string
+	// CreatedAt is the creation time (UTC).
+	CreatedAt time.Time
+}
+
+// Session is a website session kept by rcsso for interactive identity sources
+// (local form, OIDC). The browser holds only a random session id; the store
+// keys the record by IDHash = base64url(sha256(id)), so a leaked database does
+// not yield usable cookies.
+type Session struct {
+	IDHash string
+	// Subject is the stable website subject, e.g. "local:alice".
+	Subject string
+	// Source is the identity source name that created the session.
+	Source string
+	// Username, Name, Email are the profile captured at login.
+	Username string
+	Name     string
+	Email    string
+	// CreatedAt and ExpiresAt bound the session (UTC).
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Link records the Rocket.Chat user that belongs to a website subject.
+type Link struct {
+	// Subject is the stable website subject; the primary key.
+	Subject string
+	// UserID is the Rocket.Chat user _id (17 chars in real servers).
+	UserID string
+	// Username is the Rocket.Chat username chosen at provisioning.
+	Username string
+	// ProfileHash is a digest of the profile last written to Rocket.Chat, so
+	// that profile sync writes only on change.
+	ProfileHash string
+	// UpdatedAt is the last write time (UTC).
+	UpdatedAt time.Time
+}
+
+// Token is a cached Rocket.Chat token for one subject.
+type Token struct {
+	// Subject is the stable website subject; the primary key.
+	Subject string
+	// UserID is the Rocket.Chat user _id the token belongs to.
+	UserID string
+	// Ciphertext is the encrypted token (the store never sees the plain token).
+	Ciphertext []byte
+	// MintedAt is when rcsso obtained the token; ValidatedAt when Rocket.Chat
+	// last confirmed it (UTC).
+	MintedAt    time.Time
+	ValidatedAt time.Time
+}
+
+// Store is rcsso's state. All methods are safe for concurrent use and honour
+// ctx cancellation. Times are stored with at least millisecond precision.
+type Store interface {
+	// CreateAccount inserts a local account; ErrConflict if the username exists.
+	CreateAccount(ctx context.Context, a Account) error
+	// GetAccount returns the account for username (case-insensitive); ErrNotFound.
+	GetAccount(ctx context.Context, username string) (Account, error)
+	// ListAccounts returns all accounts ordered by username.
+	ListAccounts(ctx context.Context) ([]Account, error)
+	// DeleteAccount removes an account; ErrNotFound if absent.
+	DeleteAccount(ctx context.Context, username string) error
+
+	// PutSession inserts or replaces a session.
+	PutSession(ctx context.Context, s Session) error
+	// GetSession returns an unexpired session by IDHash; ErrNotFound if absent
+	// or expired.
+	GetSession(ctx context.Context, idHash string) (Session, error)
+	// DeleteSession removes one session; nil if absent.
+	DeleteSession(ctx context.Context, idHash string) error
+	// DeleteSessionsBySubject removes every session of a subject and returns
+	// how many were removed.
+	DeleteSessionsBySubject(ctx context.Context, subject string) (int, error)
+
+	// GetLink returns the link for subject; ErrNotFound.
+	GetLink(ctx context.Context, subject string) (Link, error)
+	// PutLink inserts or replaces the link for l.Subject.
+	PutLink(ctx context.Context, l Link) error
+
+	// GetToken returns the cached token for subject; ErrNotFound.
+	GetToken(ctx context.Context, subject string) (Token, error)
+	// PutToken inserts or replaces the cached token for t.Subject.
+	PutToken(ctx context.Context, t Token) error
+	// DeleteToken removes the cached token; nil if absent.
+	DeleteToken(ctx context.Context, subject string) error
+
+	// Ping reports whether the backend answers.
+	Ping(ctx context.Context) error
+	// Close releases resources.
+	Close() error
+}
