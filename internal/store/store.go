@@ -39,6 +39,7 @@ type Account struct {
 // keys the record by IDHash = base64url(sha256(id)), so a leaked database does
 // not yield usable cookies.
 type Session struct {
+	// IDHash is base64url(sha256(session id)); the primary key.
 	IDHash string
 	// Subject is the stable website subject, e.g. "local:alice".
 	Subject string
@@ -83,26 +84,36 @@ type Token struct {
 }
 
 // Store is rcsso's state. All methods are safe for concurrent use and honour
-// ctx cancellation. Times are stored with at least millisecond precision.
+// ctx cancellation: a call made with a done ctx fails with an error wrapping
+// ctx.Err(). Times are stored with at least millisecond precision and returned
+// in UTC (a zero time round-trips as a zero time). Errors wrap ErrNotFound and
+// ErrConflict, so test them with errors.Is. Records are values: a backend
+// keeps no reference to a caller's slices (e.g. Token.Ciphertext) and hands
+// out none of its own. Keys other than Account.Username are case-sensitive.
 type Store interface {
-	// CreateAccount inserts a local account; ErrConflict if the username exists.
+	// CreateAccount inserts a local account, lower-casing a.Username first;
+	// ErrConflict if the username exists (compared case-insensitively).
 	CreateAccount(ctx context.Context, a Account) error
 	// GetAccount returns the account for username (case-insensitive); ErrNotFound.
 	GetAccount(ctx context.Context, username string) (Account, error)
-	// ListAccounts returns all accounts ordered by username.
+	// ListAccounts returns all accounts ordered by (lower-cased) username,
+	// byte-wise ascending; an empty store yields an empty slice.
 	ListAccounts(ctx context.Context) ([]Account, error)
-	// DeleteAccount removes an account; ErrNotFound if absent.
+	// DeleteAccount removes an account (username is case-insensitive);
+	// ErrNotFound if absent.
 	DeleteAccount(ctx context.Context, username string) error
 
-	// PutSession inserts or replaces a session.
+	// PutSession inserts or replaces a session. Backends may use the call to
+	// purge a bounded batch of expired sessions.
 	PutSession(ctx context.Context, s Session) error
 	// GetSession returns an unexpired session by IDHash; ErrNotFound if absent
-	// or expired.
+	// or expired (ExpiresAt <= now).
 	GetSession(ctx context.Context, idHash string) (Session, error)
 	// DeleteSession removes one session; nil if absent.
 	DeleteSession(ctx context.Context, idHash string) error
 	// DeleteSessionsBySubject removes every session of a subject and returns
-	// how many were removed.
+	// how many were removed. The count may include expired sessions that had
+	// not been purged yet.
 	DeleteSessionsBySubject(ctx context.Context, subject string) (int, error)
 
 	// GetLink returns the link for subject; ErrNotFound.

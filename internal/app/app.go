@@ -1,0 +1,303 @@
+// Package app builds a running rcsso from a validated configuration: store,
+// token sealer, Rocket.Chat client, identity sources, provisioner, minter,
+// token broker and HTTP server. `rcsso serve`, `rcsso demo` and the
+// end-to-end tests all start rcsso through it.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/publicsuffix"
+
+	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/identity/header"
+	"github.com/rcsso/rcsso/internal/identity/local"
+	"github.com/rcsso/rcsso/internal/mint"
+	"github.com/rcsso/rcsso/internal/mint/createtoken"
+	"github.com/rcsso/rcsso/internal/provision"
+	"github.com/rcsso/rcsso/internal/rcadmin"
+	"github.com/rcsso/rcsso/internal/rocketchat"
+	"github.com/rcsso/rcsso/internal/sealer"
+	"github.com/rcsso/rcsso/internal/server"
+	"github.com/rcsso/rcsso/internal/store"
+	"github.com/rcsso/rcsso/internal/store/memory"
+	"github.com/rcsso/rcsso/internal/store/sqlite"
+	"github.com/rcsso/rcsso/internal/websession"
+)
+
+// App is a built rcsso.
+type App struct {
+	Config  config.Config
+	Store   store.Store
+	Broker  *mint.Broker
+	Handler *server.Server
+	RC      *rocketchat.Client
+	log     *slog.Logger
+}
+
+// OpenStore opens the configured store.
+func OpenStore(ctx context.Context, c config.Store) (store.Store, error) {
+	switch c.Type {
+	case "memory":
+		return memory.New(), nil
+	case "sqlite":
+		st, err := sqlite.Open(ctx, c.Path)
+		if err != nil {
+			return nil, fmt.Errorf("store.path: opening %s: %w", c.Path, err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("store.type: unknown store %q", c.Type)
+}
+
+// Build validates cfg and wires every part. It asks Rocket.Chat for its
+// version (to decide whether users.createToken takes a secret) but does not
+// fail when Rocket.Chat is down: /readyz reports that.
+func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pub, _ := url.Parse(cfg.PublicURL)
+	rcURL, _ := url.Parse(cfg.RocketChat.URL)
+	rcOrigin := config.Origin(rcURL)
+	var websiteOrigins []string
+	for _, o := range cfg.Website.Origins {
+		u, _ := url.Parse(o)
+		websiteOrigins = append(websiteOrigins, config.Origin(u))
+	}
+
+	st, err := OpenStore(ctx, cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = st.Close()
+		}
+	}()
+	key, err := encryptionKey(cfg.Store, log)
+	if err != nil {
+		return nil, err
+	}
+	seal, err := sealer.New(key)
+	if err != nil {
+		return nil, err
+	}
+
+	rc, err := rocketchat.New(rocketchat.Options{BaseURL: cfg.RocketChat.URL, Timeout: cfg.RocketChat.Timeout, Logger: log, UserAgent: "rcsso"})
+	if err != nil {
+		return nil, fmt.Errorf("rocketchat.url: %w", err)
+	}
+	var admin rcadmin.Auth
+	if cfg.RocketChat.AdminToken != "" {
+		admin = rcadmin.PAT{UserID: cfg.RocketChat.AdminUserID, AuthToken: cfg.RocketChat.AdminToken}
+	} else {
+		admin = &rcadmin.Password{RC: rc, Username: cfg.RocketChat.AdminUsername, Password: cfg.RocketChat.AdminPassword}
+	}
+
+	secret := cfg.RocketChat.CreateTokensSecret
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	info, infoErr := rc.Info(ictx)
+	cancel()
+	switch {
+	case infoErr != nil:
+		log.Warn("Rocket.Chat does not answer yet; rcsso starts anyway and /readyz reports it", "rocketchat_url", cfg.RocketChat.URL, "err", infoErr)
+	case majorVersion(info.Version) >= 8 && secret == "":
+		log.Warn("Rocket.Chat 8.x requires CREATE_TOKENS_FOR_USERS_SECRET for users.createToken: set rocketchat.create_tokens_secret to the same value", "rocketchat_version", info.Version)
+	case majorVersion(info.Version) > 0 && majorVersion(info.Version) < 8 && secret != "":
+		log.Info("Rocket.Chat before 8.0 takes no createToken secret (it needs CREATE_TOKENS_FOR_USERS=true); not sending it", "rocketchat_version", info.Version)
+		secret = ""
+	default:
+		log.Info("Rocket.Chat answers", "rocketchat_version", info.Version)
+	}
+
+	sameSite, secure := cookiePolicy(cfg, pub, rcURL, log)
+	cookieName := cfg.Session.CookieName
+	if cookieName == "" {
+		cookieName = "rcsso_session"
+		if secure {
+			cookieName = "__Host-rcsso_session"
+		}
+	}
+	sessions := websession.New(st, websession.Options{CookieName: cookieName, Secure: secure, SameSite: sameSite, TTL: cfg.Session.TTL})
+
+	var chain identity.Chain
+	for _, s := range cfg.Identity {
+		switch s.Type {
+		case "header":
+			prefixes := make([]netip.Prefix, 0, len(s.TrustedProxies))
+			for _, p := range s.TrustedProxies {
+				pp, _ := config.ParsePrefix(p)
+				prefixes = append(prefixes, pp)
+			}
+			chain = append(chain, header.New(header.Config{Name: s.Name, UserHeader: s.UserHeader, EmailHeader: s.EmailHeader, NameHeader: s.NameHeader, TrustedProxies: prefixes, EmailVerified: true}))
+		case "local":
+			chain = append(chain, local.New(s.Name, st, sessions))
+		}
+	}
+
+	prov := provision.New(rc, admin, st, provision.Config{
+		Roles:                  cfg.Provision.Roles,
+		JoinDefaultChannels:    cfg.Provision.JoinDefaultChannels,
+		PlaceholderEmailDomain: cfg.Provision.PlaceholderEmailDomain,
+	}, log)
+	minter := &createtoken.Minter{RC: rc, Admin: admin, Secret: secret}
+	broker := mint.NewBroker(st, seal, minter, prov, mint.BrokerConfig{
+		RevalidateAfter: cfg.Minting.RevalidateAfter,
+		TTL:             cfg.Minting.TokenTTL,
+	}, log)
+
+	srv := server.New(server.Options{
+		PublicURL:        pub,
+		RocketChatOrigin: rcOrigin,
+		WebsiteOrigins:   websiteOrigins,
+		WebsiteName:      cfg.Website.Name,
+		WebsiteLoginURL:  cfg.Website.LoginURL,
+		Identity:         chain,
+		Sessions:         sessions,
+		Broker:           broker,
+		Store:            st,
+		RC:               rc,
+		Logger:           log,
+	})
+	ok = true
+	return &App{Config: cfg, Store: st, Broker: broker, Handler: srv, RC: rc, log: log}, nil
+}
+
+// Serve serves on ln until ctx is done, then shuts down gracefully (10 s).
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	return err
+}
+
+// Close releases the store.
+func (a *App) Close() error { return a.Store.Close() }
+
+// cookiePolicy chooses the session cookie's SameSite and Secure attributes.
+// Same-site deployments (Rocket.Chat on chat.example.com, rcsso on
+// sso.example.com) get Lax: the API URL fetch from Rocket.Chat is same-site
+// and carries it even where third-party cookies are blocked. Cross-site ones
+// need None (and https), and then depend on third-party cookies.
+func cookiePolicy(cfg config.Config, pub, rc *url.URL, log *slog.Logger) (http.SameSite, bool) {
+	secure := pub.Scheme == "https"
+	same := SameSite(pub, rc)
+	switch cfg.Session.SameSite {
+	case "lax":
+		return http.SameSiteLaxMode, secure
+	case "strict":
+		return http.SameSiteStrictMode, secure
+	case "none":
+		return http.SameSiteNoneMode, secure
+	}
+	if same {
+		return http.SameSiteLaxMode, secure
+	}
+	if !secure {
+		log.Warn("Rocket.Chat and rcsso are on different sites but public_url is http: the session cookie cannot be SameSite=None, so the API URL will not see it; serve rcsso over https or put both on one site",
+			"public_url", cfg.PublicURL, "rocketchat_url", cfg.RocketChat.URL)
+		return http.SameSiteLaxMode, false
+	}
+	log.Warn("Rocket.Chat and rcsso are on different sites: the API URL flow depends on third-party cookies, which Safari, Firefox and Chrome Incognito block; prefer chat.<site> and sso.<site> on one registrable domain",
+		"public_url", cfg.PublicURL, "rocketchat_url", cfg.RocketChat.URL)
+	return http.SameSiteNoneMode, true
+}
+
+// SameSite reports whether two URLs are on the same site (scheme and
+// registrable domain; IP addresses and single-label hosts compare whole).
+func SameSite(a, b *url.URL) bool {
+	if a.Scheme != b.Scheme {
+		return false
+	}
+	return site(a.Hostname()) == site(b.Hostname())
+}
+
+func site(host string) string {
+	host = strings.ToLower(host)
+	if net.ParseIP(host) != nil || !strings.Contains(host, ".") {
+		return host
+	}
+	s, err := publicsuffix.EffectiveTLDPlusOne(host)
+	if err != nil {
+		return host
+	}
+	return s
+}
+
+func majorVersion(v string) int {
+	n, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+	return n
+}
+
+// encryptionKey returns the token encryption key: configured, or kept in
+// "<store.path>.key" (created 0600 on first start), or ephemeral for the
+// memory store.
+func encryptionKey(c config.Store, log *slog.Logger) ([]byte, error) {
+	if c.EncryptionKey != "" {
+		return config.DecodeKey(c.EncryptionKey)
+	}
+	if c.Type != "sqlite" {
+		k := make([]byte, 32)
+		_, _ = rand.Read(k)
+		return k, nil
+	}
+	path := c.Path + ".key"
+	b, err := os.ReadFile(path)
+	if err == nil {
+		k, err := config.DecodeKey(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("store.encryption_key: %s: %w", path, err)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("store.encryption_key: %w", err)
+	}
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store.encryption_key: creating %s: %w", path, err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(k) + "\n"); err != nil {
+		return nil, fmt.Errorf("store.encryption_key: writing %s: %w", path, err)
+	}
+	log.Info("generated the token encryption key; back it up with the database", "path", path)
+	return k, nil
+}

@@ -1,0 +1,481 @@
+// Package config loads rcsso's configuration: YAML file < environment
+// variables RCSSO_<PATH> < command-line flags, then Validate() checks it and
+// reports every problem with the key that has it and how to fix it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+	yamlv3 "go.yaml.in/yaml/v3"
+)
+
+// Config is the whole rcsso configuration. Keys are snake_case in YAML; the
+// environment variable for a key is RCSSO_ followed by its path upper-cased
+// with dots replaced by underscores (rocketchat.url → RCSSO_ROCKETCHAT_URL).
+// The list "identity" is set from the environment as one YAML/JSON value
+// (RCSSO_IDENTITY='[{"type":"local"}]').
+type Config struct {
+	// Listen is the TCP address rcsso serves on, e.g. "127.0.0.1:8080".
+	Listen string `koanf:"listen"`
+	// PublicURL is where browsers reach rcsso (scheme, host, optional path
+	// prefix), e.g. "https://sso.example.com". Cookie security follows its scheme.
+	PublicURL string `koanf:"public_url"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `koanf:"log_level"`
+	// LogFormat is text or json.
+	LogFormat string `koanf:"log_format"`
+
+	RocketChat RocketChat       `koanf:"rocketchat"`
+	Identity   []IdentitySource `koanf:"identity"`
+	Store      Store            `koanf:"store"`
+	Minting    Minting          `koanf:"minting"`
+	Session    Session          `koanf:"session"`
+	Website    Website          `koanf:"website"`
+	Provision  Provision        `koanf:"provisioning"`
+}
+
+// RocketChat says where Rocket.Chat is and how rcsso authenticates to it.
+// Give either a personal access token (admin_user_id + admin_token, preferred:
+// create it with "Ignore Two Factor Authentication" on) or a service
+// account's admin_username + admin_password. Secrets may instead be read from
+// files (admin_token_file, admin_password_file, create_tokens_secret_file).
+type RocketChat struct {
+	// URL is Rocket.Chat's site URL; its origin is the only origin allowed to
+	// call the API URL and to frame the IFrame URL.
+	URL                    string        `koanf:"url"`
+	AdminUserID            string        `koanf:"admin_user_id"`
+	AdminToken             string        `koanf:"admin_token"`
+	AdminTokenFile         string        `koanf:"admin_token_file"`
+	AdminUsername          string        `koanf:"admin_username"`
+	AdminPassword          string        `koanf:"admin_password"`
+	AdminPasswordFile      string        `koanf:"admin_password_file"`
+	CreateTokensSecret     string        `koanf:"create_tokens_secret"`
+	CreateTokensSecretFile string        `koanf:"create_tokens_secret_file"`
+	Timeout                time.Duration `koanf:"timeout"`
+}
+
+// IdentitySource configures one way of learning who the visitor is. Sources
+// are tried in order; the first that recognises the visitor wins.
+type IdentitySource struct {
+	// Type is "header" or "local".
+	Type string `koanf:"type"`
+	// Name identifies the source in logs and subjects; defaults to Type.
+	Name string `koanf:"name"`
+
+	// header: the trusted reverse proxy's headers.
+	UserHeader     string   `koanf:"user_header"`
+	EmailHeader    string   `koanf:"email_header"`
+	NameHeader     string   `koanf:"name_header"`
+	TrustedProxies []string `koanf:"trusted_proxies"`
+}
+
+// Store selects rcsso's own state backend.
+type Store struct {
+	// Type is sqlite (default) or memory.
+	Type string `koanf:"type"`
+	// Path is the SQLite file.
+	Path string `koanf:"path"`
+	// EncryptionKey encrypts cached Rocket.Chat tokens at rest (AES-256-GCM):
+	// 32 bytes, base64 (std or url) encoded. When empty and
+	// encryption_key_file is empty, rcsso keeps a generated key in
+	// "<path>.key" (mode 0600) for sqlite and an ephemeral one for memory.
+	EncryptionKey     string `koanf:"encryption_key"`
+	EncryptionKeyFile string `koanf:"encryption_key_file"`
+}
+
+// Minting selects how rcsso obtains Rocket.Chat tokens and how it reuses them.
+type Minting struct {
+	// Mode is create-token (users.createToken; protocol spec §4.7).
+	Mode string `koanf:"mode"`
+	// RevalidateAfter is how long a cached token is handed out without asking
+	// Rocket.Chat whether it still works (GET /api/v1/me). Rocket.Chat rate
+	// limits /me per client IP for ordinary users (10/min, spec §4.14), so
+	// keep this long; the IFrame URL always re-validates.
+	RevalidateAfter time.Duration `koanf:"revalidate_after"`
+	// TokenTTL is how long a cached token is used at all before a new one is
+	// minted; keep it below Rocket.Chat's Accounts_LoginExpiration (90 days).
+	TokenTTL time.Duration `koanf:"token_ttl"`
+}
+
+// Session configures rcsso's own website session cookie (identity sources
+// local and oidc).
+type Session struct {
+	// CookieName defaults to "rcsso_session" ("__Host-rcsso_session" over https).
+	CookieName string `koanf:"cookie_name"`
+	// TTL is the session lifetime.
+	TTL time.Duration `koanf:"ttl"`
+	// SameSite is auto, lax, strict or none. auto = lax when Rocket.Chat is on
+	// the same site as public_url, none (requires https) otherwise.
+	SameSite string `koanf:"same_site"`
+}
+
+// Website describes the website that embeds the chat.
+type Website struct {
+	// Name is shown on rcsso's pages ("Log in to <name>").
+	Name string `koanf:"name"`
+	// Origins are the website's own origins (host pages). They may frame the
+	// IFrame URL (when Rocket.Chat is embedded in them), post to /logout, and
+	// be return_to targets after a top-level login.
+	Origins []string `koanf:"origins"`
+	// LoginURL is where visitors log in on the website when no interactive
+	// identity source is configured; the IFrame URL links to it.
+	LoginURL string `koanf:"login_url"`
+}
+
+// Provision configures how Rocket.Chat users are created.
+type Provision struct {
+	// Roles given to new users; default ["user"].
+	Roles []string `koanf:"roles"`
+	// JoinDefaultChannels is passed to users.create; default false.
+	JoinDefaultChannels bool `koanf:"join_default_channels"`
+	// PlaceholderEmailDomain is used for users without an e-mail address
+	// (Rocket.Chat requires one); default "users.rcsso.invalid".
+	PlaceholderEmailDomain string `koanf:"placeholder_email_domain"`
+}
+
+// Default returns the embedded defaults.
+func Default() Config {
+	return Config{
+		Listen:    "127.0.0.1:8080",
+		PublicURL: "http://127.0.0.1:8080",
+		LogLevel:  "info",
+		LogFormat: "text",
+		RocketChat: RocketChat{
+			URL:     "http://127.0.0.1:3000",
+			Timeout: 10 * time.Second,
+		},
+		Identity: []IdentitySource{{Type: "local"}},
+		Store:    Store{Type: "sqlite", Path: "rcsso.db"},
+		Minting: Minting{
+			Mode:            "create-token",
+			RevalidateAfter: time.Hour,
+			TokenTTL:        30 * 24 * time.Hour,
+		},
+		Session: Session{TTL: 12 * time.Hour, SameSite: "auto"},
+		Website: Website{Name: "the website"},
+		Provision: Provision{
+			Roles:                  []string{"user"},
+			PlaceholderEmailDomain: "users.rcsso.invalid",
+		},
+	}
+}
+
+// Load reads the configuration: defaults < YAML file at path (if path is
+// not empty) < environment (RCSSO_*) < overrides (flag values keyed by
+// config path, e.g. "listen"). Secrets named by *_file keys are read.
+// It does not call Validate.
+func Load(path string, environ []string, overrides map[string]any) (Config, error) {
+	k := koanf.New(".")
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config: reading %s: %w", path, err)
+		}
+	}
+	env, err := envValues(environ)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := k.Load(confmap.Provider(env, "."), nil); err != nil {
+		return Config{}, fmt.Errorf("config: environment: %w", err)
+	}
+	if len(overrides) > 0 {
+		if err := k.Load(confmap.Provider(overrides, "."), nil); err != nil {
+			return Config{}, fmt.Errorf("config: flags: %w", err)
+		}
+	}
+	cfg := Default()
+	if k.Exists("identity") {
+		cfg.Identity = nil // a configured list replaces the default one
+	}
+	dc := &mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
+		WeaklyTypedInput: true,
+		ErrorUnused:      true,
+		TagName:          "koanf",
+	}
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
+		return Config{}, fmt.Errorf("config: %s", cleanDecodeError(err))
+	}
+	if err := cfg.readSecretFiles(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func cleanDecodeError(err error) string {
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, "decoding failed due to the following error(s):\n\n", "")
+	if strings.Contains(msg, "has invalid keys") {
+		msg += " (unknown key: check its spelling against README's configuration reference)"
+	}
+	return msg
+}
+
+// envValues maps RCSSO_* variables onto config paths.
+func envValues(environ []string) (map[string]any, error) {
+	paths := leafPaths(reflect.TypeFor[Config](), "")
+	byEnv := make(map[string]string, len(paths))
+	for _, p := range paths {
+		byEnv["RCSSO_"+strings.ToUpper(strings.ReplaceAll(p, ".", "_"))] = p
+	}
+	out := map[string]any{}
+	var errs []error
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, "RCSSO_") || name == "RCSSO_CONFIG" {
+			continue
+		}
+		if name == "RCSSO_IDENTITY" {
+			var list []map[string]any
+			if err := yamlv3.Unmarshal([]byte(val), &list); err != nil {
+				errs = append(errs, fmt.Errorf("config: RCSSO_IDENTITY: must be a YAML or JSON list such as '[{\"type\":\"local\"}]': %v", err))
+				continue
+			}
+			out["identity"] = toAnyList(list)
+			continue
+		}
+		p, ok := byEnv[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("config: environment variable %s does not name a configuration key (known: RCSSO_LISTEN, RCSSO_ROCKETCHAT_URL, …; see README)", name))
+			continue
+		}
+		out[p] = val
+	}
+	return out, errors.Join(errs...)
+}
+
+func toAnyList(list []map[string]any) []any {
+	out := make([]any, len(list))
+	for i, m := range list {
+		out[i] = m
+	}
+	return out
+}
+
+// leafPaths lists the dotted koanf paths of t's scalar fields (lists of
+// scalars included, lists of structs excluded).
+func leafPaths(t reflect.Type, prefix string) []string {
+	var out []string
+	for f := range t.Fields() {
+		tag := f.Tag.Get("koanf")
+		if tag == "" {
+			continue
+		}
+		p := tag
+		if prefix != "" {
+			p = prefix + "." + tag
+		}
+		switch {
+		case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]():
+			out = append(out, leafPaths(f.Type, p)...)
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			// set as a whole (RCSSO_IDENTITY)
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (c *Config) readSecretFiles() error {
+	var errs []error
+	read := func(key string, value *string, path string) {
+		if path == "" {
+			return
+		}
+		if *value != "" {
+			errs = append(errs, fmt.Errorf("config: %s and %s_file are both set: keep one", key, key))
+			return
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config: %s_file: %v", key, err))
+			return
+		}
+		*value = strings.TrimRight(string(b), "\r\n")
+		if *value == "" {
+			errs = append(errs, fmt.Errorf("config: %s_file: %s is empty", key, path))
+		}
+	}
+	read("rocketchat.admin_token", &c.RocketChat.AdminToken, c.RocketChat.AdminTokenFile)
+	read("rocketchat.admin_password", &c.RocketChat.AdminPassword, c.RocketChat.AdminPasswordFile)
+	read("rocketchat.create_tokens_secret", &c.RocketChat.CreateTokensSecret, c.RocketChat.CreateTokensSecretFile)
+	read("store.encryption_key", &c.Store.EncryptionKey, c.Store.EncryptionKeyFile)
+	return errors.Join(errs...)
+}
+
+// Validate checks the whole configuration and returns every problem found,
+// each naming its key and what to do (errors.Join of them), or nil.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "must be host:port such as 127.0.0.1:8080 (got %q)", c.Listen)
+	}
+	pub, err := ParseOrigin(c.PublicURL, true)
+	if err != nil {
+		bad("public_url", "%v", err)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		bad("log_level", "must be debug, info, warn or error (got %q)", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log_format", "must be text or json (got %q)", c.LogFormat)
+	}
+	rcURL, err := ParseOrigin(c.RocketChat.URL, true)
+	if err != nil {
+		bad("rocketchat.url", "%v", err)
+	}
+	rc := c.RocketChat
+	hasPAT := rc.AdminUserID != "" || rc.AdminToken != ""
+	hasPassword := rc.AdminUsername != "" || rc.AdminPassword != ""
+	switch {
+	case hasPAT && hasPassword:
+		bad("rocketchat", "set either admin_user_id + admin_token (a personal access token) or admin_username + admin_password, not both")
+	case hasPAT && (rc.AdminUserID == "" || rc.AdminToken == ""):
+		bad("rocketchat.admin_token", "a personal access token needs both admin_user_id and admin_token (Rocket.Chat shows both when you create it under My Account → Personal Access Tokens)")
+	case hasPassword && (rc.AdminUsername == "" || rc.AdminPassword == ""):
+		bad("rocketchat.admin_password", "a service account needs both admin_username and admin_password")
+	case !hasPAT && !hasPassword && c.Minting.Mode == "create-token":
+		bad("rocketchat.admin_token", "minting mode create-token needs Rocket.Chat admin credentials: set admin_user_id + admin_token (preferred) or admin_username + admin_password")
+	}
+	if rc.Timeout <= 0 {
+		bad("rocketchat.timeout", "must be a positive duration such as 10s")
+	}
+	if len(c.Identity) == 0 {
+		bad("identity", "list at least one identity source, e.g. [{type: local}]")
+	}
+	names := map[string]bool{}
+	for i, s := range c.Identity {
+		key := fmt.Sprintf("identity[%d]", i)
+		name := s.Name
+		if name == "" {
+			name = s.Type
+		}
+		if names[name] {
+			bad(key+".name", "two identity sources are named %q: give each a distinct name", name)
+		}
+		names[name] = true
+		switch s.Type {
+		case "local":
+		case "header":
+			if s.UserHeader == "" {
+				bad(key+".user_header", "the header source needs the name of the header carrying the user, e.g. X-Forwarded-User")
+			}
+			if len(s.TrustedProxies) == 0 {
+				bad(key+".trusted_proxies", "list the reverse proxies allowed to set identity headers, e.g. [127.0.0.1/32]; without it anyone could send them")
+			}
+			for _, p := range s.TrustedProxies {
+				if _, err := ParsePrefix(p); err != nil {
+					bad(key+".trusted_proxies", "%q is not an IP address or CIDR prefix such as 10.0.0.0/8", p)
+				}
+			}
+		case "":
+			bad(key+".type", "missing: use header or local")
+		default:
+			bad(key+".type", "unknown identity source %q: use header or local", s.Type)
+		}
+	}
+	switch c.Store.Type {
+	case "memory":
+	case "sqlite":
+		if c.Store.Path == "" {
+			bad("store.path", "the sqlite store needs a file path, e.g. /var/lib/rcsso/rcsso.db")
+		}
+	default:
+		bad("store.type", "unknown store %q: use sqlite or memory", c.Store.Type)
+	}
+	if c.Store.EncryptionKey != "" {
+		if _, err := DecodeKey(c.Store.EncryptionKey); err != nil {
+			bad("store.encryption_key", "%v", err)
+		}
+	}
+	if c.Minting.Mode != "create-token" {
+		bad("minting.mode", "unknown mode %q: use create-token", c.Minting.Mode)
+	}
+	if c.Minting.RevalidateAfter <= 0 {
+		bad("minting.revalidate_after", "must be a positive duration such as 1h")
+	}
+	if c.Minting.TokenTTL <= 0 || c.Minting.TokenTTL > 90*24*time.Hour {
+		bad("minting.token_ttl", "must be positive and at most 2160h (Rocket.Chat's default login expiration of 90 days)")
+	}
+	if c.Session.TTL <= 0 {
+		bad("session.ttl", "must be a positive duration such as 12h")
+	}
+	switch c.Session.SameSite {
+	case "auto", "lax", "strict":
+	case "none":
+		if pub != nil && pub.Scheme != "https" {
+			bad("session.same_site", "none requires public_url to be https (browsers drop SameSite=None cookies without Secure)")
+		}
+	default:
+		bad("session.same_site", "must be auto, lax, strict or none (got %q)", c.Session.SameSite)
+	}
+	for i, o := range c.Website.Origins {
+		if _, err := ParseOrigin(o, false); err != nil {
+			bad(fmt.Sprintf("website.origins[%d]", i), "%v", err)
+		}
+	}
+	if c.Website.LoginURL != "" {
+		if _, err := ParseOrigin(c.Website.LoginURL, true); err != nil {
+			bad("website.login_url", "%v", err)
+		}
+	}
+	if len(c.Provision.Roles) == 0 {
+		bad("provisioning.roles", "give at least one role, usually [user]")
+	}
+	_ = rcURL
+	return errors.Join(errs...)
+}
+
+// ParseOrigin parses an absolute http(s) URL. When allowPath is false the
+// URL must be a bare origin (scheme://host[:port], no path, query or
+// fragment).
+func ParseOrigin(s string, allowPath bool) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("must be an absolute http(s) URL such as https://chat.example.com (got %q)", s)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("must not contain credentials, a query or a fragment (got %q)", s)
+	}
+	if !allowPath && u.Path != "" && u.Path != "/" {
+		return nil, fmt.Errorf("must be an origin without a path, such as https://www.example.com (got %q)", s)
+	}
+	return u, nil
+}
+
+// Origin returns the serialized origin ("scheme://host[:port]", lower-case,
+// default port dropped) of an absolute URL.
+func Origin(u *url.URL) string {
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return strings.ToLower(u.Scheme) + "://" + host
+}

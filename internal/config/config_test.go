@@ -1,0 +1,142 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadLayers(t *testing.T) {
+	tokenFile := writeFile(t, "token", "pat-from-file\n")
+	path := writeFile(t, "rcsso.yaml", `
+listen: 127.0.0.1:9000
+public_url: https://sso.example.com
+rocketchat:
+  url: https://chat.example.com
+  admin_user_id: adminid
+  admin_token_file: `+tokenFile+`
+  timeout: 5s
+identity:
+  - type: header
+    user_header: X-Forwarded-User
+    trusted_proxies: [10.0.0.0/8]
+  - type: local
+store:
+  type: memory
+`)
+	env := []string{"RCSSO_LISTEN=127.0.0.1:9100", "RCSSO_ROCKETCHAT_CREATE_TOKENS_SECRET=s3cret", "HOME=/root"}
+	cfg, err := Load(path, env, map[string]any{"listen": "127.0.0.1:9200"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if cfg.Listen != "127.0.0.1:9200" {
+		t.Errorf("flag should win over env and file: listen = %q", cfg.Listen)
+	}
+	if cfg.RocketChat.CreateTokensSecret != "s3cret" {
+		t.Errorf("env not applied: %q", cfg.RocketChat.CreateTokensSecret)
+	}
+	if cfg.RocketChat.AdminToken != "pat-from-file" {
+		t.Errorf("admin_token_file not read: %q", cfg.RocketChat.AdminToken)
+	}
+	if cfg.RocketChat.Timeout != 5*time.Second {
+		t.Errorf("timeout = %v", cfg.RocketChat.Timeout)
+	}
+	if len(cfg.Identity) != 2 || cfg.Identity[0].TrustedProxies[0] != "10.0.0.0/8" {
+		t.Errorf("identity = %+v", cfg.Identity)
+	}
+	if cfg.Minting.Mode != "create-token" {
+		t.Errorf("default minting mode lost: %q", cfg.Minting.Mode)
+	}
+}
+
+func TestEnvIdentityList(t *testing.T) {
+	env := []string{`RCSSO_IDENTITY=[{"type":"header","user_header":"X-User","trusted_proxies":["127.0.0.1"]}]`,
+		"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}
+	cfg, err := Load("", env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Identity) != 1 || cfg.Identity[0].UserHeader != "X-User" {
+		t.Fatalf("identity = %+v", cfg.Identity)
+	}
+}
+
+func TestBrokenConfigNamesTheKey(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		env        []string
+		want       string
+	}{
+		{"unknown key", "rocketchat:\n  urll: x\n", nil, "urll"},
+		{"unknown env", "", []string{"RCSSO_ROCKETCHAT_ULR=x"}, "RCSSO_ROCKETCHAT_ULR"},
+		{"bad url", "rocketchat:\n  url: chat.example.com\n  admin_username: a\n  admin_password: b\n", nil, "rocketchat.url"},
+		{"no credentials", "", nil, "rocketchat.admin_token"},
+		{"half a PAT", "rocketchat:\n  admin_token: t\n", nil, "admin_user_id"},
+		{"header without proxies", "identity:\n  - type: header\n    user_header: X-User\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "identity[0].trusted_proxies"},
+		{"bad proxy", "identity:\n  - type: header\n    user_header: X-User\n    trusted_proxies: [nope]\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "not an IP address"},
+		{"unknown source", "identity:\n  - type: ldap\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "identity[0].type"},
+		{"bad store", "store:\n  type: mysql\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "store.type"},
+		{"bad key", "store:\n  encryption_key: short\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "store.encryption_key"},
+		{"bad duration", "rocketchat:\n  timeout: soon\n", nil, "timeout"},
+		{"samesite none over http", "session:\n  same_site: none\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "session.same_site"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := ""
+			if c.yaml != "" {
+				path = writeFile(t, "c.yaml", c.yaml)
+			}
+			cfg, err := Load(path, c.env, nil)
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err == nil {
+				t.Fatal("broken configuration accepted")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not name %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestSecretFileAndValueBoth(t *testing.T) {
+	p := writeFile(t, "pw", "x\n")
+	path := writeFile(t, "c.yaml", "rocketchat:\n  admin_password: y\n  admin_password_file: "+p+"\n")
+	if _, err := Load(path, nil, nil); err == nil || !strings.Contains(err.Error(), "rocketchat.admin_password") {
+		t.Fatalf("want an error naming rocketchat.admin_password, got %v", err)
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://Chat.Example.com:443/x": "https://chat.example.com",
+		"http://127.0.0.1:3000":          "http://127.0.0.1:3000",
+		"http://[::1]:80/":               "http://[::1]",
+	} {
+		u, err := ParseOrigin(in, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Origin(u); got != want {
+			t.Errorf("Origin(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,110 @@
+// Package header is the "header" identity source: a reverse proxy in front of
+// rcsso (the website's own, or an auth proxy such as oauth2-proxy) has already
+// authenticated the visitor and passes who they are in request headers. The
+// headers are believed only when the TCP peer is one of the trusted proxies.
+package header
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"unicode"
+
+	"github.com/rcsso/rcsso/internal/identity"
+)
+
+// maxValue bounds a header value (bytes).
+const maxValue = 256
+
+// Config configures the source.
+type Config struct {
+	// Name is the source name; subjects are "<Name>:<user header value>".
+	Name string
+	// UserHeader carries the stable user id/name (required), e.g. X-Forwarded-User.
+	UserHeader string
+	// EmailHeader and NameHeader are optional.
+	EmailHeader string
+	NameHeader  string
+	// TrustedProxies are the peers allowed to set the headers.
+	TrustedProxies []netip.Prefix
+	// EmailVerified says whether the proxy's e-mail is vouched for (default
+	// true: the proxy authenticated the person).
+	EmailVerified bool
+}
+
+// Source is the header identity source.
+type Source struct{ cfg Config }
+
+// New returns a header source.
+func New(cfg Config) *Source {
+	if cfg.Name == "" {
+		cfg.Name = "header"
+	}
+	return &Source{cfg: cfg}
+}
+
+// Name implements identity.Source.
+func (s *Source) Name() string { return s.cfg.Name }
+
+// Identify implements identity.Source. Requests from peers outside
+// TrustedProxies, or without the user header, are not logged in; a malformed
+// value (too long, control characters) is treated as not logged in too.
+func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
+	user := r.Header.Get(s.cfg.UserHeader)
+	if user == "" {
+		return identity.Identity{}, identity.ErrNotLoggedIn
+	}
+	if !s.trusted(r.RemoteAddr) {
+		return identity.Identity{}, fmt.Errorf("%w: header %s ignored from untrusted peer", identity.ErrNotLoggedIn, s.cfg.UserHeader)
+	}
+	email := r.Header.Get(s.cfg.EmailHeader)
+	name := r.Header.Get(s.cfg.NameHeader)
+	for _, v := range []string{user, email, name} {
+		if !clean(v) {
+			return identity.Identity{}, fmt.Errorf("%w: malformed identity header", identity.ErrNotLoggedIn)
+		}
+	}
+	if email != "" && !strings.Contains(email, "@") {
+		email = ""
+	}
+	return identity.Identity{
+		Subject:       s.cfg.Name + ":" + user,
+		Source:        s.cfg.Name,
+		Username:      user,
+		Name:          name,
+		Email:         email,
+		EmailVerified: email != "" && s.cfg.EmailVerified,
+	}, nil
+}
+
+func (s *Source) trusted(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func clean(v string) bool {
+	if len(v) > maxValue {
+		return false
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,85 @@
+// Package identity defines how rcsso learns who the visitor is on the
+// website: an identity Source recognises the visitor from the HTTP request
+// (a trusted proxy header, rcsso's own session cookie, …). Sources are small;
+// extra abilities are optional interfaces (PasswordAuthenticator), as in dex's
+// connector package.
+package identity
+
+import (
+	"context"
+	"errors"
+	"net/http"
+)
+
+// ErrNotLoggedIn means the source does not recognise the visitor: they are
+// not logged in on the website (as far as this source can tell). It is the
+// only error that makes the API URL answer 401.
+var ErrNotLoggedIn = errors.New("identity: visitor is not logged in on the website")
+
+// ErrBadCredentials is returned by PasswordAuthenticator when the username
+// or password is wrong. It never says which.
+var ErrBadCredentials = errors.New("identity: wrong username or password")
+
+// Identity is the website's view of a visitor.
+type Identity struct {
+	// Subject is stable and unique across sources: "<source>:<id>", e.g.
+	// "local:alice" or "header:u-123". It never changes for a person, unlike
+	// the e-mail address.
+	Subject string
+	// Source is the identity source name that recognised the visitor.
+	Source string
+	// Username is the website's user name (before Rocket.Chat mapping).
+	Username string
+	// Name is the display name; may be empty.
+	Name string
+	// Email may be empty; EmailVerified says whether the website vouches for it.
+	Email         string
+	EmailVerified bool
+}
+
+// Source recognises the visitor from a request.
+type Source interface {
+	// Name is the configured source name (used in subjects and logs).
+	Name() string
+	// Identify returns the visitor's identity, ErrNotLoggedIn when this
+	// source does not recognise them, or another error when it cannot tell
+	// (for example its backing store is down).
+	Identify(r *http.Request) (Identity, error)
+}
+
+// PasswordAuthenticator is implemented by sources that take a username and
+// password on rcsso's own login form (IFrame URL).
+type PasswordAuthenticator interface {
+	Source
+	// Authenticate checks the credentials; ErrBadCredentials when wrong.
+	Authenticate(ctx context.Context, username, password string) (Identity, error)
+}
+
+// Chain tries sources in order; the first that recognises the visitor wins.
+type Chain []Source
+
+// Identify returns the first identity found, ErrNotLoggedIn when no source
+// recognises the visitor, or the first other error (a broken source does not
+// silently fall through to the next one).
+func (c Chain) Identify(r *http.Request) (Identity, error) {
+	for _, s := range c {
+		id, err := s.Identify(r)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, ErrNotLoggedIn) {
+			return Identity{}, err
+		}
+	}
+	return Identity{}, ErrNotLoggedIn
+}
+
+// PasswordSource returns the first source offering a login form, or nil.
+func (c Chain) PasswordSource() PasswordAuthenticator {
+	for _, s := range c {
+		if p, ok := s.(PasswordAuthenticator); ok {
+			return p
+		}
+	}
+	return nil
+}

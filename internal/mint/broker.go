@@ -1,0 +1,233 @@
+package mint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/rocketchat"
+	"github.com/rcsso/rcsso/internal/sealer"
+	"github.com/rcsso/rcsso/internal/store"
+)
+
+// Provisioner finds or creates the Rocket.Chat user of an identity.
+type Provisioner interface {
+	Ensure(ctx context.Context, id identity.Identity) (store.Link, error)
+}
+
+// BrokerConfig tunes token reuse.
+type BrokerConfig struct {
+	// RevalidateAfter: a cached token older than this (since its last
+	// validation) is checked with the Validator before being handed out.
+	RevalidateAfter time.Duration
+	// TTL: a cached token older than this (since minting) is replaced.
+	TTL time.Duration
+	// MintTimeout bounds provisioning + minting, which runs detached from
+	// the request so that a client that goes away never leaves it half done.
+	MintTimeout time.Duration
+}
+
+// Stats are cumulative counters.
+type Stats struct {
+	// Minted counts new tokens obtained from Rocket.Chat.
+	Minted int64
+	// Reused counts requests answered from the cache.
+	Reused int64
+	// Validated counts successful re-validations; Rejected those that
+	// failed (followed by a new mint).
+	Validated int64
+	Rejected  int64
+}
+
+// Broker hands out one reusable token per person: from the store when it
+// has one, else by provisioning the user and minting once (concurrent first
+// requests for one person share a single mint).
+type Broker struct {
+	st     store.Store
+	sealer *sealer.Sealer
+	minter Minter
+	prov   Provisioner
+	cfg    BrokerConfig
+	log    *slog.Logger
+	now    func() time.Time
+	sf     singleflight.Group
+
+	minted, reused, validated, rejected atomic.Int64
+}
+
+// NewBroker returns a Broker.
+func NewBroker(st store.Store, s *sealer.Sealer, m Minter, p Provisioner, cfg BrokerConfig, log *slog.Logger) *Broker {
+	if cfg.MintTimeout <= 0 {
+		cfg.MintTimeout = 30 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Broker{st: st, sealer: s, minter: m, prov: p, cfg: cfg, log: log, now: time.Now}
+}
+
+// Stats returns the counters.
+func (b *Broker) Stats() Stats {
+	return Stats{Minted: b.minted.Load(), Reused: b.reused.Load(), Validated: b.validated.Load(), Rejected: b.rejected.Load()}
+}
+
+// Token returns a token for id. When revalidate is true a cached token is
+// checked with Rocket.Chat before it is returned (the IFrame URL does this:
+// Rocket.Chat shows it after a token failed). Errors are upstream or store
+// failures.
+func (b *Broker) Token(ctx context.Context, id identity.Identity, revalidate bool) (Token, error) {
+	if !revalidate {
+		if t, fresh, err := b.cached(ctx, id.Subject); err != nil {
+			return Token{}, err
+		} else if fresh {
+			b.reused.Add(1)
+			return t, nil
+		}
+	}
+	key := id.Subject
+	if revalidate {
+		key = "revalidate\x00" + key
+	}
+	v, err, _ := b.sf.Do(key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.MintTimeout)
+		defer cancel()
+		return b.slow(ctx, id, revalidate)
+	})
+	if err != nil {
+		return Token{}, err
+	}
+	return v.(Token), nil
+}
+
+// cached returns the cached token and whether it may be handed out without
+// asking Rocket.Chat.
+func (b *Broker) cached(ctx context.Context, subject string) (Token, bool, error) {
+	rec, err := b.st.GetToken(ctx, subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return Token{}, false, nil
+	}
+	if err != nil {
+		return Token{}, false, err
+	}
+	pt, err := b.sealer.Open(rec.Ciphertext, subject)
+	if err != nil {
+		b.log.Warn("cached token cannot be decrypted (key changed?); minting a new one", "subject", subject)
+		return Token{}, false, nil
+	}
+	now := b.now()
+	t := Token{Value: string(pt), Kind: LoginToken, UserID: rec.UserID}
+	if now.Sub(rec.MintedAt) >= b.cfg.TTL {
+		return Token{}, false, nil
+	}
+	return t, now.Sub(rec.ValidatedAt) < b.cfg.RevalidateAfter, nil
+}
+
+func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool) (Token, error) {
+	rec, err := b.st.GetToken(ctx, id.Subject)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return Token{}, err
+	default:
+		if pt, err := b.sealer.Open(rec.Ciphertext, id.Subject); err == nil && b.now().Sub(rec.MintedAt) < b.cfg.TTL {
+			t := Token{Value: string(pt), Kind: LoginToken, UserID: rec.UserID}
+			if !revalidate && b.now().Sub(rec.ValidatedAt) < b.cfg.RevalidateAfter {
+				b.reused.Add(1)
+				return t, nil // another caller refreshed it meanwhile
+			}
+			ok, err := b.validate(ctx, t)
+			if err != nil {
+				return Token{}, err
+			}
+			if ok {
+				rec.ValidatedAt = b.now().UTC()
+				if err := b.st.PutToken(ctx, rec); err != nil {
+					return Token{}, err
+				}
+				b.reused.Add(1)
+				return t, nil
+			}
+		}
+	}
+	link, err := b.prov.Ensure(ctx, id)
+	if err != nil {
+		return Token{}, err
+	}
+	t, err := b.minter.Mint(ctx, link)
+	if err != nil {
+		return Token{}, err
+	}
+	if t.UserID == "" {
+		t.UserID = link.UserID
+	}
+	now := b.now().UTC()
+	err = b.st.PutToken(ctx, store.Token{
+		Subject:     id.Subject,
+		UserID:      t.UserID,
+		Ciphertext:  b.sealer.Seal([]byte(t.Value), id.Subject),
+		MintedAt:    now,
+		ValidatedAt: now,
+	})
+	if err != nil {
+		return Token{}, fmt.Errorf("caching the new token: %w", err)
+	}
+	b.minted.Add(1)
+	b.log.Info("minted rocket.chat token", "subject", id.Subject, "rc_user_id", t.UserID, "kind", string(t.Kind))
+	return t, nil
+}
+
+// validate reports whether Rocket.Chat still accepts t. When Rocket.Chat
+// rate-limits the check, the token is assumed good (it was good before;
+// minting would only add to the user's token count).
+func (b *Broker) validate(ctx context.Context, t Token) (bool, error) {
+	v, ok := b.minter.(Validator)
+	if !ok {
+		return true, nil
+	}
+	err := v.Validate(ctx, t)
+	switch {
+	case err == nil:
+		b.validated.Add(1)
+		return true, nil
+	case errors.Is(err, ErrRejected):
+		b.rejected.Add(1)
+		b.log.Info("cached rocket.chat token rejected; minting a new one", "rc_user_id", t.UserID)
+		return false, nil
+	default:
+		if _, limited := rocketchat.IsRateLimited(err); limited {
+			b.log.Warn("token re-validation rate limited by Rocket.Chat; reusing the cached token", "rc_user_id", t.UserID)
+			return true, nil
+		}
+		return false, fmt.Errorf("re-validating the cached token: %w", err)
+	}
+}
+
+// Forget drops the cached token of subject and, when revoke is true and the
+// minter can, ends that Rocket.Chat session. It reports whether a token was
+// cached.
+func (b *Broker) Forget(ctx context.Context, subject string, revoke bool) (bool, error) {
+	rec, err := b.st.GetToken(ctx, subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := b.st.DeleteToken(ctx, subject); err != nil {
+		return true, err
+	}
+	if r, ok := b.minter.(Revoker); ok && revoke {
+		if pt, err := b.sealer.Open(rec.Ciphertext, subject); err == nil {
+			if err := r.Revoke(ctx, Token{Value: string(pt), Kind: LoginToken, UserID: rec.UserID}); err != nil {
+				return true, fmt.Errorf("revoking the Rocket.Chat session: %w", err)
+			}
+		}
+	}
+	return true, nil
+}

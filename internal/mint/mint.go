@@ -1,0 +1,55 @@
+// Package mint obtains Rocket.Chat tokens for website visitors and reuses
+// them. A Minter is one way of obtaining a token (mode create-token, …); the
+// Broker in front of it caches one token per person, encrypted at rest,
+// re-validates it lazily and mints again only when Rocket.Chat rejects it, so
+// page views never eat into Rocket.Chat's 50-token cap (protocol spec §2.2).
+package mint
+
+import (
+	"context"
+	"errors"
+
+	"github.com/rcsso/rcsso/internal/store"
+)
+
+// Kind is the API URL's answer key for a token.
+type Kind string
+
+// Token kinds (API URL contract, protocol spec §1.4).
+const (
+	// LoginToken is a resume token: {"loginToken": …}; works on web,
+	// desktop and mobile clients.
+	LoginToken Kind = "loginToken"
+	// IframeToken is a services.iframe.token value: {"token": …}; web and
+	// desktop only.
+	IframeToken Kind = "token"
+)
+
+// Token is a Rocket.Chat token for one user.
+type Token struct {
+	Value  string
+	Kind   Kind
+	UserID string
+}
+
+// ErrRejected means Rocket.Chat no longer accepts the token.
+var ErrRejected = errors.New("mint: Rocket.Chat rejected the cached token")
+
+// Minter obtains a new token for the linked Rocket.Chat user.
+type Minter interface {
+	// Mint returns a fresh token. Errors are upstream failures.
+	Mint(ctx context.Context, link store.Link) (Token, error)
+}
+
+// Validator is an optional Minter capability: asks Rocket.Chat whether a
+// token still works. ErrRejected when it does not; other errors mean "cannot
+// tell right now".
+type Validator interface {
+	Validate(ctx context.Context, t Token) error
+}
+
+// Revoker is an optional Minter capability: ends the Rocket.Chat session a
+// token belongs to. A token Rocket.Chat no longer knows is not an error.
+type Revoker interface {
+	Revoke(ctx context.Context, t Token) error
+}

@@ -1,0 +1,163 @@
+// Package provision finds or creates the Rocket.Chat user for a website
+// identity and remembers the link (subject → Rocket.Chat user id) in the
+// store. It is safe to retry: a users.create that timed out but succeeded is
+// found again by username and adopted because its e-mail is the one rcsso
+// gave it.
+package provision
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/rcadmin"
+	"github.com/rcsso/rcsso/internal/rocketchat"
+	"github.com/rcsso/rcsso/internal/store"
+)
+
+// ErrConflict means Rocket.Chat already has a different person with the
+// identity's username and e-mail, and rcsso will not take that account over.
+var ErrConflict = errors.New("provision: Rocket.Chat has a conflicting user")
+
+// Config sets what new Rocket.Chat users look like.
+type Config struct {
+	// Roles for new users (users.create "roles"); default ["user"].
+	Roles []string
+	// JoinDefaultChannels is users.create "joinDefaultChannels".
+	JoinDefaultChannels bool
+	// PlaceholderEmailDomain builds "<digest>@<domain>" for identities
+	// without an e-mail (Rocket.Chat requires one).
+	PlaceholderEmailDomain string
+}
+
+// Provisioner finds or creates Rocket.Chat users.
+type Provisioner struct {
+	rc    *rocketchat.Client
+	admin rcadmin.Auth
+	st    store.Store
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New returns a Provisioner.
+func New(rc *rocketchat.Client, admin rcadmin.Auth, st store.Store, cfg Config, log *slog.Logger) *Provisioner {
+	if len(cfg.Roles) == 0 {
+		cfg.Roles = []string{"user"}
+	}
+	if cfg.PlaceholderEmailDomain == "" {
+		cfg.PlaceholderEmailDomain = "users.rcsso.invalid"
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Provisioner{rc: rc, admin: admin, st: st, cfg: cfg, log: log, now: time.Now}
+}
+
+// Ensure returns the link for id, creating the Rocket.Chat user when the
+// subject has none. Callers serialise calls per subject (the token broker
+// does), so one person is created once. Errors: ErrConflict, or the
+// Rocket.Chat / store error (*rocketchat.Error for upstream failures).
+func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.Link, error) {
+	l, err := p.st.GetLink(ctx, id.Subject)
+	if err == nil {
+		return l, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return store.Link{}, err
+	}
+	email := p.email(id)
+	base := MapUsername(id.Username, id.Subject)
+	for _, username := range []string{base, WithSuffix(base, id.Subject)} {
+		u, err := p.find(ctx, username)
+		if err != nil {
+			return store.Link{}, err
+		}
+		if u == nil {
+			u, err = p.create(ctx, id, username, email)
+			if err != nil && rocketchat.IsFieldUnavailable(err) {
+				// Lost a race, or the e-mail belongs to someone else.
+				if u, err = p.find(ctx, username); err != nil {
+					return store.Link{}, err
+				}
+				if u == nil {
+					return store.Link{}, fmt.Errorf("%w: the e-mail address of %s is used by another Rocket.Chat user; change it on one side or link them by hand", ErrConflict, id.Subject)
+				}
+			} else if err != nil {
+				return store.Link{}, err
+			}
+		}
+		if !owns(*u, email) {
+			p.log.Info("rocket.chat username taken by another person, trying the suffixed one", "subject", id.Subject, "rc_username", username)
+			continue
+		}
+		l := store.Link{Subject: id.Subject, UserID: u.ID, Username: u.Username, UpdatedAt: p.now().UTC()}
+		if err := p.st.PutLink(ctx, l); err != nil {
+			return store.Link{}, err
+		}
+		return l, nil
+	}
+	return store.Link{}, fmt.Errorf("%w: usernames %q and its suffixed form belong to other Rocket.Chat users", ErrConflict, base)
+}
+
+func (p *Provisioner) email(id identity.Identity) string {
+	if id.Email != "" && id.EmailVerified {
+		return id.Email
+	}
+	return Digest(id.Subject)[:20] + "@" + p.cfg.PlaceholderEmailDomain
+}
+
+// owns reports whether u is the person with e-mail email.
+func owns(u rocketchat.User, email string) bool {
+	for _, e := range u.Emails {
+		if strings.EqualFold(e.Address, email) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Provisioner) find(ctx context.Context, username string) (*rocketchat.User, error) {
+	u, err := rcadmin.Do(ctx, p.admin, func(cr rocketchat.Credentials) (rocketchat.User, error) {
+		return p.rc.UserInfoByUsername(ctx, cr, username)
+	})
+	if rocketchat.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+func (p *Provisioner) create(ctx context.Context, id identity.Identity, username, email string) (*rocketchat.User, error) {
+	name := id.Name
+	if name == "" {
+		name = id.Username
+	}
+	if name == "" {
+		name = username
+	}
+	req := rocketchat.CreateUserRequest{
+		Email:               email,
+		Name:                name,
+		Password:            rand.Text() + rand.Text(), // nobody learns it
+		Username:            username,
+		Roles:               p.cfg.Roles,
+		JoinDefaultChannels: p.cfg.JoinDefaultChannels,
+		Verified:            true,
+	}
+	u, err := rcadmin.Do(ctx, p.admin, func(cr rocketchat.Credentials) (rocketchat.User, error) {
+		return p.rc.CreateUser(ctx, cr, req)
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.log.Info("created rocket.chat user", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username)
+	return &u, nil
+}

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"net/http"
+)
+
+// cors guards the API URL. Rocket.Chat's web client calls it from
+// Rocket.Chat's origin with credentials (protocol spec §1.3), so the answer
+// echoes exactly that origin with Access-Control-Allow-Credentials, never
+// "*", and always varies on Origin. A request from any other origin gets no
+// CORS headers and is refused with 403 before any work is done (no user is
+// created, no token minted): CORS alone would only stop the reading.
+// Requests without an Origin header (native mobile clients, same-origin
+// GETs, curl) pass; browsers always send Origin on cross-origin fetches.
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		h.Set("Cache-Control", "no-store")
+		origin := r.Header.Get("Origin")
+		preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+		if preflight {
+			h.Add("Vary", "Access-Control-Request-Method")
+			h.Add("Vary", "Access-Control-Request-Headers")
+		}
+		if origin != "" && !s.allowed[origin] {
+			s.log.Warn("API URL called from an origin that is not allowed", "origin", sanitizeOrigin(origin), "request_id", requestID(r.Context()))
+			s.writeError(w, r, errOrigin, false)
+			return
+		}
+		if origin != "" {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		switch r.Method {
+		case http.MethodGet, http.MethodPost:
+			next.ServeHTTP(w, r)
+		case http.MethodOptions:
+			if preflight {
+				m := r.Header.Get("Access-Control-Request-Method")
+				if m != http.MethodGet && m != http.MethodPost {
+					s.writeError(w, r, &Error{Status: http.StatusMethodNotAllowed, Message: "the API URL answers GET and POST"}, false)
+					return
+				}
+				h.Set("Access-Control-Allow-Methods", "GET, POST")
+				if reqH := r.Header.Get("Access-Control-Request-Headers"); reqH != "" {
+					// The 6.2–7.x client sends Content-Type: application/json.
+					h.Set("Access-Control-Allow-Headers", "Content-Type")
+				}
+				h.Set("Access-Control-Max-Age", "600")
+			}
+			h.Set("Allow", "GET, POST, OPTIONS")
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			h.Set("Allow", "GET, POST, OPTIONS")
+			s.writeError(w, r, &Error{Status: http.StatusMethodNotAllowed, Message: "the API URL answers GET and POST"}, false)
+		}
+	})
+}
+
+// sanitizeOrigin bounds an untrusted Origin value for logging.
+func sanitizeOrigin(o string) string {
+	if len(o) > 100 {
+		o = o[:100] + "…"
+	}
+	return o
+}

@@ -1,0 +1,306 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/mint"
+	"github.com/rcsso/rcsso/internal/web"
+)
+
+// apiURL is the API URL (Rocket.Chat setting Accounts_Iframe_api_url).
+// Contract (protocol spec §1.4, for every client generation): 200 with
+// Content-Type application/json and {"loginToken": …} (or {"token": …} for
+// iframe tokens, never both) when the visitor is logged in on the website;
+// 401 when not; 5xx with a JSON error when Rocket.Chat fails.
+func (s *Server) apiURL(w http.ResponseWriter, r *http.Request) error {
+	id, err := s.o.Identity.Identify(r)
+	if err != nil {
+		return err
+	}
+	t, err := s.o.Broker.Token(r.Context(), id, false)
+	if err != nil {
+		return err
+	}
+	writeTokenJSON(w, t)
+	return nil
+}
+
+// writeTokenJSON writes {"loginToken":"…"} or {"token":"…"}. Tokens are
+// [A-Za-z0-9_-] (Random.secret), but the value is escaped anyway.
+func writeTokenJSON(w http.ResponseWriter, t mint.Token) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	buf := make([]byte, 0, 64+len(t.Value))
+	buf = append(buf, `{"`...)
+	buf = append(buf, t.Kind...)
+	buf = append(buf, `":`...)
+	buf = appendJSONString(buf, t.Value)
+	buf = append(buf, "}\n"...)
+	_, _ = w.Write(buf)
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// page is the data of every template.
+type page struct {
+	Title, Heading, Error, RequestID string
+	Base, Website, LoginURL          string
+	Username, ReturnTo, Client       string
+	Data                             any
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+	p.Base = s.base
+	if p.Website == "" {
+		p.Website = s.o.WebsiteName
+	}
+	if p.Title == "" {
+		p.Title = "Chat sign-in"
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := web.Templates.ExecuteTemplate(w, name, p); err != nil {
+		s.log.Error("rendering page", "page", name, "err", err, "request_id", requestID(r.Context()))
+	}
+}
+
+// handoffData is the JSON island read by static/login.js.
+type handoffData struct {
+	RCOrigin   string `json:"rcOrigin"`
+	LoginToken string `json:"loginToken,omitempty"`
+	Client     string `json:"client,omitempty"`
+	ReturnTo   string `json:"returnTo,omitempty"`
+}
+
+// loginPage is the IFrame URL (Accounts_iframe_url). Rocket.Chat shows it
+// when the API URL did not give a working token (spec §1.5), with
+// ?client=electron in the desktop app. A visitor the identity sources
+// recognise gets the hand-over page at once, after re-validating the cached
+// token (Rocket.Chat showing this page may mean the token failed); others get
+// the login form, or a link to the website's login.
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	returnTo := s.safeReturnTo(q.Get("return_to"))
+	client := clientKind(q.Get("client"))
+	id, err := s.o.Identity.Identify(r)
+	switch {
+	case err == nil:
+		if returnTo != "" && topLevel(r) {
+			http.Redirect(w, r, returnTo, http.StatusSeeOther)
+			return nil
+		}
+		return s.handoff(w, r, id, true, returnTo, client)
+	case !errors.Is(err, identity.ErrNotLoggedIn):
+		return err
+	}
+	if s.o.Identity.PasswordSource() != nil {
+		s.render(w, r, http.StatusOK, "login.html", page{ReturnTo: returnTo, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+		return nil
+	}
+	s.render(w, r, http.StatusOK, "notloggedin.html", page{LoginURL: s.o.WebsiteLoginURL, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+	return nil
+}
+
+// loginSubmit takes the local login form (CSRF-protected by
+// http.CrossOriginProtection; failed attempts limited per IP and user name).
+func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
+	pw := s.o.Identity.PasswordSource()
+	if pw == nil {
+		return &Error{Status: http.StatusNotFound, Message: "no identity source takes a password here"}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		return &Error{Status: http.StatusBadRequest, Message: "malformed login form", Err: err}
+	}
+	username := strings.TrimSpace(r.PostForm.Get("username"))
+	password := r.PostForm.Get("password")
+	returnTo := s.safeReturnTo(r.PostForm.Get("return_to"))
+	client := clientKind(r.PostForm.Get("client"))
+	form := page{Username: username, ReturnTo: returnTo, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}}
+	ip := clientIP(r)
+	user := strings.ToLower(username)
+	if wait, blocked := s.limiter.Blocked(ip, user); blocked {
+		s.log.Warn("local login refused: too many failed attempts", "user", user, "client_ip", ip)
+		form.Error = fmt.Sprintf("Too many failed attempts. Try again in %d minutes.", int(wait.Minutes())+1)
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		s.render(w, r, http.StatusTooManyRequests, "login.html", form)
+		return nil
+	}
+	id, err := pw.Authenticate(r.Context(), username, password)
+	if errors.Is(err, identity.ErrBadCredentials) {
+		s.limiter.Fail(ip, user)
+		s.log.Info("local login failed", "user", user, "client_ip", ip)
+		form.Error = "Wrong user name or password."
+		s.render(w, r, http.StatusUnauthorized, "login.html", form)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.limiter.Reset(user)
+	if err := s.o.Sessions.Start(r.Context(), w, id); err != nil {
+		return err
+	}
+	s.log.Info("website session started", "subject", id.Subject, "source", id.Source)
+	if returnTo != "" && topLevel(r) {
+		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		return nil
+	}
+	return s.handoff(w, r, id, false, returnTo, client)
+}
+
+// handoff renders the page that posts the token to Rocket.Chat.
+func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Identity, revalidate bool, returnTo, client string) error {
+	t, err := s.o.Broker.Token(r.Context(), id, revalidate)
+	if err != nil {
+		return err
+	}
+	s.render(w, r, http.StatusOK, "handoff.html", page{
+		Username: id.Username,
+		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, Client: client, ReturnTo: returnTo},
+	})
+	return nil
+}
+
+// logoutPage shows a logout button (for top-level visits).
+func (s *Server) logoutPage(w http.ResponseWriter, r *http.Request) error {
+	s.render(w, r, http.StatusOK, "logout.html", page{ReturnTo: s.safeReturnTo(r.URL.Query().Get("return_to"))})
+	return nil
+}
+
+// logoutSubmit ends the visitor's rcsso website session, drops their cached
+// Rocket.Chat token and ends that Rocket.Chat session (POST /api/v1/logout
+// as the user), so the chat logs out too.
+func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	_ = r.ParseForm()
+	returnTo := s.safeReturnTo(r.PostForm.Get("return_to"))
+	id, idErr := s.o.Identity.Identify(r)
+	if idErr != nil && !errors.Is(idErr, identity.ErrNotLoggedIn) {
+		return idErr
+	}
+	if _, _, err := s.o.Sessions.End(r.Context(), w, r); err != nil {
+		return err
+	}
+	if idErr == nil {
+		if _, err := s.o.Broker.Forget(r.Context(), id.Subject, true); err != nil {
+			s.log.Warn("logout: could not end the Rocket.Chat session", "subject", id.Subject, "err", err)
+		}
+		s.log.Info("logged out", "subject", id.Subject)
+	}
+	switch {
+	case returnTo != "":
+		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+	case wantsHTML(r):
+		s.render(w, r, http.StatusOK, "loggedout.html", page{})
+	default:
+		writeJSON(w, http.StatusOK, map[string]bool{"logged_out": idErr == nil})
+	}
+	return nil
+}
+
+// readyz answers 200 when the store and Rocket.Chat answer (checked at most
+// every 2 s), 503 otherwise, with the failing part named.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	if time.Since(s.readyAt) > 2*time.Second {
+		body := map[string]string{"store": "ok", "rocketchat": "ok"}
+		ok := true
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := s.o.Store.Ping(ctx); err != nil {
+			body["store"] = "failing: " + err.Error()
+			ok = false
+		}
+		if info, err := s.o.RC.Info(ctx); err != nil {
+			body["rocketchat"] = "failing: " + err.Error()
+			ok = false
+		} else {
+			body["rocketchat_version"] = info.Version
+		}
+		s.readyAt, s.readyBody, s.readyOK = time.Now(), body, ok
+	}
+	status := http.StatusOK
+	if !s.readyOK {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, s.readyBody)
+	return nil
+}
+
+// safeReturnTo accepts a same-site path ("/chat") or an absolute URL on
+// rcsso, Rocket.Chat or a website origin; anything else becomes "" (no open
+// redirects).
+func (s *Server) safeReturnTo(raw string) string {
+	if raw == "" || len(raw) > 2048 {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	if !u.IsAbs() {
+		if !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") || strings.HasPrefix(raw, "/\\") || u.Host != "" {
+			return ""
+		}
+		return raw
+	}
+	origin := u.Scheme + "://" + u.Host
+	pub := s.o.PublicURL.Scheme + "://" + s.o.PublicURL.Host
+	if origin == pub || origin == s.o.RocketChatOrigin {
+		return u.String()
+	}
+	for _, o := range s.o.WebsiteOrigins {
+		if origin == o {
+			return u.String()
+		}
+	}
+	return ""
+}
+
+// topLevel reports whether the browser is navigating a top-level window
+// (Fetch Metadata), i.e. not inside Rocket.Chat's iframe.
+func topLevel(r *http.Request) bool {
+	return r.Header.Get("Sec-Fetch-Dest") == "document"
+}
+
+func clientKind(c string) string {
+	if c == "electron" {
+		return c
+	}
+	return ""
+}
+
+// clientIP is the TCP peer's address.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,200 @@
+// Package server is rcsso's HTTP surface: the API URL
+// (/api/rocketchat/token), the IFrame URL (/login), /logout, health and
+// readiness. Handlers return errors; writeError maps them to responses in
+// one place.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/mint"
+	"github.com/rcsso/rcsso/internal/rocketchat"
+	"github.com/rcsso/rcsso/internal/store"
+	"github.com/rcsso/rcsso/internal/web"
+	"github.com/rcsso/rcsso/internal/websession"
+)
+
+// Options wires a Server.
+type Options struct {
+	// PublicURL is where browsers reach rcsso.
+	PublicURL *url.URL
+	// RocketChatOrigin is the exact origin of Rocket.Chat
+	// ("https://chat.example.com"): the only origin that gets CORS on the
+	// API URL and the postMessage target of the IFrame URL.
+	RocketChatOrigin string
+	// WebsiteOrigins are the website's own origins (host pages).
+	WebsiteOrigins []string
+	// WebsiteName and WebsiteLoginURL are shown on the IFrame URL.
+	WebsiteName     string
+	WebsiteLoginURL string
+
+	Identity identity.Chain
+	Sessions *websession.Manager
+	Broker   *mint.Broker
+	Store    store.Store
+	RC       *rocketchat.Client
+	Logger   *slog.Logger
+
+	// LoginLimiter limits failed local logins; nil → defaults.
+	LoginLimiter *FailureLimiter
+}
+
+// Server is the HTTP handler.
+type Server struct {
+	o       Options
+	log     *slog.Logger
+	handler http.Handler
+	base    string
+	allowed map[string]bool // exact origins allowed to call the API URL
+	csrf    *http.CrossOriginProtection
+	limiter *FailureLimiter
+
+	readyMu   sync.Mutex
+	readyAt   time.Time
+	readyBody map[string]string
+	readyOK   bool
+}
+
+// New returns a Server.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.LoginLimiter == nil {
+		o.LoginLimiter = NewFailureLimiter(5, 15*time.Minute, 20)
+	}
+	s := &Server{
+		o:       o,
+		log:     o.Logger,
+		base:    strings.TrimRight(o.PublicURL.Path, "/"),
+		allowed: map[string]bool{o.RocketChatOrigin: true},
+		csrf:    http.NewCrossOriginProtection(),
+		limiter: o.LoginLimiter,
+	}
+	for _, origin := range append([]string{o.RocketChatOrigin}, o.WebsiteOrigins...) {
+		_ = s.csrf.AddTrustedOrigin(origin)
+	}
+	s.csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &Error{Status: http.StatusForbidden, Message: "cross-origin request refused (CSRF protection)"}, wantsHTML(r))
+	}))
+
+	mux := http.NewServeMux()
+	mux.Handle("/api/rocketchat/token", s.cors(s.handle(s.apiURL, false)))
+	mux.Handle("GET /login", s.framable(s.handle(s.loginPage, true)))
+	mux.Handle("POST /login", s.framable(s.csrf.Handler(s.handle(s.loginSubmit, true))))
+	mux.Handle("GET /logout", s.handle(s.logoutPage, true))
+	mux.Handle("POST /logout", s.csrf.Handler(s.handle(s.logoutSubmit, wantsHTMLPath)))
+	mux.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}))
+	mux.Handle("GET /readyz", s.handle(s.readyz, false))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
+	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error {
+		return &Error{Status: http.StatusNotFound, Message: "not found"}
+	}, false))
+	s.handler = s.common(mux)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// wantsHTMLPath marks handlers whose errors render as HTML when the
+// browser navigates (form posts), JSON otherwise.
+const wantsHTMLPath = true
+
+type handlerFunc func(http.ResponseWriter, *http.Request) error
+
+// handle adapts a handlerFunc; html selects HTML error pages for browsers.
+func (s *Server) handle(h handlerFunc, html bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err, html && wantsHTML(r))
+		}
+	})
+}
+
+func wantsHTML(r *http.Request) bool {
+	return r.Header.Get("Sec-Fetch-Dest") == "document" || r.Header.Get("Sec-Fetch-Dest") == "iframe" ||
+		strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+type ctxKey struct{}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// common adds a request id, default security headers and an access log
+// line (path only: query strings are never logged).
+func (s *Server) common(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := rand.Text()[:12]
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		// Pages other than the IFrame URL must not be framed; framable()
+		// replaces these for /login.
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("X-Frame-Options", "DENY")
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			s.log.Debug("http", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+		}
+	})
+}
+
+// framable sets the IFrame URL's headers: it may be framed by Rocket.Chat
+// (and by the website's pages that embed Rocket.Chat), nothing else;
+// frame-ancestors is checked against every ancestor. No X-Frame-Options: it
+// cannot express an allow-list.
+func (s *Server) framable(next http.Handler) http.Handler {
+	ancestors := strings.Join(append([]string{s.o.RocketChatOrigin}, s.o.WebsiteOrigins...), " ")
+	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors " + ancestors
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Del("X-Frame-Options")
+		h.Set("Content-Security-Policy", csp)
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func staticHandler() http.Handler {
+	fs := http.FileServerFS(web.Static)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		fs.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,257 @@
+// Package memory is an in-process store.Store kept in maps behind a mutex.
+// State is lost when the process exits; it suits tests and single-instance
+// deployments that can afford to re-login users after a restart.
+package memory
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rcsso/rcsso/internal/store"
+)
+
+// purgeScan bounds how many sessions one PutSession inspects for expiry.
+const purgeScan = 64
+
+// Store is an in-memory store.Store. The zero value is not usable; call New.
+//
+// Records are copied on the way in and out, so callers cannot mutate stored
+// state. Times are kept in UTC, truncated to the millisecond, matching the
+// persistent backends. Expired sessions are never returned; PutSession also
+// deletes expired sessions among up to 64 entries it visits (map iteration
+// order is random, so over time every expired session is found).
+type Store struct {
+	mu       sync.RWMutex
+	accounts map[string]store.Account // key: lower-cased username
+	sessions map[string]store.Session // key: IDHash
+	links    map[string]store.Link    // key: Subject
+	tokens   map[string]store.Token   // key: Subject
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty Store.
+func New() *Store {
+	return &Store{
+		accounts: make(map[string]store.Account),
+		sessions: make(map[string]store.Session),
+		links:    make(map[string]store.Link),
+		tokens:   make(map[string]store.Token),
+	}
+}
+
+func norm(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
+func wrap(op string, err error) error { return fmt.Errorf("memory: %s: %w", op, err) }
+
+// CreateAccount implements store.Store; ErrConflict if the username exists.
+func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("create account", err)
+	}
+	a.Username = strings.ToLower(a.Username)
+	a.CreatedAt = norm(a.CreatedAt)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.accounts[a.Username]; ok {
+		return wrap("create account", store.ErrConflict)
+	}
+	s.accounts[a.Username] = a
+	return nil
+}
+
+// GetAccount implements store.Store; ErrNotFound if absent.
+func (s *Store) GetAccount(ctx context.Context, username string) (store.Account, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Account{}, wrap("get account", err)
+	}
+	s.mu.RLock()
+	a, ok := s.accounts[strings.ToLower(username)]
+	s.mu.RUnlock()
+	if !ok {
+		return store.Account{}, wrap("get account", store.ErrNotFound)
+	}
+	return a, nil
+}
+
+// ListAccounts implements store.Store: all accounts ordered by username.
+func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, wrap("list accounts", err)
+	}
+	s.mu.RLock()
+	out := make([]store.Account, 0, len(s.accounts))
+	for _, a := range s.accounts {
+		out = append(out, a)
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b store.Account) int { return cmp.Compare(a.Username, b.Username) })
+	return out, nil
+}
+
+// DeleteAccount implements store.Store; ErrNotFound if absent.
+func (s *Store) DeleteAccount(ctx context.Context, username string) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("delete account", err)
+	}
+	username = strings.ToLower(username)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.accounts[username]; !ok {
+		return wrap("delete account", store.ErrNotFound)
+	}
+	delete(s.accounts, username)
+	return nil
+}
+
+// PutSession implements store.Store. It also purges expired sessions found
+// among a bounded number of visited entries.
+func (s *Store) PutSession(ctx context.Context, sess store.Session) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("put session", err)
+	}
+	sess.CreatedAt = norm(sess.CreatedAt)
+	sess.ExpiresAt = norm(sess.ExpiresAt)
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, old := range s.sessions {
+		if n++; n > purgeScan {
+			break
+		}
+		if !old.ExpiresAt.After(now) {
+			delete(s.sessions, id)
+		}
+	}
+	s.sessions[sess.IDHash] = sess
+	return nil
+}
+
+// GetSession implements store.Store; ErrNotFound if absent or expired.
+func (s *Store) GetSession(ctx context.Context, idHash string) (store.Session, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Session{}, wrap("get session", err)
+	}
+	now := time.Now()
+	s.mu.RLock()
+	sess, ok := s.sessions[idHash]
+	s.mu.RUnlock()
+	if !ok || !sess.ExpiresAt.After(now) {
+		return store.Session{}, wrap("get session", store.ErrNotFound)
+	}
+	return sess, nil
+}
+
+// DeleteSession implements store.Store; nil if absent.
+func (s *Store) DeleteSession(ctx context.Context, idHash string) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("delete session", err)
+	}
+	s.mu.Lock()
+	delete(s.sessions, idHash)
+	s.mu.Unlock()
+	return nil
+}
+
+// DeleteSessionsBySubject implements store.Store. It scans every session.
+func (s *Store) DeleteSessionsBySubject(ctx context.Context, subject string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, wrap("delete sessions by subject", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, sess := range s.sessions {
+		if sess.Subject == subject {
+			delete(s.sessions, id)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// GetLink implements store.Store; ErrNotFound if absent.
+func (s *Store) GetLink(ctx context.Context, subject string) (store.Link, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Link{}, wrap("get link", err)
+	}
+	s.mu.RLock()
+	l, ok := s.links[subject]
+	s.mu.RUnlock()
+	if !ok {
+		return store.Link{}, wrap("get link", store.ErrNotFound)
+	}
+	return l, nil
+}
+
+// PutLink implements store.Store.
+func (s *Store) PutLink(ctx context.Context, l store.Link) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("put link", err)
+	}
+	l.UpdatedAt = norm(l.UpdatedAt)
+	s.mu.Lock()
+	s.links[l.Subject] = l
+	s.mu.Unlock()
+	return nil
+}
+
+// GetToken implements store.Store; ErrNotFound if absent. The returned
+// Ciphertext is a fresh copy.
+func (s *Store) GetToken(ctx context.Context, subject string) (store.Token, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Token{}, wrap("get token", err)
+	}
+	s.mu.RLock()
+	t, ok := s.tokens[subject]
+	s.mu.RUnlock()
+	if !ok {
+		return store.Token{}, wrap("get token", store.ErrNotFound)
+	}
+	// Stored slices are never mutated, so copying outside the lock is safe.
+	t.Ciphertext = bytes.Clone(t.Ciphertext)
+	return t, nil
+}
+
+// PutToken implements store.Store. It stores a copy of t.Ciphertext.
+func (s *Store) PutToken(ctx context.Context, t store.Token) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("put token", err)
+	}
+	t.Ciphertext = bytes.Clone(t.Ciphertext)
+	t.MintedAt = norm(t.MintedAt)
+	t.ValidatedAt = norm(t.ValidatedAt)
+	s.mu.Lock()
+	s.tokens[t.Subject] = t
+	s.mu.Unlock()
+	return nil
+}
+
+// DeleteToken implements store.Store; nil if absent.
+func (s *Store) DeleteToken(ctx context.Context, subject string) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("delete token", err)
+	}
+	s.mu.Lock()
+	delete(s.tokens, subject)
+	s.mu.Unlock()
+	return nil
+}
+
+// Ping implements store.Store; it fails only if ctx is done.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("ping", err)
+	}
+	return nil
+}
+
+// Close implements store.Store. It is a no-op; the Store stays usable.
+func (s *Store) Close() error { return nil }

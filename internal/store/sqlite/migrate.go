@@ -1,0 +1,102 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// migrations are the schema changes, in order; migrations[i] takes the schema
+// from version i to version i+1. Append only: never edit a released entry.
+//
+// Times are INTEGER unix milliseconds (UTC). Tables are WITHOUT ROWID so that
+// a primary-key lookup is a single B-tree search.
+var migrations = []string{
+	// 1: initial schema.
+	`
+CREATE TABLE accounts (
+	username      TEXT    NOT NULL PRIMARY KEY, -- lower-cased
+	password_hash TEXT    NOT NULL,
+	name          TEXT    NOT NULL,
+	email         TEXT    NOT NULL,
+	created_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE sessions (
+	id_hash    TEXT    NOT NULL PRIMARY KEY,
+	subject    TEXT    NOT NULL,
+	source     TEXT    NOT NULL,
+	username   TEXT    NOT NULL,
+	name       TEXT    NOT NULL,
+	email      TEXT    NOT NULL,
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_subject ON sessions (subject);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+CREATE TABLE links (
+	subject      TEXT    NOT NULL PRIMARY KEY,
+	user_id      TEXT    NOT NULL,
+	username     TEXT    NOT NULL,
+	profile_hash TEXT    NOT NULL,
+	updated_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE tokens (
+	subject      TEXT    NOT NULL PRIMARY KEY,
+	user_id      TEXT    NOT NULL,
+	ciphertext   BLOB    NOT NULL,
+	minted_at    INTEGER NOT NULL,
+	validated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
+}
+
+// migrate brings the schema to len(migrations) in one transaction (BEGIN
+// IMMEDIATE for file databases, so concurrent openers serialise). It refuses a
+// database whose schema is newer than this binary knows.
+func migrate(ctx context.Context, db *sql.DB) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, ignoreDone(tx.Rollback()))
+		}
+	}()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+	version    INTEGER NOT NULL PRIMARY KEY,
+	applied_at INTEGER NOT NULL
+)`); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	var current int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema_version: %w", err)
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this binary supports (%d)", current, len(migrations))
+	}
+	for v := current; v < len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied_at) VALUES (?, ?)`,
+			v+1, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("record migration %d: %w", v+1, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// ignoreDone drops sql.ErrTxDone, which Rollback returns after a failed Commit.
+func ignoreDone(err error) error {
+	if errors.Is(err, sql.ErrTxDone) {
+		return nil
+	}
+	return err
+}

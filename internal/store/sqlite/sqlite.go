@@ -1,0 +1,369 @@
+// Package sqlite is a store.Store on SQLite, using the pure-Go driver
+// modernc.org/sqlite (no cgo).
+//
+// Layout: one table per record type plus schema_version, created and upgraded
+// by an embedded migration runner when the database is opened. Times are
+// stored as INTEGER unix milliseconds (UTC) and returned in UTC, so they
+// round-trip to the millisecond. File databases run in WAL mode with a 5 s
+// busy timeout and BEGIN IMMEDIATE transactions, so several processes or
+// goroutines may share one file.
+//
+// Expired sessions are never returned by GetSession. They are purged
+// opportunistically: every PutSession deletes up to 100 sessions whose
+// ExpiresAt has passed, in the same transaction. With at least as many logins
+// as expiries this keeps the table bounded without a background job.
+//
+// Errors are prefixed "sqlite: <operation>:" and wrap the cause (ErrNotFound,
+// ErrConflict, a context error or a driver error); they never contain session
+// ids, token ciphertext or other record contents.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers driver "sqlite"
+
+	"github.com/rcsso/rcsso/internal/store"
+)
+
+// MemoryPath is the path that opens a private in-memory database (one per
+// Open), for tests.
+const MemoryPath = ":memory:"
+
+// purgeBatch bounds how many expired sessions one PutSession deletes.
+const purgeBatch = 100
+
+// fileParams are the DSN parameters for file databases.
+const fileParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+
+// memoryParams are the DSN parameters for MemoryPath.
+const memoryParams = "_pragma=foreign_keys(1)&_txlock=immediate"
+
+// Store is a store.Store backed by an SQLite database. It is safe for
+// concurrent use; create it with Open and release it with Close.
+type Store struct {
+	db *sql.DB
+	// Hot-path statements, prepared once.
+	getSession *sql.Stmt
+	getToken   *sql.Stmt
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the SQLite database at path and brings its
+// schema up to date. path is a file system path; a new file is created with
+// mode 0600 (an existing file's mode is left alone). The special path
+// MemoryPath (":memory:") opens a private in-memory database on a single
+// connection. Paths containing '?' or starting with "file:" are rejected, as
+// the driver would read them as DSN syntax. ctx bounds opening and migration
+// only.
+func Open(ctx context.Context, path string) (*Store, error) {
+	var dsn string
+	conns := max(4, runtime.GOMAXPROCS(0))
+	switch {
+	case path == "":
+		return nil, errors.New("sqlite: open: empty path")
+	case path == MemoryPath:
+		dsn = MemoryPath + "?" + memoryParams
+		// Every connection to :memory: is a separate database: use exactly one.
+		conns = 1
+	case strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:"):
+		return nil, fmt.Errorf("sqlite: open: unsupported path %q (contains '?' or starts with \"file:\")", path)
+	default:
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: open: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return nil, fmt.Errorf("sqlite: open: %w", err)
+		}
+		dsn = path + "?" + fileParams
+	}
+
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+
+	s := &Store{db: db}
+	if err := s.init(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: open: %w", err), s.Close())
+	}
+	return s, nil
+}
+
+// Hot-path queries: one primary-key SELECT each (see TestHotPathQueryPlans).
+const (
+	getSessionSQL = `SELECT subject, source, username, name, email, created_at, expires_at
+FROM sessions WHERE id_hash = ? AND expires_at > ?`
+	getTokenSQL = `SELECT user_id, ciphertext, minted_at, validated_at FROM tokens WHERE subject = ?`
+)
+
+func (s *Store) init(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return err
+	}
+	if err := migrate(ctx, s.db); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var err error
+	if s.getSession, err = s.db.PrepareContext(ctx, getSessionSQL); err != nil {
+		return fmt.Errorf("prepare get session: %w", err)
+	}
+	if s.getToken, err = s.db.PrepareContext(ctx, getTokenSQL); err != nil {
+		return fmt.Errorf("prepare get token: %w", err)
+	}
+	return nil
+}
+
+func millis(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+func wrap(op string, err error) error { return fmt.Errorf("sqlite: %s: %w", op, err) }
+
+// CreateAccount implements store.Store; ErrConflict if the username exists.
+func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO accounts (username, password_hash, name, email, created_at)
+VALUES (?, ?, ?, ?, ?) ON CONFLICT (username) DO NOTHING`,
+		strings.ToLower(a.Username), a.PasswordHash, a.Name, a.Email, millis(a.CreatedAt))
+	if err != nil {
+		return wrap("create account", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return wrap("create account", err)
+	}
+	if n == 0 {
+		return wrap("create account", store.ErrConflict)
+	}
+	return nil
+}
+
+// GetAccount implements store.Store; ErrNotFound if absent.
+func (s *Store) GetAccount(ctx context.Context, username string) (store.Account, error) {
+	var a store.Account
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT username, password_hash, name, email, created_at
+FROM accounts WHERE username = ?`, strings.ToLower(username)).
+		Scan(&a.Username, &a.PasswordHash, &a.Name, &a.Email, &created)
+	if err != nil {
+		return store.Account{}, wrap("get account", notFound(err))
+	}
+	a.CreatedAt = fromMillis(created)
+	return a, nil
+}
+
+// ListAccounts implements store.Store: all accounts ordered by username.
+func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT username, password_hash, name, email, created_at
+FROM accounts ORDER BY username`)
+	if err != nil {
+		return nil, wrap("list accounts", err)
+	}
+	defer rows.Close()
+	out := []store.Account{}
+	for rows.Next() {
+		var a store.Account
+		var created int64
+		if err := rows.Scan(&a.Username, &a.PasswordHash, &a.Name, &a.Email, &created); err != nil {
+			return nil, wrap("list accounts", err)
+		}
+		a.CreatedAt = fromMillis(created)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list accounts", err)
+	}
+	return out, nil
+}
+
+// DeleteAccount implements store.Store; ErrNotFound if absent.
+func (s *Store) DeleteAccount(ctx context.Context, username string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM accounts WHERE username = ?`, strings.ToLower(username))
+	if err != nil {
+		return wrap("delete account", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return wrap("delete account", err)
+	}
+	if n == 0 {
+		return wrap("delete account", store.ErrNotFound)
+	}
+	return nil
+}
+
+// PutSession implements store.Store. In the same transaction it deletes up to
+// 100 expired sessions (see the package comment).
+func (s *Store) PutSession(ctx context.Context, sess store.Session) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("put session", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, ignoreDone(tx.Rollback()))
+		}
+	}()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id_hash IN
+(SELECT id_hash FROM sessions WHERE expires_at <= ? LIMIT ?)`, time.Now().UnixMilli(), purgeBatch); err != nil {
+		return wrap("put session: purge expired", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sessions
+(id_hash, subject, source, username, name, email, created_at, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id_hash) DO UPDATE SET
+	subject = excluded.subject, source = excluded.source, username = excluded.username,
+	name = excluded.name, email = excluded.email,
+	created_at = excluded.created_at, expires_at = excluded.expires_at`,
+		sess.IDHash, sess.Subject, sess.Source, sess.Username, sess.Name, sess.Email,
+		millis(sess.CreatedAt), millis(sess.ExpiresAt)); err != nil {
+		return wrap("put session", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return wrap("put session: commit", err)
+	}
+	return nil
+}
+
+// GetSession implements store.Store; ErrNotFound if absent or expired. It is
+// one primary-key SELECT.
+func (s *Store) GetSession(ctx context.Context, idHash string) (store.Session, error) {
+	sess := store.Session{IDHash: idHash}
+	var created, expires int64
+	err := s.getSession.QueryRowContext(ctx, idHash, time.Now().UnixMilli()).
+		Scan(&sess.Subject, &sess.Source, &sess.Username, &sess.Name, &sess.Email, &created, &expires)
+	if err != nil {
+		return store.Session{}, wrap("get session", notFound(err))
+	}
+	sess.CreatedAt, sess.ExpiresAt = fromMillis(created), fromMillis(expires)
+	return sess, nil
+}
+
+// DeleteSession implements store.Store; nil if absent.
+func (s *Store) DeleteSession(ctx context.Context, idHash string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE id_hash = ?`, idHash); err != nil {
+		return wrap("delete session", err)
+	}
+	return nil
+}
+
+// DeleteSessionsBySubject implements store.Store. The count includes expired
+// sessions not yet purged.
+func (s *Store) DeleteSessionsBySubject(ctx context.Context, subject string) (int, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE subject = ?`, subject)
+	if err != nil {
+		return 0, wrap("delete sessions by subject", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, wrap("delete sessions by subject", err)
+	}
+	return int(n), nil
+}
+
+// GetLink implements store.Store; ErrNotFound if absent.
+func (s *Store) GetLink(ctx context.Context, subject string) (store.Link, error) {
+	l := store.Link{Subject: subject}
+	var updated int64
+	err := s.db.QueryRowContext(ctx, `SELECT user_id, username, profile_hash, updated_at
+FROM links WHERE subject = ?`, subject).Scan(&l.UserID, &l.Username, &l.ProfileHash, &updated)
+	if err != nil {
+		return store.Link{}, wrap("get link", notFound(err))
+	}
+	l.UpdatedAt = fromMillis(updated)
+	return l, nil
+}
+
+// PutLink implements store.Store.
+func (s *Store) PutLink(ctx context.Context, l store.Link) error {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO links (subject, user_id, username, profile_hash, updated_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (subject) DO UPDATE SET
+	user_id = excluded.user_id, username = excluded.username,
+	profile_hash = excluded.profile_hash, updated_at = excluded.updated_at`,
+		l.Subject, l.UserID, l.Username, l.ProfileHash, millis(l.UpdatedAt)); err != nil {
+		return wrap("put link", err)
+	}
+	return nil
+}
+
+// GetToken implements store.Store; ErrNotFound if absent. It is one
+// primary-key SELECT.
+func (s *Store) GetToken(ctx context.Context, subject string) (store.Token, error) {
+	t := store.Token{Subject: subject}
+	var minted, validated int64
+	err := s.getToken.QueryRowContext(ctx, subject).Scan(&t.UserID, &t.Ciphertext, &minted, &validated)
+	if err != nil {
+		return store.Token{}, wrap("get token", notFound(err))
+	}
+	t.MintedAt, t.ValidatedAt = fromMillis(minted), fromMillis(validated)
+	return t, nil
+}
+
+// PutToken implements store.Store.
+func (s *Store) PutToken(ctx context.Context, t store.Token) error {
+	// COALESCE: the driver binds a nil (or possibly an empty) slice as NULL.
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO tokens (subject, user_id, ciphertext, minted_at, validated_at)
+VALUES (?, ?, COALESCE(?, x''), ?, ?)
+ON CONFLICT (subject) DO UPDATE SET
+	user_id = excluded.user_id, ciphertext = excluded.ciphertext,
+	minted_at = excluded.minted_at, validated_at = excluded.validated_at`,
+		t.Subject, t.UserID, t.Ciphertext, millis(t.MintedAt), millis(t.ValidatedAt)); err != nil {
+		return wrap("put token", err)
+	}
+	return nil
+}
+
+// DeleteToken implements store.Store; nil if absent.
+func (s *Store) DeleteToken(ctx context.Context, subject string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM tokens WHERE subject = ?`, subject); err != nil {
+		return wrap("delete token", err)
+	}
+	return nil
+}
+
+// Ping implements store.Store: it checks that a connection answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return wrap("ping", err)
+	}
+	return nil
+}
+
+// Close implements store.Store: it closes the prepared statements and the
+// database. For a MemoryPath store the data is gone afterwards.
+func (s *Store) Close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.getSession, s.getToken} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	errs = append(errs, s.db.Close())
+	if err := errors.Join(errs...); err != nil {
+		return wrap("close", err)
+	}
+	return nil
+}
+
+// notFound maps sql.ErrNoRows to store.ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}

@@ -1,0 +1,686 @@
+// Package storetest is the conformance suite every store.Store backend must
+// pass. A backend's test calls Run with a constructor for fresh, empty stores:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) store.Store { return memory.New() })
+//	}
+//
+// The suite defines the contract beyond what the interface's doc comments
+// can say: exact error values, case folding, ordering, expiry, time precision,
+// copy semantics, context cancellation and concurrent use (run it with -race).
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rcsso/rcsso/internal/store"
+)
+
+// Run runs the conformance subtests against stores made by newStore. Each
+// subtest calls newStore once and expects an empty store; Run closes the
+// store when the subtest ends (newStore need not register a Close cleanup).
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Ping", testPing},
+		{"AccountCRUD", testAccountCRUD},
+		{"AccountCaseInsensitive", testAccountCaseInsensitive},
+		{"AccountList", testAccountList},
+		{"SessionCRUD", testSessionCRUD},
+		{"SessionExpiry", testSessionExpiry},
+		{"SessionDeleteBySubject", testSessionDeleteBySubject},
+		{"LinkCRUD", testLinkCRUD},
+		{"TokenCRUD", testTokenCRUD},
+		{"TokenCiphertextBytes", testTokenCiphertextBytes},
+		{"KeysCaseSensitive", testKeysCaseSensitive},
+		{"TimeRoundTrip", testTimeRoundTrip},
+		{"Copies", testCopies},
+		{"ContextCanceled", testContextCanceled},
+		{"ConcurrentTokens", testConcurrentTokens},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tc.fn(t, s)
+		})
+	}
+}
+
+// now is the current time, millisecond-aligned.
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// fixed is a reference time for fields whose value does not matter to a test
+// but must compare equal when a helper builds the same record twice.
+var fixed = time.Date(2025, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+
+func wantErr(t *testing.T, op string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("%s: err = %v, want %v", op, err, target)
+	}
+}
+
+func noErr(t *testing.T, op string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", op, err)
+	}
+}
+
+func sameTime(a, b time.Time) bool {
+	return a.Truncate(time.Millisecond).Equal(b.Truncate(time.Millisecond))
+}
+
+func checkTime(t *testing.T, field string, got, want time.Time) {
+	t.Helper()
+	if !sameTime(got, want) {
+		t.Errorf("%s = %v, want %v (to the millisecond)", field, got, want)
+	}
+	if want.IsZero() {
+		if !got.IsZero() {
+			t.Errorf("%s = %v, want zero time", field, got)
+		}
+	} else if got.Location() != time.UTC {
+		t.Errorf("%s location = %v, want UTC", field, got.Location())
+	}
+}
+
+func checkAccount(t *testing.T, got, want store.Account) {
+	t.Helper()
+	if got.Username != want.Username || got.PasswordHash != want.PasswordHash ||
+		got.Name != want.Name || got.Email != want.Email {
+		t.Errorf("account = %+v, want %+v", got, want)
+	}
+	checkTime(t, "Account.CreatedAt", got.CreatedAt, want.CreatedAt)
+}
+
+func checkSession(t *testing.T, got, want store.Session) {
+	t.Helper()
+	if got.IDHash != want.IDHash || got.Subject != want.Subject || got.Source != want.Source ||
+		got.Username != want.Username || got.Name != want.Name || got.Email != want.Email {
+		t.Errorf("session = %+v, want %+v", got, want)
+	}
+	checkTime(t, "Session.CreatedAt", got.CreatedAt, want.CreatedAt)
+	checkTime(t, "Session.ExpiresAt", got.ExpiresAt, want.ExpiresAt)
+}
+
+func checkLink(t *testing.T, got, want store.Link) {
+	t.Helper()
+	if got.Subject != want.Subject || got.UserID != want.UserID ||
+		got.Username != want.Username || got.ProfileHash != want.ProfileHash {
+		t.Errorf("link = %+v, want %+v", got, want)
+	}
+	checkTime(t, "Link.UpdatedAt", got.UpdatedAt, want.UpdatedAt)
+}
+
+func checkToken(t *testing.T, got, want store.Token) {
+	t.Helper()
+	if got.Subject != want.Subject || got.UserID != want.UserID || !bytes.Equal(got.Ciphertext, want.Ciphertext) {
+		t.Errorf("token = {%q %q %x}, want {%q %q %x}",
+			got.Subject, got.UserID, got.Ciphertext, want.Subject, want.UserID, want.Ciphertext)
+	}
+	checkTime(t, "Token.MintedAt", got.MintedAt, want.MintedAt)
+	checkTime(t, "Token.ValidatedAt", got.ValidatedAt, want.ValidatedAt)
+}
+
+func account(username string) store.Account {
+	return store.Account{
+		Username:     username,
+		PasswordHash: "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+		Name:         "Name of " + username,
+		Email:        username + "@example.org",
+		CreatedAt:    fixed,
+	}
+}
+
+func session(idHash, subject string, expiresAt time.Time) store.Session {
+	return store.Session{
+		IDHash:    idHash,
+		Subject:   subject,
+		Source:    "local",
+		Username:  "alice",
+		Name:      "Alice A.",
+		Email:     "alice@example.org",
+		CreatedAt: fixed,
+		ExpiresAt: expiresAt,
+	}
+}
+
+func token(subject, userID string, ct []byte) store.Token {
+	return store.Token{
+		Subject:     subject,
+		UserID:      userID,
+		Ciphertext:  ct,
+		MintedAt:    fixed,
+		ValidatedAt: fixed.Add(time.Minute),
+	}
+}
+
+func testPing(t *testing.T, s store.Store) {
+	noErr(t, "Ping", s.Ping(context.Background()))
+}
+
+func testAccountCRUD(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, err := s.GetAccount(ctx, "alice")
+	wantErr(t, "GetAccount(absent)", err, store.ErrNotFound)
+	wantErr(t, "DeleteAccount(absent)", s.DeleteAccount(ctx, "alice"), store.ErrNotFound)
+
+	a := account("alice")
+	noErr(t, "CreateAccount", s.CreateAccount(ctx, a))
+	got, err := s.GetAccount(ctx, "alice")
+	noErr(t, "GetAccount", err)
+	checkAccount(t, got, a)
+
+	// Create never replaces.
+	b := account("alice")
+	b.PasswordHash = "other"
+	wantErr(t, "CreateAccount(dup)", s.CreateAccount(ctx, b), store.ErrConflict)
+	got, err = s.GetAccount(ctx, "alice")
+	noErr(t, "GetAccount", err)
+	checkAccount(t, got, a)
+
+	noErr(t, "DeleteAccount", s.DeleteAccount(ctx, "alice"))
+	_, err = s.GetAccount(ctx, "alice")
+	wantErr(t, "GetAccount(deleted)", err, store.ErrNotFound)
+	wantErr(t, "DeleteAccount(deleted)", s.DeleteAccount(ctx, "alice"), store.ErrNotFound)
+
+	// The name is free again.
+	noErr(t, "CreateAccount(again)", s.CreateAccount(ctx, b))
+}
+
+func testAccountCaseInsensitive(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := account("Alice")
+	noErr(t, "CreateAccount", s.CreateAccount(ctx, a))
+	want := a
+	want.Username = "alice"
+	for _, name := range []string{"alice", "Alice", "ALICE", "aLiCe"} {
+		got, err := s.GetAccount(ctx, name)
+		noErr(t, "GetAccount("+name+")", err)
+		checkAccount(t, got, want)
+	}
+	wantErr(t, "CreateAccount(ALICE)", s.CreateAccount(ctx, account("ALICE")), store.ErrConflict)
+	wantErr(t, "CreateAccount(alice)", s.CreateAccount(ctx, account("alice")), store.ErrConflict)
+	list, err := s.ListAccounts(ctx)
+	noErr(t, "ListAccounts", err)
+	if len(list) != 1 || list[0].Username != "alice" {
+		t.Fatalf("ListAccounts = %+v, want one account \"alice\"", list)
+	}
+	noErr(t, "DeleteAccount(ALICE)", s.DeleteAccount(ctx, "ALICE"))
+	_, err = s.GetAccount(ctx, "alice")
+	wantErr(t, "GetAccount(deleted)", err, store.ErrNotFound)
+}
+
+func testAccountList(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	list, err := s.ListAccounts(ctx)
+	noErr(t, "ListAccounts(empty)", err)
+	if len(list) != 0 {
+		t.Fatalf("ListAccounts(empty) = %+v, want none", list)
+	}
+	for _, name := range []string{"dave", "Bob", "carol", "alice", "bob2", "Zed"} {
+		noErr(t, "CreateAccount("+name+")", s.CreateAccount(ctx, account(name)))
+	}
+	list, err = s.ListAccounts(ctx)
+	noErr(t, "ListAccounts", err)
+	want := []string{"alice", "bob", "bob2", "carol", "dave", "zed"}
+	var got []string
+	for _, a := range list {
+		got = append(got, a.Username)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("ListAccounts usernames = %q, want %q", got, want)
+	}
+	for _, a := range list {
+		w := account(a.Username)
+		w.Name, w.Email = a.Name, a.Email // original case lives in Name/Email
+		checkAccount(t, a, w)
+	}
+	noErr(t, "DeleteAccount", s.DeleteAccount(ctx, "carol"))
+	list, err = s.ListAccounts(ctx)
+	noErr(t, "ListAccounts", err)
+	if len(list) != 5 {
+		t.Fatalf("ListAccounts after delete: %d accounts, want 5", len(list))
+	}
+}
+
+func testSessionCRUD(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, err := s.GetSession(ctx, "h1")
+	wantErr(t, "GetSession(absent)", err, store.ErrNotFound)
+	noErr(t, "DeleteSession(absent)", s.DeleteSession(ctx, "h1"))
+
+	a := session("h1", "local:alice", now().Add(time.Hour))
+	noErr(t, "PutSession", s.PutSession(ctx, a))
+	got, err := s.GetSession(ctx, "h1")
+	noErr(t, "GetSession", err)
+	checkSession(t, got, a)
+
+	// Put replaces.
+	b := a
+	b.Subject, b.Source, b.Username, b.Name, b.Email = "oidc:123", "oidc", "bob", "Bob", "bob@example.org"
+	b.CreatedAt, b.ExpiresAt = now(), now().Add(2*time.Hour)
+	noErr(t, "PutSession(replace)", s.PutSession(ctx, b))
+	got, err = s.GetSession(ctx, "h1")
+	noErr(t, "GetSession", err)
+	checkSession(t, got, b)
+
+	noErr(t, "PutSession(h2)", s.PutSession(ctx, session("h2", "local:alice", now().Add(time.Hour))))
+	noErr(t, "DeleteSession", s.DeleteSession(ctx, "h1"))
+	_, err = s.GetSession(ctx, "h1")
+	wantErr(t, "GetSession(deleted)", err, store.ErrNotFound)
+	noErr(t, "DeleteSession(deleted)", s.DeleteSession(ctx, "h1"))
+	_, err = s.GetSession(ctx, "h2")
+	noErr(t, "GetSession(h2)", err)
+}
+
+func testSessionExpiry(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	// Millisecond-aligned so that ExpiresAt == now at most, never after it.
+	n := now()
+	cases := []struct {
+		id      string
+		expires time.Time
+		live    bool
+	}{
+		{"past", n.Add(-time.Hour), false},
+		{"just-past", n.Add(-time.Millisecond), false},
+		{"now", n, false}, // ExpiresAt <= now: expired
+		{"epoch", time.Unix(0, 0), false},
+		{"zero", time.Time{}, false},
+		{"future", n.Add(time.Hour), true},
+		{"far-future", n.AddDate(50, 0, 0), true},
+	}
+	for _, c := range cases {
+		noErr(t, "PutSession("+c.id+")", s.PutSession(ctx, session(c.id, "local:alice", c.expires)))
+	}
+	for _, c := range cases {
+		got, err := s.GetSession(ctx, c.id)
+		if c.live {
+			noErr(t, "GetSession("+c.id+")", err)
+			checkSession(t, got, session(c.id, "local:alice", c.expires))
+		} else {
+			wantErr(t, "GetSession("+c.id+")", err, store.ErrNotFound)
+		}
+	}
+	// Refreshing an expired session by Put makes it live again.
+	noErr(t, "PutSession(refresh)", s.PutSession(ctx, session("past", "local:alice", n.Add(time.Hour))))
+	_, err := s.GetSession(ctx, "past")
+	noErr(t, "GetSession(refreshed)", err)
+}
+
+func testSessionDeleteBySubject(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	n, err := s.DeleteSessionsBySubject(ctx, "local:alice")
+	noErr(t, "DeleteSessionsBySubject(none)", err)
+	if n != 0 {
+		t.Fatalf("DeleteSessionsBySubject(none) = %d, want 0", n)
+	}
+	exp := now().Add(time.Hour)
+	for _, id := range []string{"a1", "a2", "a3"} {
+		noErr(t, "PutSession", s.PutSession(ctx, session(id, "local:alice", exp)))
+	}
+	noErr(t, "PutSession", s.PutSession(ctx, session("b1", "local:bob", exp)))
+	noErr(t, "PutSession", s.PutSession(ctx, session("c1", "local:Alice", exp)))
+
+	n, err = s.DeleteSessionsBySubject(ctx, "local:alice")
+	noErr(t, "DeleteSessionsBySubject", err)
+	if n != 3 {
+		t.Fatalf("DeleteSessionsBySubject = %d, want 3", n)
+	}
+	for _, id := range []string{"a1", "a2", "a3"} {
+		_, err := s.GetSession(ctx, id)
+		wantErr(t, "GetSession("+id+")", err, store.ErrNotFound)
+	}
+	for _, id := range []string{"b1", "c1"} {
+		_, err := s.GetSession(ctx, id)
+		noErr(t, "GetSession("+id+")", err)
+	}
+	n, err = s.DeleteSessionsBySubject(ctx, "local:alice")
+	noErr(t, "DeleteSessionsBySubject(again)", err)
+	if n != 0 {
+		t.Fatalf("DeleteSessionsBySubject(again) = %d, want 0", n)
+	}
+}
+
+func testLinkCRUD(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, err := s.GetLink(ctx, "local:alice")
+	wantErr(t, "GetLink(absent)", err, store.ErrNotFound)
+
+	a := store.Link{Subject: "local:alice", UserID: "aBcDeFgHiJkLmNoPq", Username: "alice", ProfileHash: "h1", UpdatedAt: now()}
+	noErr(t, "PutLink", s.PutLink(ctx, a))
+	got, err := s.GetLink(ctx, "local:alice")
+	noErr(t, "GetLink", err)
+	checkLink(t, got, a)
+
+	b := a
+	b.UserID, b.Username, b.ProfileHash, b.UpdatedAt = "zYxWvUtSrQpOnMlKj", "alice.2", "h2", now().Add(time.Minute)
+	noErr(t, "PutLink(replace)", s.PutLink(ctx, b))
+	got, err = s.GetLink(ctx, "local:alice")
+	noErr(t, "GetLink", err)
+	checkLink(t, got, b)
+
+	c := store.Link{Subject: "local:bob", UserID: "u2", Username: "bob", UpdatedAt: now()}
+	noErr(t, "PutLink(bob)", s.PutLink(ctx, c))
+	got, err = s.GetLink(ctx, "local:alice")
+	noErr(t, "GetLink", err)
+	checkLink(t, got, b)
+}
+
+func testTokenCRUD(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, err := s.GetToken(ctx, "local:alice")
+	wantErr(t, "GetToken(absent)", err, store.ErrNotFound)
+	noErr(t, "DeleteToken(absent)", s.DeleteToken(ctx, "local:alice"))
+
+	a := token("local:alice", "u1", []byte("ciphertext-1"))
+	noErr(t, "PutToken", s.PutToken(ctx, a))
+	got, err := s.GetToken(ctx, "local:alice")
+	noErr(t, "GetToken", err)
+	checkToken(t, got, a)
+
+	b := token("local:alice", "u1b", []byte("ciphertext-2, longer than the first"))
+	b.MintedAt = now().Add(time.Second)
+	noErr(t, "PutToken(replace)", s.PutToken(ctx, b))
+	got, err = s.GetToken(ctx, "local:alice")
+	noErr(t, "GetToken", err)
+	checkToken(t, got, b)
+
+	c := token("local:bob", "u2", []byte("ciphertext-3"))
+	noErr(t, "PutToken(bob)", s.PutToken(ctx, c))
+
+	noErr(t, "DeleteToken", s.DeleteToken(ctx, "local:alice"))
+	_, err = s.GetToken(ctx, "local:alice")
+	wantErr(t, "GetToken(deleted)", err, store.ErrNotFound)
+	noErr(t, "DeleteToken(deleted)", s.DeleteToken(ctx, "local:alice"))
+	got, err = s.GetToken(ctx, "local:bob")
+	noErr(t, "GetToken(bob)", err)
+	checkToken(t, got, c)
+}
+
+func testTokenCiphertextBytes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	all := make([]byte, 0, 512)
+	for i := range 256 {
+		all = append(all, byte(i))
+	}
+	for i := range 256 {
+		all = append(all, byte(255-i))
+	}
+	cases := map[string][]byte{
+		"all-bytes":   all,
+		"nul-only":    {0},
+		"nul-edges":   {0, 'x', 0},
+		"invalid-utf": {0xff, 0xfe, 0xc3, 0x28},
+		"large":       bytes.Repeat([]byte{0, 1, 0xff, 0x80}, 16<<10),
+	}
+	for name, ct := range cases {
+		want := token("s:"+name, "u", bytes.Clone(ct))
+		noErr(t, "PutToken("+name+")", s.PutToken(ctx, want))
+		got, err := s.GetToken(ctx, "s:"+name)
+		noErr(t, "GetToken("+name+")", err)
+		if !bytes.Equal(got.Ciphertext, ct) {
+			t.Errorf("%s: Ciphertext round-trip mismatch: got %d bytes, want %d", name, len(got.Ciphertext), len(ct))
+		}
+	}
+	// An empty ciphertext comes back empty (nil or zero-length).
+	noErr(t, "PutToken(empty)", s.PutToken(ctx, token("s:empty", "u", []byte{})))
+	got, err := s.GetToken(ctx, "s:empty")
+	noErr(t, "GetToken(empty)", err)
+	if len(got.Ciphertext) != 0 {
+		t.Errorf("empty Ciphertext came back as %x", got.Ciphertext)
+	}
+}
+
+func testKeysCaseSensitive(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	noErr(t, "PutToken", s.PutToken(ctx, token("local:Alice", "u1", []byte{1})))
+	_, err := s.GetToken(ctx, "local:alice")
+	wantErr(t, "GetToken(other case)", err, store.ErrNotFound)
+	noErr(t, "PutLink", s.PutLink(ctx, store.Link{Subject: "local:Alice", UserID: "u1", UpdatedAt: now()}))
+	_, err = s.GetLink(ctx, "local:alice")
+	wantErr(t, "GetLink(other case)", err, store.ErrNotFound)
+	noErr(t, "PutSession", s.PutSession(ctx, session("AbC", "local:Alice", now().Add(time.Hour))))
+	_, err = s.GetSession(ctx, "abc")
+	wantErr(t, "GetSession(other case)", err, store.ErrNotFound)
+}
+
+func testTimeRoundTrip(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	zone := time.FixedZone("UTC+5:30", 5*3600+1800)
+	// Sub-millisecond parts and a non-UTC zone; all must come back as the same
+	// instant to the millisecond, in UTC.
+	t1 := time.Now().Add(time.Hour).In(zone)
+	t2 := time.Date(2031, 12, 31, 23, 59, 59, 999_999_999, zone)
+	t3 := time.Date(1969, 7, 20, 20, 17, 40, 123_456_789, time.UTC) // before the epoch
+	t4 := time.Date(2024, 2, 29, 12, 0, 0, 1_000_001, time.UTC)
+
+	a := account("timer")
+	a.CreatedAt = t3
+	noErr(t, "CreateAccount", s.CreateAccount(ctx, a))
+	gotA, err := s.GetAccount(ctx, "timer")
+	noErr(t, "GetAccount", err)
+	checkAccount(t, gotA, a)
+	list, err := s.ListAccounts(ctx)
+	noErr(t, "ListAccounts", err)
+	if len(list) != 1 {
+		t.Fatalf("ListAccounts: %d accounts, want 1", len(list))
+	}
+	checkAccount(t, list[0], a)
+
+	ss := session("h", "local:timer", t2)
+	ss.CreatedAt = t1
+	noErr(t, "PutSession", s.PutSession(ctx, ss))
+	gotS, err := s.GetSession(ctx, "h")
+	noErr(t, "GetSession", err)
+	checkSession(t, gotS, ss)
+
+	l := store.Link{Subject: "local:timer", UserID: "u", Username: "timer", UpdatedAt: t4}
+	noErr(t, "PutLink", s.PutLink(ctx, l))
+	gotL, err := s.GetLink(ctx, "local:timer")
+	noErr(t, "GetLink", err)
+	checkLink(t, gotL, l)
+
+	tk := store.Token{Subject: "local:timer", UserID: "u", Ciphertext: []byte{1, 2, 3}, MintedAt: t1}
+	// ValidatedAt left zero: a zero time round-trips as zero.
+	noErr(t, "PutToken", s.PutToken(ctx, tk))
+	gotT, err := s.GetToken(ctx, "local:timer")
+	noErr(t, "GetToken", err)
+	checkToken(t, gotT, tk)
+	if !gotT.ValidatedAt.IsZero() {
+		t.Errorf("zero ValidatedAt came back as %v", gotT.ValidatedAt)
+	}
+}
+
+func testCopies(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ct := []byte("secret-ciphertext")
+	tk := token("local:alice", "u1", ct)
+	noErr(t, "PutToken", s.PutToken(ctx, tk))
+	ct[0] = 'X' // caller reuses its buffer after Put
+	got, err := s.GetToken(ctx, "local:alice")
+	noErr(t, "GetToken", err)
+	if string(got.Ciphertext) != "secret-ciphertext" {
+		t.Fatalf("store kept a reference to the caller's Ciphertext: %q", got.Ciphertext)
+	}
+	got.Ciphertext[0] = 'Y' // caller scribbles on what it got
+	again, err := s.GetToken(ctx, "local:alice")
+	noErr(t, "GetToken", err)
+	if string(again.Ciphertext) != "secret-ciphertext" {
+		t.Fatalf("store handed out its own Ciphertext: %q", again.Ciphertext)
+	}
+
+	noErr(t, "CreateAccount", s.CreateAccount(ctx, account("alice")))
+	list, err := s.ListAccounts(ctx)
+	noErr(t, "ListAccounts", err)
+	list[0].Name = "changed"
+	list, err = s.ListAccounts(ctx)
+	noErr(t, "ListAccounts", err)
+	if list[0].Name == "changed" {
+		t.Fatalf("ListAccounts handed out stored state")
+	}
+}
+
+func testContextCanceled(t *testing.T, s store.Store) {
+	bg := context.Background()
+	// Some data, so that calls could succeed if they ignored ctx.
+	noErr(t, "CreateAccount", s.CreateAccount(bg, account("alice")))
+	noErr(t, "PutSession", s.PutSession(bg, session("h", "local:alice", now().Add(time.Hour))))
+	noErr(t, "PutLink", s.PutLink(bg, store.Link{Subject: "local:alice", UserID: "u", UpdatedAt: now()}))
+	noErr(t, "PutToken", s.PutToken(bg, token("local:alice", "u", []byte{1})))
+
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	calls := map[string]func() error{
+		"CreateAccount": func() error { return s.CreateAccount(ctx, account("bob")) },
+		"GetAccount":    func() error { _, err := s.GetAccount(ctx, "alice"); return err },
+		"ListAccounts":  func() error { _, err := s.ListAccounts(ctx); return err },
+		"DeleteAccount": func() error { return s.DeleteAccount(ctx, "alice") },
+		"PutSession": func() error {
+			return s.PutSession(ctx, session("h2", "local:alice", now().Add(time.Hour)))
+		},
+		"GetSession":    func() error { _, err := s.GetSession(ctx, "h"); return err },
+		"DeleteSession": func() error { return s.DeleteSession(ctx, "h") },
+		"DeleteSessionsBySubject": func() error {
+			_, err := s.DeleteSessionsBySubject(ctx, "local:alice")
+			return err
+		},
+		"GetLink":     func() error { _, err := s.GetLink(ctx, "local:alice"); return err },
+		"PutLink":     func() error { return s.PutLink(ctx, store.Link{Subject: "local:bob", UpdatedAt: now()}) },
+		"GetToken":    func() error { _, err := s.GetToken(ctx, "local:alice"); return err },
+		"PutToken":    func() error { return s.PutToken(ctx, token("local:bob", "u", []byte{2})) },
+		"DeleteToken": func() error { return s.DeleteToken(ctx, "local:alice") },
+		"Ping":        func() error { return s.Ping(ctx) },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with cancelled ctx: err = %v, want one wrapping context.Canceled", name, err)
+		}
+	}
+	// Nothing above took effect.
+	_, err := s.GetAccount(bg, "alice")
+	noErr(t, "GetAccount(after cancelled delete)", err)
+	_, err = s.GetAccount(bg, "bob")
+	wantErr(t, "GetAccount(after cancelled create)", err, store.ErrNotFound)
+	_, err = s.GetSession(bg, "h")
+	noErr(t, "GetSession(after cancelled delete)", err)
+	_, err = s.GetToken(bg, "local:alice")
+	noErr(t, "GetToken(after cancelled delete)", err)
+	_, err = s.GetToken(bg, "local:bob")
+	wantErr(t, "GetToken(after cancelled put)", err, store.ErrNotFound)
+}
+
+func testConcurrentTokens(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const (
+		workers = 50
+		rounds  = 10
+	)
+	base := now()
+	tok := func(subject string, w, r int) store.Token {
+		id := fmt.Sprintf("w%02d-r%02d", w, r)
+		return store.Token{
+			Subject:     subject,
+			UserID:      id,
+			Ciphertext:  []byte("ct-" + id),
+			MintedAt:    base.Add(time.Duration(w*rounds+r) * time.Millisecond),
+			ValidatedAt: base.Add(time.Duration(w*rounds+r) * time.Second),
+		}
+	}
+	// consistent reports whether got is, field for field, one record that
+	// some writer put (no torn mix of two writes).
+	consistent := func(got store.Token, subject string) bool {
+		var w, r int
+		if _, err := fmt.Sscanf(got.UserID, "w%02d-r%02d", &w, &r); err != nil {
+			return false
+		}
+		want := tok(subject, w, r)
+		return got.Subject == subject && bytes.Equal(got.Ciphertext, want.Ciphertext) &&
+			sameTime(got.MintedAt, want.MintedAt) && sameTime(got.ValidatedAt, want.ValidatedAt)
+	}
+
+	t.Run("DistinctSubjects", func(t *testing.T) {
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				subject := fmt.Sprintf("local:user%02d", w)
+				for r := range rounds {
+					want := tok(subject, w, r)
+					if err := s.PutToken(ctx, want); err != nil {
+						t.Errorf("PutToken(%s): %v", subject, err)
+						return
+					}
+					got, err := s.GetToken(ctx, subject)
+					if err != nil {
+						t.Errorf("GetToken(%s): %v", subject, err)
+						return
+					}
+					// Sole writer of this subject: reads its own last write.
+					if got.UserID != want.UserID || !consistent(got, subject) {
+						t.Errorf("GetToken(%s) = %q, want %q", subject, got.UserID, want.UserID)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for w := range workers {
+			subject := fmt.Sprintf("local:user%02d", w)
+			got, err := s.GetToken(ctx, subject)
+			noErr(t, "GetToken", err)
+			checkToken(t, got, tok(subject, w, rounds-1))
+		}
+	})
+
+	t.Run("SameSubject", func(t *testing.T) {
+		const subject = "local:shared"
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for r := range rounds {
+					if err := s.PutToken(ctx, tok(subject, w, r)); err != nil {
+						t.Errorf("PutToken: %v", err)
+						return
+					}
+					got, err := s.GetToken(ctx, subject)
+					if err != nil {
+						t.Errorf("GetToken: %v", err)
+						return
+					}
+					if !consistent(got, subject) {
+						t.Errorf("GetToken returned a torn record: %+v", got)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		got, err := s.GetToken(ctx, subject)
+		noErr(t, "GetToken", err)
+		if !consistent(got, subject) {
+			t.Fatalf("final GetToken returned a torn record: %+v", got)
+		}
+		// Last write wins once writers are quiet.
+		last := tok(subject, workers, 0)
+		noErr(t, "PutToken(last)", s.PutToken(ctx, last))
+		got, err = s.GetToken(ctx, subject)
+		noErr(t, "GetToken", err)
+		checkToken(t, got, last)
+	})
+}

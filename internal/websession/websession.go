@@ -1,0 +1,134 @@
+// Package websession keeps rcsso's own website sessions for interactive
+// identity sources (the local login form; OIDC later). The browser holds a
+// random 256-bit id in an HttpOnly cookie; the store keeps only its SHA-256
+// digest, so a copy of the database yields no usable cookie.
+package websession
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/store"
+)
+
+// Options are the cookie's attributes and the session lifetime.
+type Options struct {
+	// CookieName, e.g. "rcsso_session" or "__Host-rcsso_session".
+	CookieName string
+	// Secure marks the cookie Secure (public_url is https).
+	Secure bool
+	// SameSite is chosen deliberately by the caller (Lax for same-site
+	// deployments, None for cross-site ones; see README "Cookies").
+	SameSite http.SameSite
+	// Path scopes the cookie, "/" by default.
+	Path string
+	// TTL is the session lifetime.
+	TTL time.Duration
+	// Now is the clock; time.Now by default.
+	Now func() time.Time
+}
+
+// Manager starts, finds and ends sessions.
+type Manager struct {
+	st store.Store
+	o  Options
+}
+
+// New returns a Manager.
+func New(st store.Store, o Options) *Manager {
+	if o.Path == "" {
+		o.Path = "/"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Manager{st: st, o: o}
+}
+
+// CookieName returns the session cookie's name.
+func (m *Manager) CookieName() string { return m.o.CookieName }
+
+// Start creates a session for id and sets the cookie on w.
+func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, id identity.Identity) error {
+	raw := rand.Text() + rand.Text() // 2 × 128 bits, base32
+	now := m.o.Now().UTC()
+	s := store.Session{
+		IDHash:    hashID(raw),
+		Subject:   id.Subject,
+		Source:    id.Source,
+		Username:  id.Username,
+		Name:      id.Name,
+		Email:     id.Email,
+		CreatedAt: now,
+		ExpiresAt: now.Add(m.o.TTL),
+	}
+	if err := m.st.PutSession(ctx, s); err != nil {
+		return fmt.Errorf("websession: start: %w", err)
+	}
+	http.SetCookie(w, m.cookie(raw, int(m.o.TTL/time.Second)))
+	return nil
+}
+
+// Lookup returns the visitor's session; identity.ErrNotLoggedIn when there
+// is no cookie or the session is unknown or expired; another error when the
+// store fails.
+func (m *Manager) Lookup(r *http.Request) (store.Session, error) {
+	c, err := r.Cookie(m.o.CookieName)
+	if err != nil || c.Value == "" || len(c.Value) > 128 {
+		return store.Session{}, identity.ErrNotLoggedIn
+	}
+	s, err := m.st.GetSession(r.Context(), hashID(c.Value))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Session{}, identity.ErrNotLoggedIn
+	}
+	if err != nil {
+		return store.Session{}, fmt.Errorf("websession: lookup: %w", err)
+	}
+	return s, nil
+}
+
+// End deletes the visitor's session (if any) and clears the cookie. It
+// returns the ended session and whether there was one.
+func (m *Manager) End(ctx context.Context, w http.ResponseWriter, r *http.Request) (store.Session, bool, error) {
+	http.SetCookie(w, m.cookie("", -1))
+	s, err := m.Lookup(r)
+	if errors.Is(err, identity.ErrNotLoggedIn) {
+		return store.Session{}, false, nil
+	}
+	if err != nil {
+		return store.Session{}, false, err
+	}
+	if err := m.st.DeleteSession(ctx, s.IDHash); err != nil {
+		return store.Session{}, false, fmt.Errorf("websession: end: %w", err)
+	}
+	return s, true, nil
+}
+
+// EndSubject deletes every session of a subject (all browsers).
+func (m *Manager) EndSubject(ctx context.Context, subject string) (int, error) {
+	return m.st.DeleteSessionsBySubject(ctx, subject)
+}
+
+func (m *Manager) cookie(value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     m.o.CookieName,
+		Value:    value,
+		Path:     m.o.Path,
+		MaxAge:   maxAge,
+		Secure:   m.o.Secure,
+		HttpOnly: true,
+		SameSite: m.o.SameSite,
+	}
+}
+
+func hashID(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
