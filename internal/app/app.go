@@ -99,7 +99,11 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		return nil, err
 	}
 
-	rc, err := rocketchat.New(rocketchat.Options{BaseURL: cfg.RocketChat.URL, Timeout: cfg.RocketChat.Timeout, Logger: log, UserAgent: "rcsso"})
+	apiBase := cfg.RocketChat.URL
+	if cfg.RocketChat.APIURL != "" {
+		apiBase = cfg.RocketChat.APIURL
+	}
+	rc, err := rocketchat.New(rocketchat.Options{BaseURL: apiBase, Timeout: cfg.RocketChat.Timeout, Logger: log, UserAgent: "rcsso"})
 	if err != nil {
 		return nil, fmt.Errorf("rocketchat.url: %w", err)
 	}

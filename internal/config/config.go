@@ -55,7 +55,11 @@ type Config struct {
 type RocketChat struct {
 	// URL is Rocket.Chat's site URL; its origin is the only origin allowed to
 	// call the API URL and to frame the IFrame URL.
-	URL                    string        `koanf:"url"`
+	URL string `koanf:"url"`
+	// APIURL is where rcsso itself calls Rocket.Chat's REST API when that
+	// differs from url (an internal address such as http://rocketchat:3000);
+	// default: url.
+	APIURL                 string        `koanf:"api_url"`
 	AdminUserID            string        `koanf:"admin_user_id"`
 	AdminToken             string        `koanf:"admin_token"`
 	AdminTokenFile         string        `koanf:"admin_token_file"`
@@ -356,6 +360,11 @@ func (c *Config) Validate() error {
 		bad("rocketchat.admin_password", "a service account needs both admin_username and admin_password")
 	case !hasPAT && !hasPassword && c.Minting.Mode == "create-token":
 		bad("rocketchat.admin_token", "minting mode create-token needs Rocket.Chat admin credentials: set admin_user_id + admin_token (preferred) or admin_username + admin_password")
+	}
+	if rc.APIURL != "" {
+		if _, err := ParseOrigin(rc.APIURL, true); err != nil {
+			bad("rocketchat.api_url", "%v", err)
+		}
 	}
 	if rc.Timeout <= 0 {
 		bad("rocketchat.timeout", "must be a positive duration such as 10s")

@@ -292,7 +292,8 @@ func TestInfo(t *testing.T) {
 		{name: "7.x", body: `{"version":"7.13.7","success":true}`, want: "7.13.7"},
 		{name: "8.x", body: `{"version":"8.0.0","success":true}`, want: "8.0.0"},
 		{name: "3.x admin", body: `{"info":{"version":"3.18.7","commit":{"hash":"x"}},"success":true}`, want: "3.18.7"},
-		{name: "no version", body: `{"success":true}`, wantErr: true},
+		{name: "version hidden", body: `{"success":true}`, want: ""},
+		{name: "not Rocket.Chat", body: `{"name":"something else"}`, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

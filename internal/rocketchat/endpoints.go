@@ -17,11 +17,13 @@ func badResponse(endpoint, msg string) *Error {
 //
 // GET /api/info (unauthenticated; miscellaneous.ts e2e, protocol spec §6).
 // Body: {"version":"7.10.0","success":true}; admins of old servers get
-// {"info":{"version":…},"success":true}, which is accepted too. Retried on
-// transport errors and 502/503/504. Errors: *Error; a body without a version
-// is an *Error with Status 200.
+// {"info":{"version":…},"success":true}, which is accepted too. A server that
+// hides its version ({"success":true} only) yields Version "" and no error.
+// Retried on transport errors and 502/503/504. Errors: *Error; a JSON body
+// with neither a version nor "success":true is an *Error with Status 200.
 func (c *Client) Info(ctx context.Context) (ServerInfo, error) {
 	var out struct {
+		Success bool   `json:"success"`
 		Version string `json:"version"`
 		Info    *struct {
 			Version string `json:"version"`
@@ -35,8 +37,8 @@ func (c *Client) Info(ctx context.Context) (ServerInfo, error) {
 	if v == "" && out.Info != nil {
 		v = out.Info.Version
 	}
-	if v == "" {
-		return ServerInfo{}, badResponse(ep, "response has no version")
+	if v == "" && !out.Success {
+		return ServerInfo{}, badResponse(ep, "response has no version (is the base URL a Rocket.Chat server?)")
 	}
 	return ServerInfo{Version: v}, nil
 }

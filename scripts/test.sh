@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs rcsso's whole test suite on a fresh Debian machine: installs what the
+# tests need (Debian chromium for the browser tests, Go modules, staticcheck),
+# checks formatting and static analysis, then runs every test with the race
+# detector. Usage: scripts/test.sh [extra go test flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]} (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+echo "== go modules"
+go mod download
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== staticcheck"
+STATICCHECK="$(go env GOPATH)/bin/staticcheck"
+if [ ! -x "$STATICCHECK" ]; then
+  go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+"$STATICCHECK" ./...
+
+echo "== go test"
+export RCSSO_CHROMIUM="${RCSSO_CHROMIUM:-$(command -v chromium)}"
+go test -race -count=1 -timeout 15m "$@" ./...
