@@ -75,7 +75,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, h
 	reqID := requestID(r.Context())
 	lvl := slog.LevelWarn
 	switch {
-	case status == http.StatusUnauthorized:
+	case status == http.StatusUnauthorized, status == http.StatusNotFound:
 		lvl = slog.LevelDebug
 	case status >= 500:
 		lvl = slog.LevelError

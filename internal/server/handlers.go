@@ -109,7 +109,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	id, err := s.o.Identity.Identify(r)
 	switch {
 	case err == nil:
-		if returnTo != "" && topLevel(r) {
+		if returnTo != "" && !framed(r) {
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
 			return nil
 		}
@@ -166,7 +166,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.Info("website session started", "subject", id.Subject, "source", id.Source)
-	if returnTo != "" && topLevel(r) {
+	if returnTo != "" && !framed(r) {
 		http.Redirect(w, r, returnTo, http.StatusSeeOther)
 		return nil
 	}
@@ -283,10 +283,13 @@ func (s *Server) safeReturnTo(raw string) string {
 	return ""
 }
 
-// topLevel reports whether the browser is navigating a top-level window
-// (Fetch Metadata), i.e. not inside Rocket.Chat's iframe.
-func topLevel(r *http.Request) bool {
-	return r.Header.Get("Sec-Fetch-Dest") == "document"
+// framed reports whether the browser says (Fetch Metadata) that it loads
+// the page into a frame. Rocket.Chat frames the IFrame URL without
+// return_to, so a request with return_to and no Fetch Metadata (plain http
+// is not a secure context) is a top-level website login.
+func framed(r *http.Request) bool {
+	d := r.Header.Get("Sec-Fetch-Dest")
+	return d == "iframe" || d == "frame"
 }
 
 func clientKind(c string) string {

@@ -162,7 +162,9 @@ func (s *Server) common(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: with no-referrer browsers send "Origin: null"
+		// on form posts, which defeats the CSRF check on plain-http deployments.
+		h.Set("Referrer-Policy", "same-origin")
 		// Pages other than the IFrame URL must not be framed; framable()
 		// replaces these for /login.
 		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")

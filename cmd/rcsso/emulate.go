@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/rcsso/rcsso/internal/rcemu"
+)
+
+func runEmulate(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := newFlagSet("emulate", "emulate --listen ADDR --admin-username U --admin-password P --create-tokens-secret S [--profile 8.x|7.x|6.x] [--iframe-url URL --api-url URL --api-method POST]", stderr)
+	listen := fs.String("listen", "127.0.0.1:3000", "address to serve the emulator on")
+	logLevel := fs.String("log-level", "info", "log level (debug shows every request)")
+	cfg := rcemu.Config{}
+	apply := rcemu.Flags(fs, &cfg)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	apply()
+	if cfg.AdminPassword == "" {
+		return errors.New("--admin-password is required (the emulator's admin account)")
+	}
+	log := newLogger(stderr, *logLevel, "text")
+	cfg.Logger = log
+	emu, err := rcemu.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("Rocket.Chat emulator serving", "url", "http://"+ln.Addr().String(), "profile", emu.Profile(), "admin_user_id", emu.AdminID())
+	return serveHTTP(ctx, ln, emu.Handler(), log)
+}
+
+// serveHTTP serves h on ln until ctx is done, then shuts down (5 s).
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	<-errc
+	return nil
+}

@@ -1,0 +1,300 @@
+// Package e2e drives real headless Chromium through a host page, the
+// Rocket.Chat emulator and rcsso, each on its own origin. Host names under
+// .test are mapped to 127.0.0.1 by Chromium's --host-resolver-rules:
+//
+//	chat.example.test  the Rocket.Chat emulator (web client + REST)
+//	sso.example.test   rcsso (API URL, IFrame URL) — same site as chat
+//	www.example.test   another origin on the same site (not allowed)
+//	evil.test          another site
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/rcsso/rcsso/internal/app"
+	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/identity/local"
+	"github.com/rcsso/rcsso/internal/rcemu"
+)
+
+// browserCtx is the first tab of the shared Chromium; tests open their own
+// browser contexts (separate cookies and storage) from it.
+var browserCtx context.Context
+
+func chromiumPath() string {
+	if p := os.Getenv("RCSSO_CHROMIUM"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	return ""
+}
+
+func TestMain(m *testing.M) {
+	path := chromiumPath()
+	if path == "" {
+		if os.Getenv("CI") != "" {
+			fmt.Fprintln(os.Stderr, "e2e: chromium not found; scripts/test.sh installs it (apt-get install chromium)")
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "e2e: chromium not found, skipping browser tests (scripts/test.sh installs it)")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "rcsso-e2e-chromium-")
+	if err != nil {
+		panic(err)
+	}
+	ctx, cancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(dir),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("host-resolver-rules", "MAP *.test 127.0.0.1"),
+	)
+	bctx, bcancel := chromedp.NewContext(ctx)
+	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: starting chromium:", err)
+		os.Exit(1)
+	}
+	browserCtx = bctx
+	code := m.Run()
+	bcancel()
+	cancel()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is one deployment: the emulator and rcsso on distinct origins.
+type env struct {
+	t        *testing.T
+	emu      *rcemu.Server
+	app      *app.App
+	rcURL    string // http://chat.example.test:PORT
+	ssoURL   string // http://sso.example.test:PORT
+	www      *pageServer
+	evil     *pageServer
+	password string
+}
+
+type envOptions struct {
+	profile string
+}
+
+// newEnv starts the emulator and rcsso with a local account alice.
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rcLn := listen(t)
+	ssoLn := listen(t)
+	rcURL := "http://chat.example.test:" + port(rcLn)
+	ssoURL := "http://sso.example.test:" + port(ssoLn)
+
+	secret := "create-tokens-secret-for-tests"
+	emuCfg := rcemu.Config{
+		Profile:              o.profile,
+		AdminPassword:        "admin-password",
+		AdminPAT:             "admin-personal-access-token",
+		CreateTokensSecret:   secret,
+		CreateTokensForUsers: true,
+		BcryptCost:           bcrypt.MinCost,
+		Logger:               log,
+	}
+	emuCfg.EnableIframeAuth(ssoURL+"/login", ssoURL+"/api/rocketchat/token", "POST")
+	emu, err := rcemu.New(emuCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, rcLn, emu.Handler())
+
+	cfg := config.Default()
+	cfg.Listen = ssoLn.Addr().String()
+	cfg.PublicURL = ssoURL
+	cfg.RocketChat.URL = rcURL
+	cfg.RocketChat.APIURL = "http://" + rcLn.Addr().String()
+	cfg.RocketChat.AdminUserID = emu.AdminID()
+	cfg.RocketChat.AdminToken = "admin-personal-access-token"
+	cfg.RocketChat.CreateTokensSecret = secret
+	cfg.Store = config.Store{Type: "sqlite", Path: t.TempDir() + "/rcsso.db"}
+	cfg.Website = config.Website{Name: "Example", Origins: []string{}}
+	a, err := app.Build(t.Context(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	serve(t, ssoLn, a.Handler)
+
+	e := &env{t: t, emu: emu, app: a, rcURL: rcURL, ssoURL: ssoURL, password: "correct-horse-battery"}
+	acct, err := local.NewAccount("alice", e.password, "Alice Example", "alice@example.test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store.CreateAccount(t.Context(), acct); err != nil {
+		t.Fatal(err)
+	}
+	e.www = newPageServer(t, "www.example.test")
+	e.evil = newPageServer(t, "evil.test")
+	return e
+}
+
+// browser returns a fresh browser context (its own cookies and storage).
+func (e *env) browser() context.Context {
+	e.t.Helper()
+	ctx, cancel := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+	e.t.Cleanup(cancel)
+	ctx, cancel2 := context.WithTimeout(ctx, 60*time.Second)
+	e.t.Cleanup(cancel2)
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		e.t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// websiteLogin logs alice in on the website (top-level rcsso login form).
+func (e *env) websiteLogin(ctx context.Context) {
+	e.t.Helper()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(e.ssoURL+"/login?return_to=/healthz"),
+		chromedp.SetValue("#username", "alice"),
+		chromedp.SetValue("#password", e.password),
+		chromedp.Click("#login-submit"),
+		chromedp.WaitVisible("body"),
+	)
+	if err != nil {
+		e.t.Fatalf("website login: %v", err)
+	}
+	e.waitEval(ctx, `location.pathname === "/healthz"`)
+}
+
+// waitEval polls a JS expression until it is true, across navigations,
+// for at most 20 s.
+func (e *env) waitEval(ctx context.Context, expr string) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		if err == nil && ok {
+			return
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			e.t.Fatalf("waiting for %s: %v", expr, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	e.t.Fatalf("waiting for %s: timed out (last error: %v)", expr, last)
+}
+
+// iframeText waits (20 s at most) until the element sel inside the iframe
+// frameSel has text, across the iframe's navigations, and returns it.
+func (e *env) iframeText(ctx context.Context, frameSel, sel string) (string, error) {
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	expr := fmt.Sprintf(`(document.querySelector(%q)||{}).textContent || false`, sel)
+	var last error
+	for time.Now().Before(deadline) {
+		nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS(frameSel)))
+		if err == nil && len(nodes) > 0 {
+			var v string
+			v, err = chromedp.Run(ctx, chromedp.Poll[string](expr, chromedp.WithPollingInFrame(nodes[0]), chromedp.WithPollingTimeout(200*time.Millisecond)))
+			if err == nil {
+				return v, nil
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return "", fmt.Errorf("no text in %s %s: %v", frameSel, sel, last)
+}
+
+// status returns the emulator web client's #rc-status text.
+func (e *env) chatStatus(ctx context.Context) string {
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.getElementById("rc-status")||{}).textContent||""`))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return strings.TrimSpace(s)
+}
+
+func (e *env) waitChat(ctx context.Context, want string) {
+	e.t.Helper()
+	e.waitEval(ctx, fmt.Sprintf(`(document.getElementById("rc-status")||{}).textContent === %q`, want))
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func port(ln net.Listener) string {
+	_, p, _ := net.SplitHostPort(ln.Addr().String())
+	return p
+}
+
+func serve(t *testing.T, ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+}
+
+// pageServer serves arbitrary test pages on its own origin.
+type pageServer struct {
+	URL   string
+	mux   *http.ServeMux
+}
+
+func newPageServer(t *testing.T, host string) *pageServer {
+	ln := listen(t)
+	p := &pageServer{URL: "http://" + host + ":" + port(ln), mux: http.NewServeMux()}
+	serve(t, ln, p.mux)
+	return p
+}
+
+// page registers an HTML page at path.
+func (p *pageServer) page(path, html string) string {
+	p.mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(html))
+	})
+	return p.URL + path
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}

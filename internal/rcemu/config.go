@@ -1,0 +1,177 @@
+package rcemu
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Config configures a Server. Only AdminPassword is required.
+type Config struct {
+	// Profile selects the emulated Rocket.Chat generation (spec §8): "8.x"
+	// (default), "7.x" or "6.x". It decides the /api/info version, the
+	// error envelopes (§4.0, §4.1), users.createToken gating (§4.7) and the
+	// web client's API-URL fetch (§1.3).
+	Profile string
+	// AdminUsername is the username of the initial admin (default "admin").
+	AdminUsername string
+	// AdminPassword is the initial admin's password (required).
+	AdminPassword string
+	// AdminEmail is the initial admin's (verified) e-mail address (default
+	// "<AdminUsername>@rcemu.invalid").
+	AdminEmail string
+	// AdminUserID is an optional fixed _id for the admin (default: a random
+	// 17-character Random.id(), spec §5).
+	AdminUserID string
+	// AdminPAT, when set, is stored as a personal access token of the admin
+	// (type personalAccessToken, bypassTwoFactor true; spec §4.12).
+	AdminPAT string
+	// CreateTokensSecret is CREATE_TOKENS_FOR_USERS_SECRET (8.x, spec
+	// §4.7). Empty means users.createToken always answers "Not authorized".
+	CreateTokensSecret string
+	// CreateTokensForUsers is CREATE_TOKENS_FOR_USERS=true (6.x/7.x, §4.7).
+	CreateTokensForUsers bool
+	// Bug40598 reproduces Rocket.Chat 7.13.x bug #40598 (§4.7, §7):
+	// users.createToken for a user that never had a login token answers 400
+	// "Cannot read properties of undefined (reading 'tokens')" — and still
+	// inserts the token.
+	Bug40598 bool
+	// DisableRateLimit switches the REST rate limiter off, like TEST_MODE
+	// (§4.14). Default false: the limiter is on.
+	DisableRateLimit bool
+	// TwoFactor emulates Rocket.Chat's default two-factor settings (§2.1,
+	// §4.0): users created by users.create are opted in to e-mail 2FA, so
+	// password and iframe-token logins of users with a verified e-mail fail
+	// with totp-required; users.update requires a 2FA code (x-2fa-code =
+	// sha256-hex of the password) unless the caller uses a PAT with
+	// bypassTwoFactor or was created less than 30 minutes ago. Default
+	// false, like TEST_MODE.
+	TwoFactor bool
+	// MaxResumeTokens is MAX_RESUME_LOGIN_TOKENS (default 50, §2.2).
+	MaxResumeTokens int
+	// BcryptCost is the bcrypt cost of stored passwords (default 10, like
+	// Meteor). Tests may lower it to bcrypt.MinCost.
+	BcryptCost int
+	// Settings overrides initial settings (§2.3), e.g.
+	// "Accounts_iframe_enabled": true, "Accounts_iframe_url",
+	// "Accounts_Iframe_api_url", "Accounts_Iframe_api_method",
+	// "Iframe_Integration_receive_enable", "Iframe_Integration_receive_origin",
+	// "Iframe_Integration_send_enable", "Iframe_Integration_send_target_origin".
+	// Unknown keys become public settings.
+	Settings map[string]any
+	// Logger receives request logs at debug level (default: discarded).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// EnableIframeAuth turns on iframe authentication (spec §1.2, §2.3):
+// Accounts_iframe_enabled=true plus Accounts_iframe_url (the IFrame URL),
+// Accounts_Iframe_api_url (the API URL) and Accounts_Iframe_api_method
+// (default "POST"). Empty URLs are left unset.
+func (c *Config) EnableIframeAuth(iframeURL, apiURL, apiMethod string) {
+	if c.Settings == nil {
+		c.Settings = map[string]any{}
+	}
+	c.Settings["Accounts_iframe_enabled"] = true
+	if iframeURL != "" {
+		c.Settings["Accounts_iframe_url"] = iframeURL
+	}
+	if apiURL != "" {
+		c.Settings["Accounts_Iframe_api_url"] = apiURL
+	}
+	if apiMethod == "" {
+		apiMethod = "POST"
+	}
+	c.Settings["Accounts_Iframe_api_method"] = apiMethod
+}
+
+// Flags registers the `rcsso emulate` options that map onto cfg on fs
+// (--admin-username, --admin-password, --admin-user-id, --admin-pat,
+// --create-tokens-secret, --create-tokens-for-users, --profile,
+// --iframe-url, --api-url, --api-method, --disable-rate-limit,
+// --max-resume-tokens). --listen belongs to the caller. Call the returned
+// function after fs.Parse: it applies --iframe-url/--api-url through
+// EnableIframeAuth when either was given.
+func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
+	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "emulated Rocket.Chat version profile: 8.x, 7.x or 6.x")
+	fs.StringVar(&cfg.AdminUsername, "admin-username", cfg.AdminUsername, "username of the initial admin (default admin)")
+	fs.StringVar(&cfg.AdminPassword, "admin-password", cfg.AdminPassword, "password of the initial admin (required)")
+	fs.StringVar(&cfg.AdminUserID, "admin-user-id", cfg.AdminUserID, "fixed _id of the admin (default random)")
+	fs.StringVar(&cfg.AdminPAT, "admin-pat", cfg.AdminPAT, "personal access token to create for the admin")
+	fs.StringVar(&cfg.CreateTokensSecret, "create-tokens-secret", cfg.CreateTokensSecret, "CREATE_TOKENS_FOR_USERS_SECRET (8.x)")
+	fs.BoolVar(&cfg.CreateTokensForUsers, "create-tokens-for-users", cfg.CreateTokensForUsers, "CREATE_TOKENS_FOR_USERS=true (6.x/7.x)")
+	fs.BoolVar(&cfg.DisableRateLimit, "disable-rate-limit", cfg.DisableRateLimit, "switch the REST rate limiter off (like TEST_MODE)")
+	fs.IntVar(&cfg.MaxResumeTokens, "max-resume-tokens", cfg.MaxResumeTokens, "MAX_RESUME_LOGIN_TOKENS (default 50)")
+	iframeURL := fs.String("iframe-url", "", "Accounts_iframe_url (enables iframe authentication)")
+	apiURL := fs.String("api-url", "", "Accounts_Iframe_api_url (enables iframe authentication)")
+	apiMethod := fs.String("api-method", "POST", "Accounts_Iframe_api_method")
+	return func() {
+		if *iframeURL != "" || *apiURL != "" {
+			cfg.EnableIframeAuth(*iframeURL, *apiURL, *apiMethod)
+		}
+	}
+}
+
+// profile is a parsed Config.Profile.
+type profile int
+
+const (
+	profile6 profile = 6
+	profile7 profile = 7
+	profile8 profile = 8
+)
+
+func parseProfile(s string) (profile, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "8", "8.x", "8.0", "8.0.0":
+		return profile8, nil
+	case "7", "7.x", "7.10", "7.10.0":
+		return profile7, nil
+	case "6", "6.x", "6.10", "6.10.0":
+		return profile6, nil
+	}
+	return 0, fmt.Errorf("rcemu: unknown profile %q (want 8.x, 7.x or 6.x)", s)
+}
+
+func (p profile) String() string { return fmt.Sprintf("%d.x", int(p)) }
+
+// version is what GET /api/info reports.
+func (p profile) version() string {
+	switch p {
+	case profile6:
+		return "6.10.0"
+	case profile7:
+		return "7.10.0"
+	}
+	return "8.0.0"
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	if out.AdminPassword == "" {
+		return out, errors.New("rcemu: AdminPassword is required")
+	}
+	if out.AdminUsername == "" {
+		out.AdminUsername = "admin"
+	}
+	if out.AdminEmail == "" {
+		out.AdminEmail = out.AdminUsername + "@rcemu.invalid"
+	}
+	if out.MaxResumeTokens <= 0 {
+		out.MaxResumeTokens = 50
+	}
+	if out.BcryptCost == 0 {
+		out.BcryptCost = 10
+	}
+	if out.Logger == nil {
+		out.Logger = slog.New(slog.DiscardHandler)
+	}
+	if out.Now == nil {
+		out.Now = time.Now
+	}
+	return out, nil
+}

@@ -1,0 +1,28 @@
+// Package rcemu is an in-memory Rocket.Chat emulator for rcsso's tests and
+// `rcsso demo`. It follows /work/shared/reference/rocketchat-protocol.md
+// (cited as "spec §n") and the Rocket.Chat OpenAPI files.
+//
+// Emulated:
+//   - REST (§4): GET /api/info; POST /api/v1/login (every body variant of
+//     §4.1: user/username/email + password or digest, {resume},
+//     {iframe:true, token}); /api/v1/logout; GET /api/v1/me;
+//     GET /api/v1/users.info, users.list; POST /api/v1/users.create,
+//     users.update, users.createToken, users.delete, users.setActiveStatus,
+//     users.logout; GET /api/v1/settings.public. Status codes and error
+//     envelopes follow the version profile (6.x, 7.x, 8.x; §4.0, §8),
+//     including ajv-style invalid-params errors.
+//   - Users (§5): Random.id() ids, bcrypt(sha256-hex(password)), resume
+//     tokens stored as base64(sha256(token)) with a per-user cap
+//     (MAX_RESUME_LOGIN_TOKENS; PATs exempt), services.iframe.token,
+//     case-insensitive username/e-mail uniqueness, atomic creation.
+//   - The API rate limiter (§4.14) and role permissions (§4.15).
+//   - A web client (§1.2–1.7, §3) at / that performs the iframe-login
+//     protocol like Rocket.Chat's fetch-generation client, listens for the
+//     login channel and host commands, and fires the iframe-integration
+//     events. It logs in through /_emu/ddp-login, the stand-in for Meteor's
+//     DDP login method (not rate limited).
+//
+// Not emulated: rooms and messages, DDP/websockets, LDAP/OAuth/CAS logins,
+// e-mail (2FA codes cannot be supplied), failed-login blocking, REST CORS,
+// the XHR-generation client (3.x–6.1), /embeddedLogin, MongoDB storage.
+package rcemu

@@ -1,0 +1,118 @@
+//go:build load
+
+package server
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/identity/local"
+	"github.com/rcsso/rcsso/internal/mint"
+	"github.com/rcsso/rcsso/internal/rocketchat"
+	"github.com/rcsso/rcsso/internal/sealer"
+	"github.com/rcsso/rcsso/internal/store/sqlite"
+	"github.com/rcsso/rcsso/internal/websession"
+)
+
+// TestLoadAPIURL drives the API URL over loopback TCP with keep-alive
+// clients: 200 website sessions with cached tokens, RCSSO_LOAD_WORKERS
+// concurrent clients (default 32) for RCSSO_LOAD_SECONDS (default 10).
+//
+//	go test -tags load -run TestLoadAPIURL -v ./internal/server
+func TestLoadAPIURL(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, t.TempDir()+"/load.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	seal, _ := sealer.New(make([]byte, 32))
+	m := &countingMinter{}
+	br := mint.NewBroker(st, seal, m, linkProv{}, mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: time.Hour}, nil)
+	sessions := websession.New(st, websession.Options{CookieName: "rcsso_session", SameSite: http.SameSiteLaxMode, TTL: time.Hour})
+	rc, _ := rocketchat.New(rocketchat.Options{BaseURL: "http://127.0.0.1:1"})
+	pub, _ := url.Parse("http://sso.example.test")
+	s := New(Options{PublicURL: pub, RocketChatOrigin: rcOrigin, Identity: identity.Chain{local.New("", st, sessions)},
+		Sessions: sessions, Broker: br, Store: st, RC: rc})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+
+	const people = 200
+	cookies := make([]*http.Cookie, people)
+	for i := range people {
+		w := httptest.NewRecorder()
+		id := identity.Identity{Subject: "local:u" + strconv.Itoa(i), Source: "local", Username: "u" + strconv.Itoa(i)}
+		if err := sessions.Start(ctx, w, id); err != nil {
+			t.Fatal(err)
+		}
+		cookies[i] = w.Result().Cookies()[0]
+	}
+	workers := envInt("RCSSO_LOAD_WORKERS", 32)
+	dur := time.Duration(envInt("RCSSO_LOAD_SECONDS", 10)) * time.Second
+	tr := &http.Transport{MaxIdleConnsPerHost: workers}
+	client := &http.Client{Transport: tr}
+	call := func(i int) (time.Duration, bool) {
+		req, _ := http.NewRequest("POST", srv.URL+"/api/rocketchat/token", nil)
+		req.Header.Set("Origin", rcOrigin)
+		req.AddCookie(cookies[i%people])
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, false
+		}
+		_, _ = resp.Body.Read(make([]byte, 128))
+		resp.Body.Close()
+		return time.Since(start), resp.StatusCode == 200
+	}
+	for i := range people { // warm: one mint per person
+		if _, ok := call(i); !ok {
+			t.Fatal("warm-up failed")
+		}
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	failures := 0
+	deadline := time.Now().Add(dur)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			local := make([]time.Duration, 0, 1<<16)
+			bad := 0
+			for i := w; time.Now().Before(deadline); i += workers {
+				d, ok := call(i)
+				if !ok {
+					bad++
+				}
+				local = append(local, d)
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			failures += bad
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	p := func(q float64) time.Duration { return lat[int(float64(len(lat)-1)*q)] }
+	t.Logf("API URL load: %d workers, %v: %d requests, %.0f req/s, p50 %v, p99 %v, max %v, failures %d, tokens minted %d for %d people",
+		workers, dur, len(lat), float64(len(lat))/dur.Seconds(), p(0.50), p(0.99), lat[len(lat)-1], failures, m.n.Load(), people)
+	if failures > 0 || m.n.Load() != people {
+		t.Fatalf("failures %d, minted %d", failures, m.n.Load())
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
