@@ -272,8 +272,8 @@ func serve(t *testing.T, ln net.Listener, h http.Handler) {
 
 // pageServer serves arbitrary test pages on its own origin.
 type pageServer struct {
-	URL   string
-	mux   *http.ServeMux
+	URL string
+	mux *http.ServeMux
 }
 
 func newPageServer(t *testing.T, host string) *pageServer {
