@@ -212,10 +212,22 @@ func (e *env) waitEval(ctx context.Context, expr string) {
 // iframeText waits (20 s at most) until the element sel inside the iframe
 // frameSel has text, across the iframe's navigations, and returns it.
 func (e *env) iframeText(ctx context.Context, frameSel, sel string) (string, error) {
+	return e.iframeEval(ctx, frameSel, fmt.Sprintf(`(document.querySelector(%q)||{}).textContent || false`, sel))
+}
+
+// iframeWaitText waits until the element sel inside the iframe frameSel has
+// exactly the text want.
+func (e *env) iframeWaitText(ctx context.Context, frameSel, sel, want string) error {
+	_, err := e.iframeEval(ctx, frameSel, fmt.Sprintf(`(document.querySelector(%q)||{}).textContent === %q && %q`, sel, want, want))
+	return err
+}
+
+// iframeEval polls expr inside the iframe frameSel until it yields a
+// truthy string (20 s at most), across the iframe's navigations.
+func (e *env) iframeEval(ctx context.Context, frameSel, expr string) (string, error) {
 	deadline := time.Now().Add(20 * time.Second)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	expr := fmt.Sprintf(`(document.querySelector(%q)||{}).textContent || false`, sel)
 	var last error
 	for time.Now().Before(deadline) {
 		nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS(frameSel)))
@@ -233,7 +245,7 @@ func (e *env) iframeText(ctx context.Context, frameSel, sel string) (string, err
 		case <-tick.C:
 		}
 	}
-	return "", fmt.Errorf("no text in %s %s: %v", frameSel, sel, last)
+	return "", fmt.Errorf("waiting in %s for %s: %v", frameSel, expr, last)
 }
 
 // status returns the emulator web client's #rc-status text.

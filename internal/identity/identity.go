@@ -35,6 +35,11 @@ type Identity struct {
 	// Email may be empty; EmailVerified says whether the website vouches for it.
 	Email         string
 	EmailVerified bool
+	// AvatarURL is an absolute http(s) URL of the person's picture; may be empty.
+	AvatarURL string
+	// Roles are Rocket.Chat role names, already filtered through the
+	// configured allow-list; nil means "do not manage roles".
+	Roles []string
 }
 
 // Source recognises the visitor from a request.
@@ -53,6 +58,21 @@ type PasswordAuthenticator interface {
 	Source
 	// Authenticate checks the credentials; ErrBadCredentials when wrong.
 	Authenticate(ctx context.Context, username, password string) (Identity, error)
+}
+
+// Interactive is implemented by sources that log the visitor in through
+// rcsso's own pages (OIDC redirect, …). The IFrame URL offers a button for
+// each; the server mounts the source's handler under /auth/<Name()>/.
+type Interactive interface {
+	Source
+	// LoginLabel is the button text, e.g. "Log in with Example ID".
+	LoginLabel() string
+	// Handler serves the source's routes below /auth/<Name()>/ (the prefix
+	// is stripped). The login route is "login": a top-level GET that ends,
+	// after the provider's round trip, by starting an rcsso session and
+	// redirecting to the safe return_to it was given (the popup page when
+	// started from the IFrame URL).
+	Handler() http.Handler
 }
 
 // Chain tries sources in order; the first that recognises the visitor wins.

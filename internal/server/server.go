@@ -183,7 +183,10 @@ func (s *Server) common(next http.Handler) http.Handler {
 // cannot express an allow-list.
 func (s *Server) framable(next http.Handler) http.Handler {
 	ancestors := strings.Join(append([]string{s.o.RocketChatOrigin}, s.o.WebsiteOrigins...), " ")
-	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors " + ancestors
+	// form-action also governs the redirect after the form post, which
+	// may go to a return_to on the website or Rocket.Chat.
+	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self' " + ancestors +
+		"; base-uri 'none'; frame-ancestors " + ancestors
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Del("X-Frame-Options")

@@ -1,0 +1,186 @@
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/rcsso/rcsso/internal/app"
+	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/identity/local"
+	"github.com/rcsso/rcsso/internal/rcemu"
+)
+
+// Options configure a demo run.
+type Options struct {
+	// SiteAddr, RcssoAddr and RocketChatAddr are listen addresses; a taken
+	// port is replaced by a free one on the same host.
+	SiteAddr, RcssoAddr, RocketChatAddr string
+	// Profile is the emulated Rocket.Chat version (8.x, 7.x, 6.x).
+	Profile string
+	Logger  *slog.Logger
+}
+
+// Running is a started demo.
+type Running struct {
+	SiteURL, RcssoURL, RocketChatURL string
+	// Username and Password are the demo account's credentials.
+	Username, Password string
+	Emulator           *rcemu.Server
+	App                *app.App
+
+	g      *errgroup.Group
+	cancel context.CancelFunc
+}
+
+// Start starts the Rocket.Chat emulator, rcsso (local accounts, memory
+// store) and the demo website, all on loopback, and creates the demo
+// account. Stop (or cancelling ctx) stops them.
+func Start(ctx context.Context, o Options) (*Running, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := o.Logger
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}
+	for _, addr := range []string{o.SiteAddr, o.RcssoAddr, o.RocketChatAddr} {
+		ln, err := listenOrAny(addr)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
+	r := &Running{
+		SiteURL:       "http://" + lns[0].Addr().String(),
+		RcssoURL:      "http://" + lns[1].Addr().String(),
+		RocketChatURL: "http://" + lns[2].Addr().String(),
+		Username:      "demo",
+		Password:      rand.Text()[:16],
+	}
+	adminPAT, secret := rand.Text(), rand.Text()
+	emuCfg := rcemu.Config{
+		Profile:              o.Profile,
+		AdminPassword:        rand.Text(),
+		AdminPAT:             adminPAT,
+		CreateTokensSecret:   secret,
+		CreateTokensForUsers: true,
+		Settings:             map[string]any{"Site_Name": "Example Corp Chat", "Site_Url": r.RocketChatURL},
+		Logger:               log,
+	}
+	emuCfg.EnableIframeAuth(r.RcssoURL+"/login", r.RcssoURL+"/api/rocketchat/token", "POST")
+	emu, err := rcemu.New(emuCfg)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	r.Emulator = emu
+
+	cfg := config.Default()
+	cfg.Listen = lns[1].Addr().String()
+	cfg.PublicURL = r.RcssoURL
+	cfg.RocketChat.URL = r.RocketChatURL
+	cfg.RocketChat.AdminUserID = emu.AdminID()
+	cfg.RocketChat.AdminToken = adminPAT
+	cfg.RocketChat.CreateTokensSecret = secret
+	cfg.Store = config.Store{Type: "memory"}
+	cfg.Website = config.Website{Name: "Example Corp", Origins: []string{r.SiteURL}}
+
+	ctx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	g, gctx := errgroup.WithContext(ctx)
+	r.g = g
+	g.Go(func() error { return serve(gctx, lns[2], emu.Handler(), log) })
+	a, err := app.Build(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		closeAll()
+		_ = g.Wait()
+		return nil, err
+	}
+	r.App = a
+	acct, err := local.NewAccount(r.Username, r.Password, "Demo Visitor", "demo@example.com", time.Now())
+	if err == nil {
+		err = a.Store.CreateAccount(ctx, acct)
+	}
+	if err != nil {
+		cancel()
+		closeAll()
+		_ = g.Wait()
+		_ = a.Close()
+		return nil, err
+	}
+	g.Go(func() error { return a.Serve(gctx, lns[1]) })
+	g.Go(func() error {
+		return serve(gctx, lns[0], Site(SiteOptions{SiteURL: r.SiteURL, RcssoURL: r.RcssoURL, RocketChatURL: r.RocketChatURL}), log)
+	})
+	return r, nil
+}
+
+// Wait blocks until the demo stops (ctx cancelled or a server failed).
+func (r *Running) Wait() error {
+	err := r.g.Wait()
+	_ = r.App.Close()
+	return err
+}
+
+// Stop stops every server and waits for them.
+func (r *Running) Stop() error {
+	r.cancel()
+	return r.Wait()
+}
+
+// Banner is what `rcsso demo` prints.
+func (r *Running) Banner() string {
+	return fmt.Sprintf(`rcsso demo is running (Ctrl-C stops it).
+
+  Open        %s/
+  Log in as   %s / %s
+
+  Then open the chat: it is already signed in as %q.
+  Rocket.Chat emulator %s (profile %s), rcsso %s
+`, r.SiteURL, r.Username, r.Password, r.Username, r.RocketChatURL, r.Emulator.Profile(), r.RcssoURL)
+}
+
+func serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// listenOrAny listens on addr, or on another free port of the same host
+// when addr is taken.
+func listenOrAny(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	host, _, splitErr := net.SplitHostPort(addr)
+	if splitErr != nil {
+		return nil, err
+	}
+	return net.Listen("tcp", net.JoinHostPort(host, "0"))
+}
