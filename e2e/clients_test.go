@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+// recordMessages makes every new document record the message events it
+// receives in window.__msgs (origin and data).
+const recordMessages = `window.__msgs = []; window.addEventListener("message", function (e) { window.__msgs.push({origin: e.origin, data: e.data}); });`
+
+// The IFrame URL opened top-level (the mobile app's WebView, or a person)
+// never posts the token towards another origin: it addresses its own.
+func TestIframeURLTopLevel(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := e.browser()
+	e.websiteLogin(ctx)
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: recordMessages}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.ssoURL+"/login")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEval(ctx, `window.__msgs.length > 0`)
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]any](`({origin: window.__msgs[0].origin, event: window.__msgs[0].data.event, hasToken: typeof window.__msgs[0].data.loginToken === "string" && window.__msgs[0].data.loginToken.length > 20})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["origin"] != e.ssoURL || got["event"] != "login-with-token" || got["hasToken"] != true {
+		t.Fatalf("top-level message: %v", got)
+	}
+	status, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#status")))
+	if !strings.Contains(status, "signed in") {
+		t.Fatalf("status text %q", status)
+	}
+}
+
+// Rocket.Chat's desktop app (Electron) adds client=electron to the IFrame
+// URL; the login inside it works the same way.
+func TestIframeURLElectron(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := e.browser()
+	ua := "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Rocket.Chat/4.1.0 Chrome/130.0 Electron/33.0.0 Safari/537.36"
+	if _, err := chromedp.Call(ctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{UserAgent: ua}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "iframe")
+	src, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("rc-login-iframe").src`))
+	if err != nil || !strings.HasSuffix(src, "/login?client=electron") {
+		t.Fatalf("iframe src %q, %v", src, err)
+	}
+	e.loginInIframe(ctx, "alice", e.password)
+	e.waitChat(ctx, "logged-in")
+}
+
+// Logging out on the website ends the chat session too: Rocket.Chat no
+// longer accepts the token, and the chat does not sign straight back in.
+func TestWebsiteLogoutEndsChatSession(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := e.browser()
+	e.websiteLogin(ctx)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "logged-in")
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(e.ssoURL+"/logout"),
+		chromedp.Click(chromedp.CSS("#logout-submit")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitEval(ctx, `document.body && document.body.textContent.includes("You are logged out")`)
+	if u, _ := e.emu.UserByUsername("alice"); u.ResumeTokens != 0 {
+		t.Fatalf("Rocket.Chat still holds %d tokens for alice after logout", u.ResumeTokens)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "iframe")
+}

@@ -1,0 +1,118 @@
+package provision_test
+
+import (
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/provision"
+	"github.com/rcsso/rcsso/internal/rcadmin"
+	"github.com/rcsso/rcsso/internal/rcemu"
+	"github.com/rcsso/rcsso/internal/rocketchat"
+	"github.com/rcsso/rcsso/internal/store/memory"
+)
+
+func setup(t *testing.T, profile string) (*provision.Provisioner, *rcemu.Server) {
+	t.Helper()
+	emu, err := rcemu.New(rcemu.Config{Profile: profile, AdminPassword: "pw", AdminPAT: "pat", BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu.Handler())
+	t.Cleanup(srv.Close)
+	rc, err := rocketchat.New(rocketchat.Options{BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(rc, rcadmin.PAT{UserID: emu.AdminID(), AuthToken: "pat"}, memory.New(), provision.Config{}, nil)
+	return p, emu
+}
+
+func TestCreateThenReuseLink(t *testing.T) {
+	for _, profile := range []string{"8.x", "7.x", "6.x"} {
+		t.Run(profile, func(t *testing.T) {
+			p, emu := setup(t, profile)
+			id := identity.Identity{Subject: "local:josé", Username: "José Álvarez", Name: "José Álvarez", Email: "jose@example.test", EmailVerified: true}
+			l, err := p.Ensure(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, ok := emu.UserByUsername("jose.alvarez")
+			if !ok || u.ID != l.UserID || u.Name != "José Álvarez" || !u.Emails[0].Verified || len(u.Roles) != 1 || u.Roles[0] != "user" {
+				t.Fatalf("created %+v (link %+v)", u, l)
+			}
+			calls := emu.Stats().UsersCreateCalls
+			if l2, err := p.Ensure(t.Context(), id); err != nil || l2.UserID != l.UserID || emu.Stats().UsersCreateCalls != calls {
+				t.Fatalf("second Ensure: %+v %v, users.create calls %d → %d", l2, err, calls, emu.Stats().UsersCreateCalls)
+			}
+		})
+	}
+}
+
+func TestUsernameTakenBySomeoneElseGetsSuffix(t *testing.T) {
+	p, emu := setup(t, "8.x")
+	if _, err := emu.AddUser(rcemu.NewUser{Username: "alice", Name: "Another Alice", Email: "other@example.test"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := p.Ensure(t.Context(), identity.Identity{Subject: "local:alice", Username: "alice", Email: "alice@example.test", EmailVerified: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(l.Username, "alice-") || l.Username != provision.WithSuffix("alice", "local:alice") {
+		t.Fatalf("username %q, want the deterministic suffix", l.Username)
+	}
+	if emu.UserCount() != 2 {
+		t.Fatalf("users = %d", emu.UserCount())
+	}
+}
+
+func TestExistingUserWithSameEmailIsAdopted(t *testing.T) {
+	// A retry after a users.create that timed out but succeeded, or a person
+	// who already had a Rocket.Chat account with the website's verified e-mail.
+	p, emu := setup(t, "8.x")
+	uid, err := emu.AddUser(rcemu.NewUser{Username: "bob", Name: "Bob", Email: "Bob@Example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := p.Ensure(t.Context(), identity.Identity{Subject: "header:bob", Username: "bob", Email: "bob@example.test", EmailVerified: true})
+	if err != nil || l.UserID != uid {
+		t.Fatalf("link %+v, %v; want adoption of %s", l, err, uid)
+	}
+	if emu.Stats().UsersCreateCalls != 0 {
+		t.Fatal("created a duplicate user")
+	}
+}
+
+func TestUnverifiedEmailNeverAdopts(t *testing.T) {
+	p, emu := setup(t, "8.x")
+	if _, err := emu.AddUser(rcemu.NewUser{Username: "carol", Email: "carol@example.test"}); err != nil {
+		t.Fatal(err)
+	}
+	// Someone registers "carol" on the website with Carol's e-mail, unverified.
+	l, err := p.Ensure(t.Context(), identity.Identity{Subject: "jwt:x1", Username: "carol", Email: "carol@example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := emu.UserByUsername("carol")
+	if l.UserID == u.ID {
+		t.Fatal("took over an existing account on an unverified e-mail")
+	}
+}
+
+func TestEmailOfAnotherUserIsAConflict(t *testing.T) {
+	p, emu := setup(t, "8.x")
+	if _, err := emu.AddUser(rcemu.NewUser{Username: "dave.r", Email: "dave@example.test"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.Ensure(t.Context(), identity.Identity{Subject: "local:dave", Username: "dave", Email: "dave@example.test", EmailVerified: true})
+	if !errors.Is(err, provision.ErrConflict) {
+		t.Fatalf("want ErrConflict, got %v", err)
+	}
+	if emu.UserCount() != 1 {
+		t.Fatal("half-created user left behind")
+	}
+}
