@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,15 @@ import (
 // Provisioner finds or creates the Rocket.Chat user of an identity.
 type Provisioner interface {
 	Ensure(ctx context.Context, id identity.Identity) (store.Link, error)
+}
+
+// ProfileSyncer is an optional Provisioner capability: keep the Rocket.Chat
+// profile in step with the website's (issue: profile sync).
+type ProfileSyncer interface {
+	// ProfileDigest is a cheap digest of the profile rcsso would write.
+	ProfileDigest(id identity.Identity) string
+	// Sync writes what changed; true when Rocket.Chat now has the profile.
+	Sync(ctx context.Context, id identity.Identity) (bool, error)
 }
 
 // BrokerConfig tunes token reuse.
@@ -58,6 +68,10 @@ type Broker struct {
 	now    func() time.Time
 	sf     singleflight.Group
 
+	synced  sync.Map // subject → profile digest known to be in Rocket.Chat
+	retryAt sync.Map // subject → time.Time before which no sync is tried
+	syncing sync.WaitGroup
+
 	minted, reused, validated, rejected atomic.Int64
 }
 
@@ -87,6 +101,7 @@ func (b *Broker) Token(ctx context.Context, id identity.Identity, revalidate boo
 			return Token{}, err
 		} else if fresh {
 			b.reused.Add(1)
+			b.maybeSync(ctx, id)
 			return t, nil
 		}
 	}
@@ -102,8 +117,49 @@ func (b *Broker) Token(ctx context.Context, id identity.Identity, revalidate boo
 	if err != nil {
 		return Token{}, err
 	}
+	b.maybeSync(ctx, id)
 	return v.(Token), nil
 }
+
+// maybeSync starts a background profile sync when id's profile differs
+// from the one this process last saw in Rocket.Chat. The request does not
+// wait for it; a failed sync is retried on a later request.
+func (b *Broker) maybeSync(ctx context.Context, id identity.Identity) {
+	ps, ok := b.prov.(ProfileSyncer)
+	if !ok {
+		return
+	}
+	d := ps.ProfileDigest(id)
+	if v, ok := b.synced.Load(id.Subject); ok && v.(string) == d {
+		return
+	}
+	if v, ok := b.retryAt.Load(id.Subject); ok && b.now().Before(v.(time.Time)) {
+		return
+	}
+	b.syncing.Add(1)
+	go func() {
+		defer b.syncing.Done()
+		_, _, _ = b.sf.Do("sync\x00"+id.Subject, func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.MintTimeout)
+			defer cancel()
+			done, err := ps.Sync(ctx, id)
+			if err != nil {
+				b.log.Warn("profile sync failed; will retry", "subject", id.Subject, "err", err)
+			}
+			if done {
+				b.synced.Store(id.Subject, d)
+				b.retryAt.Delete(id.Subject)
+			} else {
+				b.retryAt.Store(id.Subject, b.now().Add(15*time.Second))
+			}
+			return nil, nil
+		})
+	}()
+}
+
+// WaitSync waits for background profile syncs started so far (tests,
+// shutdown).
+func (b *Broker) WaitSync() { b.syncing.Wait() }
 
 // cached returns the cached token and whether it may be handed out without
 // asking Rocket.Chat.

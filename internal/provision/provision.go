@@ -33,6 +33,12 @@ type Config struct {
 	// PlaceholderEmailDomain builds "<digest>@<domain>" for identities
 	// without an e-mail (Rocket.Chat requires one).
 	PlaceholderEmailDomain string
+	// SyncInterval is the least time between two profile updates of one
+	// person (Rocket.Chat hard-codes 1 call/60 s on setRealName, setEmail,
+	// …); default 1 minute.
+	SyncInterval time.Duration
+	// Now is the clock; time.Now by default.
+	Now func() time.Time
 }
 
 // Provisioner finds or creates Rocket.Chat users.
@@ -50,13 +56,19 @@ func New(rc *rocketchat.Client, admin rcadmin.Auth, st store.Store, cfg Config, 
 	if len(cfg.Roles) == 0 {
 		cfg.Roles = []string{"user"}
 	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = time.Minute
+	}
 	if cfg.PlaceholderEmailDomain == "" {
 		cfg.PlaceholderEmailDomain = "users.rcsso.invalid"
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Provisioner{rc: rc, admin: admin, st: st, cfg: cfg, log: log, now: time.Now}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Provisioner{rc: rc, admin: admin, st: st, cfg: cfg, log: log, now: cfg.Now}
 }
 
 // Ensure returns the link for id, creating the Rocket.Chat user when the
@@ -78,8 +90,10 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		if err != nil {
 			return store.Link{}, err
 		}
+		created := false
 		if u == nil {
 			u, err = p.create(ctx, id, username, email)
+			created = err == nil
 			if err != nil && rocketchat.IsFieldUnavailable(err) {
 				// Lost a race, or the e-mail belongs to someone else.
 				if u, err = p.find(ctx, username); err != nil {
@@ -96,7 +110,10 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 			p.log.Info("rocket.chat username taken by another person, trying the suffixed one", "subject", id.Subject, "rc_username", username)
 			continue
 		}
-		l := store.Link{Subject: id.Subject, UserID: u.ID, Username: u.Username, UpdatedAt: p.now().UTC()}
+		l := store.Link{Subject: id.Subject, UserID: u.ID, Username: u.Username, ProfileHash: p.ProfileDigest(id), UpdatedAt: p.now().UTC()}
+		if created && id.AvatarURL != "" {
+			p.setAvatar(ctx, u.ID, id)
+		}
 		if err := p.st.PutLink(ctx, l); err != nil {
 			return store.Link{}, err
 		}
@@ -148,7 +165,7 @@ func (p *Provisioner) create(ctx context.Context, id identity.Identity, username
 		Name:                name,
 		Password:            rand.Text() + rand.Text(), // nobody learns it
 		Username:            username,
-		Roles:               p.cfg.Roles,
+		Roles:               p.roles(id),
 		JoinDefaultChannels: p.cfg.JoinDefaultChannels,
 		Verified:            true,
 	}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net/http/httptest"
 	"strings"
+	"slices"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -17,6 +19,10 @@ import (
 )
 
 func setup(t *testing.T, profile string) (*provision.Provisioner, *rcemu.Server) {
+	return setupWith(t, profile, provision.Config{})
+}
+
+func setupWith(t *testing.T, profile string, cfg provision.Config) (*provision.Provisioner, *rcemu.Server) {
 	t.Helper()
 	emu, err := rcemu.New(rcemu.Config{Profile: profile, AdminPassword: "pw", AdminPAT: "pat", BcryptCost: bcrypt.MinCost})
 	if err != nil {
@@ -28,7 +34,7 @@ func setup(t *testing.T, profile string) (*provision.Provisioner, *rcemu.Server)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := provision.New(rc, rcadmin.PAT{UserID: emu.AdminID(), AuthToken: "pat"}, memory.New(), provision.Config{}, nil)
+	p := provision.New(rc, rcadmin.PAT{UserID: emu.AdminID(), AuthToken: "pat"}, memory.New(), cfg, nil)
 	return p, emu
 }
 
@@ -114,5 +120,43 @@ func TestEmailOfAnotherUserIsAConflict(t *testing.T) {
 	}
 	if emu.UserCount() != 1 {
 		t.Fatal("half-created user left behind")
+	}
+}
+
+func TestProfileSync(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	p, emu := setupWith(t, "8.x", provision.Config{Now: func() time.Time { return now }})
+	id := identity.Identity{Subject: "oidc:42", Username: "erin", Name: "Erin", Email: "erin@example.test", EmailVerified: true,
+		AvatarURL: "https://img.example.test/erin.png", Roles: []string{"moderator"}}
+	if _, err := p.Ensure(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := emu.UserByUsername("erin")
+	if u.AvatarURL != id.AvatarURL || !slices.Contains(u.Roles, "moderator") || !slices.Contains(u.Roles, "user") {
+		t.Fatalf("created without avatar/roles: %+v", u)
+	}
+	// Unchanged profile: no write at all.
+	if done, err := p.Sync(t.Context(), id); !done || err != nil || emu.Stats().UsersUpdateCalls != 0 {
+		t.Fatalf("unchanged sync: %v %v, users.update calls %d", done, err, emu.Stats().UsersUpdateCalls)
+	}
+	id.Name, id.Email, id.Roles = "Erin Example", "erin@new.example.test", []string{}
+	// Within the interval: nothing yet.
+	if done, _ := p.Sync(t.Context(), id); done || emu.Stats().UsersUpdateCalls != 0 {
+		t.Fatal("synced within the per-user interval")
+	}
+	now = now.Add(time.Minute)
+	if done, err := p.Sync(t.Context(), id); !done || err != nil {
+		t.Fatalf("sync: %v %v", done, err)
+	}
+	u, _ = emu.UserByUsername("erin")
+	if u.Name != "Erin Example" || u.Emails[0].Address != "erin@new.example.test" || !u.Emails[0].Verified || slices.Contains(u.Roles, "moderator") {
+		t.Fatalf("after sync: %+v", u)
+	}
+	if emu.Stats().UsersUpdateCalls != 1 || emu.Stats().SetAvatarCalls != 1 {
+		t.Fatalf("writes: update %d, setAvatar %d; want 1 and 1 (avatar unchanged)", emu.Stats().UsersUpdateCalls, emu.Stats().SetAvatarCalls)
+	}
+	now = now.Add(time.Hour)
+	if done, _ := p.Sync(t.Context(), id); !done || emu.Stats().UsersUpdateCalls != 1 {
+		t.Fatal("wrote again although nothing changed")
 	}
 }

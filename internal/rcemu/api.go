@@ -161,6 +161,8 @@ func (s *Server) apiRoutes() map[string]*route {
 		"users.delete":          {auth: true, permissions: []string{"delete-user"}, methods: map[string]handlerFunc{"POST": s.handleUsersDelete}},
 		"users.setActiveStatus": {auth: true, permissions: []string{"edit-other-user-active-status"}, methods: map[string]handlerFunc{"POST": s.handleSetActiveStatus}},
 		"users.logout":          {auth: true, methods: map[string]handlerFunc{"POST": s.handleUsersLogout}},
+		"users.setAvatar": {auth: true, methods: map[string]handlerFunc{"POST": s.handleSetAvatar},
+			count: func(st *Stats) { st.SetAvatarCalls++ }},
 	}
 }
 

@@ -48,6 +48,7 @@ type Stats struct {
 	MeCalls          int // GET /api/v1/me
 	DDPLoginCalls    int // the web client's Meteor login method (/_emu/ddp-login)
 	RateLimited      int // 429 answers
+	SetAvatarCalls   int // POST /api/v1/users.setAvatar
 }
 
 // UserSnapshot is a copy of one user document for tests (spec §5).
@@ -67,6 +68,8 @@ type UserSnapshot struct {
 	IframeToken string
 	// Email2FA is services.email2fa.enabled.
 	Email2FA bool
+	// AvatarURL is the avatarUrl of the last users.setAvatar ("" if none).
+	AvatarURL string
 }
 
 // defaultPermissions are Rocket.Chat's default role assignments for the
@@ -246,7 +249,7 @@ func snapshot(u *user) UserSnapshot {
 	return UserSnapshot{
 		ID: u.id, Username: u.username, Name: u.name, Emails: slices.Clone(u.emails), Active: u.active,
 		Roles: slices.Clone(u.roles), Status: u.status, ResumeTokens: u.resumeCount(), PATs: u.patCount(),
-		IframeToken: u.iframeToken, Email2FA: u.email2fa,
+		IframeToken: u.iframeToken, Email2FA: u.email2fa, AvatarURL: u.avatarURL,
 	}
 }
 

@@ -52,6 +52,7 @@ type user struct {
 	bio, nickname      string
 	statusText         string
 	settings           map[string]any
+	avatarURL          string // last users.setAvatar avatarUrl (the emulator keeps the URL, not the image)
 }
 
 // resumeCount is the number of {when} tokens (PATs excluded).

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -711,4 +712,41 @@ func (s *Server) handleUsersLogout(c *call) reply {
 	}
 	u.tokens = []tokenEntry{}
 	return reply{status: http.StatusOK, body: map[string]any{"message": "User " + id + " has been logged out!", "success": true}}
+}
+
+// handleSetAvatar is POST /api/v1/users.setAvatar with a JSON body
+// {avatarUrl, userId?|username?} (spec §4.8). Rocket.Chat fetches the URL;
+// the emulator only checks it is an absolute http(s) URL and keeps it.
+// Changing another user's avatar needs edit-other-user-avatar. The
+// multipart "image" form is not emulated.
+func (s *Server) handleSetAvatar(c *call) reply {
+	sc := &schema{props: []prop{{name: "avatarUrl", kind: kString}, {name: "userId", kind: kString}, {name: "username", kind: kString}}}
+	if msg := sc.validate(c.body); msg != "" {
+		return invalidParams(msg)
+	}
+	raw := str(c.body, "avatarUrl")
+	if raw == "" {
+		return failure("The 'image' param is required")
+	}
+	if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return meteorFailure("error-avatar-invalid-url", "Invalid avatar URL: "+raw, map[string]any{"method": "setAvatarFromService"})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	caller := s.st.users[c.userID]
+	target := caller
+	if id := str(c.body, "userId"); id != "" {
+		target = s.st.users[id]
+	} else if name := str(c.body, "username"); name != "" {
+		target = s.st.byUsernameExact(name)
+	}
+	if target == nil {
+		return meteorFailure("error-invalid-user", "Invalid user", map[string]any{"method": "users.setAvatar"})
+	}
+	if target != caller && !s.hasPermission(caller, "edit-other-user-avatar") {
+		return meteorFailure("error-not-allowed", "Change avatar is not allowed", map[string]any{"method": "users.setAvatar"})
+	}
+	target.avatarURL = raw
+	target.updatedAt = c.now
+	return success(map[string]any{})
 }

@@ -309,3 +309,23 @@ func (c *Client) ListUsers(ctx context.Context, cr Credentials, offset, count in
 	}
 	return out.Users, total, nil
 }
+
+// SetAvatar sets another user's avatar from an image URL that Rocket.Chat
+// fetches itself.
+//
+// POST /api/v1/users.setAvatar {"avatarUrl":…,"userId":…} (protocol spec
+// §4.8; user-management.yaml /api/v1/users.setAvatar). 200:
+// {"success":true}. Needs edit-other-user-avatar for other users. Errors:
+// 400 for an unreachable, private-address or non-image URL (newer servers
+// block SSRF), error-not-allowed; 401 → IsUnauthorized. Never retried.
+func (c *Client) SetAvatar(ctx context.Context, cr Credentials, userID, avatarURL string) error {
+	const ep = "users.setAvatar"
+	if userID == "" || avatarURL == "" {
+		return invalidArg(ep, "userID and avatarURL are required")
+	}
+	body := struct {
+		AvatarURL string `json:"avatarUrl"`
+		UserID    string `json:"userId"`
+	}{avatarURL, userID}
+	return c.do(ctx, call{method: http.MethodPost, endpoint: ep, path: "/api/v1/users.setAvatar", body: body, cr: &cr}, nil)
+}

@@ -1,0 +1,127 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/rcadmin"
+	"github.com/rcsso/rcsso/internal/rocketchat"
+	"github.com/rcsso/rcsso/internal/store"
+)
+
+// Profile fields tracked for sync, in digest order.
+const (
+	fName = iota
+	fEmail
+	fAvatar
+	fRoles
+	nFields
+)
+
+// ProfileDigest summarises the profile rcsso writes to Rocket.Chat for id:
+// one 8-character digest per field (name, e-mail, avatar, roles), so a sync
+// can tell which fields changed. Stored in store.Link.ProfileHash.
+func (p *Provisioner) ProfileDigest(id identity.Identity) string {
+	f := p.fields(id)
+	parts := make([]string, nFields)
+	for i, v := range f {
+		parts[i] = Digest(v)[:8]
+	}
+	return strings.Join(parts, ".")
+}
+
+func (p *Provisioner) fields(id identity.Identity) [nFields]string {
+	var f [nFields]string
+	f[fName] = id.Name
+	f[fEmail] = p.email(id)
+	f[fAvatar] = id.AvatarURL
+	if id.Roles != nil {
+		f[fRoles] = strings.Join(p.roles(id), ",")
+	}
+	return f
+}
+
+// roles are the Rocket.Chat roles for id: the configured base roles plus
+// the identity's mapped roles.
+func (p *Provisioner) roles(id identity.Identity) []string {
+	out := slices.Clone(p.cfg.Roles)
+	for _, r := range id.Roles {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Sync brings the Rocket.Chat user of id up to date with id's profile:
+// users.update for a changed name, e-mail (kept verified) or roles (only
+// when the identity source manages roles), users.setAvatar for a changed
+// avatar URL. It writes only what changed, at most once per SyncInterval per
+// person. It reports whether Rocket.Chat now has id's profile (false when the
+// subject has no link yet or the interval has not passed).
+func (p *Provisioner) Sync(ctx context.Context, id identity.Identity) (bool, error) {
+	l, err := p.st.GetLink(ctx, id.Subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	want := p.ProfileDigest(id)
+	if l.ProfileHash == want {
+		return true, nil
+	}
+	now := p.now().UTC()
+	if now.Sub(l.UpdatedAt) < p.cfg.SyncInterval {
+		return false, nil
+	}
+	have := strings.Split(l.ProfileHash, ".")
+	changed := func(i int) bool { return len(have) != nFields || have[i] != strings.Split(want, ".")[i] }
+	f := p.fields(id)
+	var data rocketchat.UpdateUserData
+	dirty := false
+	if changed(fName) && f[fName] != "" {
+		data.Name, dirty = &f[fName], true
+	}
+	if changed(fEmail) {
+		verified := true
+		data.Email, data.Verified, dirty = &f[fEmail], &verified, true
+	}
+	if changed(fRoles) && id.Roles != nil {
+		data.Roles, dirty = p.roles(id), true
+	}
+	l.UpdatedAt = now
+	if dirty {
+		_, err := rcadmin.Do(ctx, p.admin, func(cr rocketchat.Credentials) (rocketchat.User, error) {
+			return p.rc.UpdateUser(ctx, cr, l.UserID, data)
+		})
+		if err != nil {
+			_ = p.st.PutLink(ctx, l) // honour the interval before retrying
+			return false, err
+		}
+	}
+	if changed(fAvatar) && id.AvatarURL != "" {
+		p.setAvatar(ctx, l.UserID, id)
+	}
+	l.ProfileHash = want
+	if err := p.st.PutLink(ctx, l); err != nil {
+		return false, err
+	}
+	p.log.Info("synced rocket.chat profile", "subject", id.Subject, "rc_user_id", l.UserID)
+	return true, nil
+}
+
+// setAvatar is best effort: Rocket.Chat fetches the image itself and may
+// refuse the URL (private address, not an image); the login goes on.
+func (p *Provisioner) setAvatar(ctx context.Context, userID string, id identity.Identity) {
+	_, err := rcadmin.Do(ctx, p.admin, func(cr rocketchat.Credentials) (struct{}, error) {
+		return struct{}{}, p.rc.SetAvatar(ctx, cr, userID, id.AvatarURL)
+	})
+	if err != nil {
+		p.log.Warn("rocket.chat refused the avatar URL", "subject", id.Subject, "rc_user_id", userID, "err", err)
+	}
+}
