@@ -3,8 +3,8 @@ package provision_test
 import (
 	"errors"
 	"net/http/httptest"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
