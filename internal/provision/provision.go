@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"text/template"
 	"time"
 
 	"github.com/rcsso/rcsso/internal/identity"
@@ -37,6 +38,12 @@ type Config struct {
 	// person (Rocket.Chat hard-codes 1 call/60 s on setRealName, setEmail,
 	// …); default 1 minute.
 	SyncInterval time.Duration
+	// Usernames is the Rocket.Chat username rule (UTF8_User_Names_Validation).
+	Usernames UsernameRule
+	// UsernameTemplate, when set, builds the website user name from the
+	// identity (fields .Username, .Name, .Email, .EmailLocal, .Subject)
+	// before it is mapped onto the rule, e.g. "{{.EmailLocal}}".
+	UsernameTemplate *template.Template
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
 }
@@ -65,6 +72,9 @@ func New(rc *rocketchat.Client, admin rcadmin.Auth, st store.Store, cfg Config, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Usernames.re == nil {
+		cfg.Usernames = defaultRule
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -84,7 +94,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		return store.Link{}, err
 	}
 	email := p.email(id)
-	base := MapUsername(id.Username, id.Subject)
+	base := p.cfg.Usernames.Map(p.usernameSource(id), id.Subject)
 	for _, username := range []string{base, WithSuffix(base, id.Subject)} {
 		u, err := p.find(ctx, username)
 		if err != nil {
@@ -120,6 +130,23 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		return l, nil
 	}
 	return store.Link{}, fmt.Errorf("%w: usernames %q and its suffixed form belong to other Rocket.Chat users", ErrConflict, base)
+}
+
+// usernameSource is the website user name before mapping: the template's
+// output, or the identity's user name.
+func (p *Provisioner) usernameSource(id identity.Identity) string {
+	if p.cfg.UsernameTemplate == nil {
+		return id.Username
+	}
+	local, _, _ := strings.Cut(id.Email, "@")
+	var b strings.Builder
+	err := p.cfg.UsernameTemplate.Execute(&b, map[string]string{
+		"Username": id.Username, "Name": id.Name, "Email": id.Email, "EmailLocal": local, "Subject": id.Subject,
+	})
+	if err != nil || strings.TrimSpace(b.String()) == "" {
+		return id.Username
+	}
+	return b.String()
 }
 
 func (p *Provisioner) email(id identity.Identity) string {

@@ -3,8 +3,10 @@ package provision
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/runes"
 	"golang.org/x/text/transform"
@@ -14,51 +16,101 @@ import (
 // MaxUsernameLen bounds generated Rocket.Chat usernames (runes).
 const MaxUsernameLen = 48
 
+// DefaultUsernamePattern is Rocket.Chat's default UTF8_User_Names_Validation
+// (protocol spec §2.3), anchored by Rocket.Chat as ^…$.
+const DefaultUsernamePattern = `[0-9a-zA-Z-_.]+`
+
 // reserved are usernames Rocket.Chat refuses (built-in "all", "here" and the
 // default Accounts_SystemBlockedUsernameList; protocol spec §2.3, §4.5).
 var reserved = map[string]bool{"admin": true, "administrator": true, "system": true, "user": true, "all": true, "here": true}
 
-// MapUsername maps a website user name onto Rocket.Chat's default username
-// rule ^[0-9a-zA-Z-_.]+$ (setting UTF8_User_Names_Validation): accents are
-// stripped (é → e), letters lower-cased, every other run of characters
-// becomes one '.', leading/trailing separators are dropped, and the result is
-// cut to MaxUsernameLen. It is deterministic. Empty results become "user" and
-// reserved names get the subject's suffix, so the result is never reserved.
-func MapUsername(name, subject string) string {
-	t := transform.Chain(norm.NFKD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
-	s, _, err := transform.String(t, name)
+// UsernameRule maps website user names onto a Rocket.Chat username rule.
+type UsernameRule struct {
+	re *regexp.Regexp // anchored ^(?:pattern)$
+}
+
+// NewUsernameRule compiles a UTF8_User_Names_Validation pattern ("" =
+// DefaultUsernamePattern). Rocket.Chat anchors it; so does rcsso.
+func NewUsernameRule(pattern string) (UsernameRule, error) {
+	if pattern == "" {
+		pattern = DefaultUsernamePattern
+	}
+	re, err := regexp.Compile(`^(?:` + pattern + `)$`)
 	if err != nil {
-		s = name
+		return UsernameRule{}, err
+	}
+	return UsernameRule{re: re}, nil
+}
+
+var defaultRule, _ = NewUsernameRule("")
+
+// MapUsername maps name with Rocket.Chat's default rule (see UsernameRule.Map).
+func MapUsername(name, subject string) string { return defaultRule.Map(name, subject) }
+
+var stripMarks = transform.Chain(norm.NFKD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+
+// Map maps a website user name onto the rule, deterministically: letters
+// are lower-cased; a character the rule refuses is replaced by its
+// transliteration when that is allowed (é → e, ß → ss), else it ends a
+// word: runs of refused characters become one '.' (when '.' is allowed);
+// leading and trailing separators are dropped; the result is cut to
+// MaxUsernameLen. An empty result becomes "user", and reserved names
+// (admin, all, here, …) get the subject's suffix, so the result is never
+// reserved. If the result still does not match the rule it becomes
+// "user-<suffix>" when that matches.
+func (u UsernameRule) Map(name, subject string) string {
+	ok := func(s string) bool { return u.re.MatchString(s) }
+	sep := ""
+	if ok(".") {
+		sep = "."
+	} else if ok("_") {
+		sep = "_"
 	}
 	var b strings.Builder
-	dot := false
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
-			b.WriteRune(r)
-			dot = false
-		case r >= 'A' && r <= 'Z':
-			b.WriteRune(unicode.ToLower(r))
-			dot = false
-		case r == 'ß':
-			b.WriteString("ss")
-			dot = false
-		default:
-			if !dot && b.Len() > 0 {
-				b.WriteByte('.')
-				dot = true
-			}
+	pendingSep := false
+	emit := func(s string) {
+		if pendingSep && b.Len() > 0 {
+			b.WriteString(sep)
 		}
+		pendingSep = false
+		b.WriteString(s)
+	}
+	for _, r := range strings.ToLower(name) {
+		s := string(r)
+		if r == '.' || r == '-' || r == '_' || unicode.IsSpace(r) {
+			if ok(s) && !unicode.IsSpace(r) {
+				emit(s)
+			} else {
+				pendingSep = true
+			}
+			continue
+		}
+		if ok(s) {
+			emit(s)
+			continue
+		}
+		t, _, _ := transform.String(stripMarks, s)
+		if r == 'ß' {
+			t = "ss"
+		}
+		if t != s && t != "" && ok(t) {
+			emit(t)
+			continue
+		}
+		pendingSep = true
 	}
 	out := strings.Trim(b.String(), ".-_")
-	if len(out) > MaxUsernameLen {
-		out = strings.TrimRight(out[:MaxUsernameLen], ".-_")
+	if utf8.RuneCountInString(out) > MaxUsernameLen {
+		out = strings.TrimRight(string([]rune(out)[:MaxUsernameLen]), ".-_")
 	}
 	if out == "" {
 		out = "user"
 	}
 	if reserved[out] {
 		out = WithSuffix(out, subject)
+	}
+	if !ok(out) {
+		out = WithSuffix("user", subject)
 	}
 	return out
 }
@@ -67,8 +119,8 @@ func MapUsername(name, subject string) string {
 // deterministic, collision-safe alternative when base is taken by someone
 // else in Rocket.Chat.
 func WithSuffix(base, subject string) string {
-	if len(base) > MaxUsernameLen-7 {
-		base = strings.TrimRight(base[:MaxUsernameLen-7], ".-_")
+	if r := []rune(base); len(r) > MaxUsernameLen-7 {
+		base = strings.TrimRight(string(r[:MaxUsernameLen-7]), ".-_")
 	}
 	return base + "-" + Digest(subject)[:6]
 }

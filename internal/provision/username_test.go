@@ -63,3 +63,26 @@ func FuzzMapUsername(f *testing.F) {
 		}
 	})
 }
+
+func TestUTF8UsernameRule(t *testing.T) {
+	r, err := NewUsernameRule(`[\p{L}\p{N}\-_.]+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		"José Álvarez": "josé.álvarez",
+		"李小龙":          "李小龙",
+		"Ünal 🙂 Kaya":  "ünal.kaya",
+	} {
+		if got := r.Map(in, "s"); got != want {
+			t.Errorf("Map(%q) = %q, want %q", in, got, want)
+		}
+	}
+	noDots, _ := NewUsernameRule(`[a-z0-9_]+`)
+	if got := noDots.Map("Jane Q. Public", "s"); got != "jane_q_public" {
+		t.Errorf("rule without dots: %q", got)
+	}
+	if _, err := NewUsernameRule(`[a-z`); err == nil {
+		t.Error("broken pattern accepted")
+	}
+}
