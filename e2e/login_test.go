@@ -20,6 +20,11 @@ func (e *env) chatUsername(ctx context.Context) string {
 // loginInIframe fills rcsso's login form inside the chat's login iframe.
 func (e *env) loginInIframe(ctx context.Context, username, password string) {
 	e.t.Helper()
+	// Wait for the form inside the iframe's current document first: a node
+	// taken while the iframe was still loading points at a stale document.
+	if _, err := e.iframeEval(ctx, "#rc-login-iframe", `document.readyState === "complete" && !!document.getElementById("username") && "ready"`); err != nil {
+		e.t.Fatalf("login form inside the chat: %v", err)
+	}
 	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#rc-login-iframe")))
 	if err != nil || len(nodes) == 0 {
 		e.t.Fatalf("no login iframe: %v", err)

@@ -18,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 
 	"golang.org/x/net/publicsuffix"
@@ -149,16 +150,24 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 				pp, _ := config.ParsePrefix(p)
 				prefixes = append(prefixes, pp)
 			}
-			chain = append(chain, header.New(header.Config{Name: s.Name, UserHeader: s.UserHeader, EmailHeader: s.EmailHeader, NameHeader: s.NameHeader, TrustedProxies: prefixes, EmailVerified: true}))
+			chain = append(chain, header.New(header.Config{Name: s.Name, UserHeader: s.UserHeader, EmailHeader: s.EmailHeader, NameHeader: s.NameHeader,
+				GroupsHeader: s.GroupsHeader, RoleMap: s.Claims.RoleMap, TrustedProxies: prefixes, EmailVerified: true}))
 		case "local":
 			chain = append(chain, local.New(s.Name, st, sessions))
 		}
 	}
 
+	usernames, _ := provision.NewUsernameRule(cfg.Provision.UsernamePattern) // checked by Validate
+	var usernameTmpl *template.Template
+	if cfg.Provision.UsernameTemplate != "" {
+		usernameTmpl = template.Must(template.New("username").Option("missingkey=zero").Parse(cfg.Provision.UsernameTemplate))
+	}
 	prov := provision.New(rc, admin, st, provision.Config{
 		Roles:                  cfg.Provision.Roles,
 		JoinDefaultChannels:    cfg.Provision.JoinDefaultChannels,
 		PlaceholderEmailDomain: cfg.Provision.PlaceholderEmailDomain,
+		Usernames:              usernames,
+		UsernameTemplate:       usernameTmpl,
 	}, log)
 	minter := &createtoken.Minter{RC: rc, Admin: admin, Secret: secret}
 	broker := mint.NewBroker(st, seal, minter, prov, mint.BrokerConfig{

@@ -10,8 +10,10 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
+	"text/template"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -72,18 +74,72 @@ type RocketChat struct {
 }
 
 // IdentitySource configures one way of learning who the visitor is. Sources
-// are tried in order; the first that recognises the visitor wins.
+// are tried in order; the first that recognises the visitor wins. Which keys
+// apply depends on Type.
 type IdentitySource struct {
-	// Type is "header" or "local".
+	// Type is header, local, jwt, whoami or oidc.
 	Type string `koanf:"type"`
-	// Name identifies the source in logs and subjects; defaults to Type.
+	// Name identifies the source in logs, subjects ("<name>:<id>") and
+	// routes (/auth/<name>/); defaults to Type. Changing it changes every
+	// subject of the source.
 	Name string `koanf:"name"`
 
 	// header: the trusted reverse proxy's headers.
 	UserHeader     string   `koanf:"user_header"`
 	EmailHeader    string   `koanf:"email_header"`
 	NameHeader     string   `koanf:"name_header"`
+	GroupsHeader   string   `koanf:"groups_header"`
 	TrustedProxies []string `koanf:"trusted_proxies"`
+
+	// jwt: a token the website issues, in a cookie and/or an
+	// Authorization: Bearer header.
+	Cookie              string        `koanf:"cookie"`
+	AuthorizationHeader bool          `koanf:"authorization_header"`
+	Algorithms          []string      `koanf:"algorithms"`
+	SecretFile          string        `koanf:"secret_file"`
+	PublicKeyFile       string        `koanf:"public_key_file"`
+	JWKSURL             string        `koanf:"jwks_url"`
+	Audience            string        `koanf:"audience"`
+	Leeway              time.Duration `koanf:"leeway"`
+	AllowMissingExp     bool          `koanf:"allow_missing_exp"`
+
+	// jwt and oidc: the token issuer (oidc: discovery at
+	// <issuer>/.well-known/openid-configuration).
+	Issuer string `koanf:"issuer"`
+
+	// whoami: a website endpoint answering who the visitor is.
+	URL      string        `koanf:"url"`
+	Cookies  []string      `koanf:"cookies"`
+	Headers  []string      `koanf:"headers"`
+	Timeout  time.Duration `koanf:"timeout"`
+	CacheTTL time.Duration `koanf:"cache_ttl"`
+
+	// oidc: rcsso as an OpenID Connect relying party.
+	ClientID         string   `koanf:"client_id"`
+	ClientSecret     string   `koanf:"client_secret"`
+	ClientSecretFile string   `koanf:"client_secret_file"`
+	Scopes           []string `koanf:"scopes"`
+	Label            string   `koanf:"label"`
+
+	// Claims maps the source's attributes onto the person (all sources).
+	Claims Claims `koanf:"claims"`
+}
+
+// Claims names the claims (or JSON fields, dotted paths allowed) that carry
+// each attribute. Defaults are the OIDC standard claims: sub,
+// preferred_username, name, email, email_verified, picture; roles are not
+// managed unless Roles is set.
+type Claims struct {
+	Subject       string `koanf:"subject"`
+	Username      string `koanf:"username"`
+	Name          string `koanf:"name"`
+	Email         string `koanf:"email"`
+	EmailVerified string `koanf:"email_verified"`
+	Avatar        string `koanf:"avatar"`
+	Roles         string `koanf:"roles"`
+	// RoleMap maps website roles to Rocket.Chat roles; only the roles
+	// listed are passed on (an allow-list).
+	RoleMap map[string]string `koanf:"role_map"`
 }
 
 // Store selects rcsso's own state backend.
@@ -148,6 +204,13 @@ type Provision struct {
 	// PlaceholderEmailDomain is used for users without an e-mail address
 	// (Rocket.Chat requires one); default "users.rcsso.invalid".
 	PlaceholderEmailDomain string `koanf:"placeholder_email_domain"`
+	// UsernamePattern is Rocket.Chat's UTF8_User_Names_Validation; keep the
+	// two equal. Default [0-9a-zA-Z-_.]+.
+	UsernamePattern string `koanf:"username_pattern"`
+	// UsernameTemplate builds the user name from .Username, .Name, .Email,
+	// .EmailLocal or .Subject before it is mapped onto the pattern, e.g.
+	// "{{.EmailLocal}}". Default: the source's user name.
+	UsernameTemplate string `koanf:"username_template"`
 }
 
 // Default returns the embedded defaults.
@@ -321,6 +384,12 @@ func (c *Config) readSecretFiles() error {
 	read("rocketchat.admin_password", &c.RocketChat.AdminPassword, c.RocketChat.AdminPasswordFile)
 	read("rocketchat.create_tokens_secret", &c.RocketChat.CreateTokensSecret, c.RocketChat.CreateTokensSecretFile)
 	read("store.encryption_key", &c.Store.EncryptionKey, c.Store.EncryptionKeyFile)
+	for i := range c.Identity {
+		s := &c.Identity[i]
+		if s.ClientSecretFile != "" && s.ClientSecret == "" {
+			read(fmt.Sprintf("identity[%d].client_secret", i), &s.ClientSecret, s.ClientSecretFile)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -397,10 +466,54 @@ func (c *Config) Validate() error {
 					bad(key+".trusted_proxies", "%q is not an IP address or CIDR prefix such as 10.0.0.0/8", p)
 				}
 			}
+		case "jwt":
+			if s.Cookie == "" && !s.AuthorizationHeader {
+				bad(key+".cookie", "the jwt source needs the cookie name carrying the token, or authorization_header: true")
+			}
+			if len(s.Algorithms) == 0 {
+				bad(key+".algorithms", "list the accepted signing algorithms explicitly, e.g. [RS256] or [HS256]")
+			}
+			keys := 0
+			for _, k := range []string{s.SecretFile, s.PublicKeyFile, s.JWKSURL} {
+				if k != "" {
+					keys++
+				}
+			}
+			if keys != 1 {
+				bad(key+".secret_file", "set exactly one of secret_file (HS*), public_key_file (RS*/ES*/EdDSA PEM) or jwks_url")
+			}
+			if s.JWKSURL != "" {
+				if _, err := ParseOrigin(s.JWKSURL, true); err != nil {
+					bad(key+".jwks_url", "%v", err)
+				}
+			}
+			if s.Issuer == "" {
+				bad(key+".issuer", "the jwt source checks iss: give the issuer your website puts in its tokens")
+			}
+			if s.Audience == "" {
+				bad(key+".audience", "the jwt source checks aud: give the audience your website puts in its tokens (for example rcsso)")
+			}
+		case "whoami":
+			if _, err := ParseOrigin(s.URL, true); err != nil {
+				bad(key+".url", "the whoami source needs the website endpoint that answers who is logged in: %v", err)
+			}
+		case "oidc":
+			if _, err := ParseOrigin(s.Issuer, true); err != nil {
+				bad(key+".issuer", "%v", err)
+			}
+			if s.ClientID == "" {
+				bad(key+".client_id", "register rcsso as a client at the provider with the redirect URI <public_url>/auth/%s/callback and give its client id", name)
+			}
+			if s.ClientSecret != "" && s.ClientSecretFile != "" {
+				bad(key+".client_secret", "client_secret and client_secret_file are both set: keep one")
+			}
 		case "":
-			bad(key+".type", "missing: use header or local")
+			bad(key+".type", "missing: use header, local, jwt, whoami or oidc")
 		default:
-			bad(key+".type", "unknown identity source %q: use header or local", s.Type)
+			bad(key+".type", "unknown identity source %q: use header, local, jwt, whoami or oidc", s.Type)
+		}
+		if !validName(name) {
+			bad(key+".name", "%q: use letters, digits, '-' and '_' only (it appears in URLs and subjects)", name)
 		}
 	}
 	switch c.Store.Type {
@@ -448,11 +561,33 @@ func (c *Config) Validate() error {
 			bad("website.login_url", "%v", err)
 		}
 	}
+	if c.Provision.UsernamePattern != "" {
+		if _, err := regexp.Compile(c.Provision.UsernamePattern); err != nil {
+			bad("provisioning.username_pattern", "not a valid regular expression: %v", err)
+		}
+	}
+	if c.Provision.UsernameTemplate != "" {
+		if _, err := template.New("").Parse(c.Provision.UsernameTemplate); err != nil {
+			bad("provisioning.username_template", "not a valid template such as {{.EmailLocal}}: %v", err)
+		}
+	}
 	if len(c.Provision.Roles) == 0 {
 		bad("provisioning.roles", "give at least one role, usually [user]")
 	}
 	_ = rcURL
 	return errors.Join(errs...)
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseOrigin parses an absolute http(s) URL. When allowPath is false the

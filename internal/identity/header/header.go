@@ -9,10 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"unicode"
 
 	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/identity/claims"
 )
 
 // maxValue bounds a header value (bytes).
@@ -29,6 +29,11 @@ type Config struct {
 	NameHeader  string
 	// TrustedProxies are the peers allowed to set the headers.
 	TrustedProxies []netip.Prefix
+	// GroupsHeader optionally carries the person's groups (comma or space
+	// separated); mapped to Rocket.Chat roles through RoleMap.
+	GroupsHeader string
+	// RoleMap maps a group to a Rocket.Chat role (an allow-list).
+	RoleMap map[string]string
 	// EmailVerified says whether the proxy's e-mail is vouched for (default
 	// true: the proxy authenticated the person).
 	EmailVerified bool
@@ -66,17 +71,17 @@ func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
 			return identity.Identity{}, fmt.Errorf("%w: malformed identity header", identity.ErrNotLoggedIn)
 		}
 	}
-	if email != "" && !strings.Contains(email, "@") {
-		email = ""
+	c := map[string]any{"user": user, "email": email, "name": name}
+	m := claims.Mapping{Subject: "user", Username: "user", Name: "name", Email: "email", EmailVerified: "-", Avatar: "-", AssumeEmailVerified: s.cfg.EmailVerified}
+	if s.cfg.GroupsHeader != "" {
+		groups := r.Header.Get(s.cfg.GroupsHeader)
+		if !clean(groups) {
+			groups = ""
+		}
+		c["groups"] = groups
+		m.Roles, m.RoleMap = "groups", s.cfg.RoleMap
 	}
-	return identity.Identity{
-		Subject:       s.cfg.Name + ":" + user,
-		Source:        s.cfg.Name,
-		Username:      user,
-		Name:          name,
-		Email:         email,
-		EmailVerified: email != "" && s.cfg.EmailVerified,
-	}, nil
+	return m.Map(s.cfg.Name, c)
 }
 
 func (s *Source) trusted(remoteAddr string) bool {
