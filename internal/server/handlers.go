@@ -70,7 +70,55 @@ type page struct {
 	Title, Heading, Error, RequestID string
 	Base, Website, LoginURL          string
 	Username, ReturnTo, Client       string
+	Buttons                          []button
+	ShowForm                         bool
 	Data                             any
+}
+
+// button is an interactive identity source offered on the IFrame URL.
+type button struct {
+	Name, Label string
+	// URL is the top-level link: back to the IFrame URL (mobile WebView,
+	// direct visits) or, with Top, to Rocket.Chat (desktop app).
+	URL string
+	// PopupURL is used from inside Rocket.Chat's iframe: the provider runs
+	// in a popup that ends on /popup-done.
+	PopupURL string
+	Top      bool
+}
+
+// buttons lists the interactive sources for the IFrame URL.
+func (s *Server) buttons(returnTo, client string) []button {
+	var out []button
+	for _, src := range s.o.Identity {
+		in, ok := src.(identity.Interactive)
+		if !ok {
+			continue
+		}
+		start := s.base + "/auth/" + in.Name() + "/login?return_to="
+		back := returnTo
+		if back == "" {
+			back = s.base + "/login"
+			if client != "" {
+				back += "?client=" + client
+			}
+		}
+		b := button{Name: in.Name(), Label: in.LoginLabel(), URL: start + url.QueryEscape(back), PopupURL: start + url.QueryEscape(s.base+"/popup-done")}
+		if client == "electron" {
+			// Electron opens popups in the system browser, whose cookies the
+			// app never sees: take the whole window through the provider
+			// and back to Rocket.Chat instead.
+			b.URL, b.Top = start+url.QueryEscape(s.o.RocketChatOrigin+"/"), true
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// popupDone ends the popup of an interactive login (see static/login.js).
+func (s *Server) popupDone(w http.ResponseWriter, r *http.Request) error {
+	s.render(w, r, http.StatusOK, "popupdone.html", page{Data: handoffData{RCOrigin: s.o.RocketChatOrigin, PopupDone: true}})
+	return nil
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
@@ -94,6 +142,7 @@ type handoffData struct {
 	LoginToken string `json:"loginToken,omitempty"`
 	Client     string `json:"client,omitempty"`
 	ReturnTo   string `json:"returnTo,omitempty"`
+	PopupDone  bool   `json:"popupDone,omitempty"`
 }
 
 // loginPage is the IFrame URL (Accounts_iframe_url). Rocket.Chat shows it
@@ -117,8 +166,10 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	case !errors.Is(err, identity.ErrNotLoggedIn):
 		return err
 	}
-	if s.o.Identity.PasswordSource() != nil {
-		s.render(w, r, http.StatusOK, "login.html", page{ReturnTo: returnTo, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+	buttons := s.buttons(returnTo, client)
+	if s.o.Identity.PasswordSource() != nil || len(buttons) > 0 {
+		s.render(w, r, http.StatusOK, "login.html", page{ReturnTo: returnTo, Client: client, Buttons: buttons,
+			ShowForm: s.o.Identity.PasswordSource() != nil, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
 		return nil
 	}
 	s.render(w, r, http.StatusOK, "notloggedin.html", page{LoginURL: s.o.WebsiteLoginURL, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
@@ -140,7 +191,8 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	password := r.PostForm.Get("password")
 	returnTo := s.safeReturnTo(r.PostForm.Get("return_to"))
 	client := clientKind(r.PostForm.Get("client"))
-	form := page{Username: username, ReturnTo: returnTo, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}}
+	form := page{Username: username, ReturnTo: returnTo, Client: client, ShowForm: true, Buttons: s.buttons(returnTo, client),
+		Data: handoffData{RCOrigin: s.o.RocketChatOrigin}}
 	ip := clientIP(r)
 	user := strings.ToLower(username)
 	if wait, blocked := s.limiter.Blocked(ip, user); blocked {

@@ -90,6 +90,13 @@ func New(o Options) *Server {
 	mux.Handle("/api/rocketchat/token", s.cors(s.handle(s.apiURL, false)))
 	mux.Handle("GET /login", s.framable(s.handle(s.loginPage, true)))
 	mux.Handle("POST /login", s.framable(s.csrf.Handler(s.handle(s.loginSubmit, true))))
+	mux.Handle("GET /popup-done", s.handle(s.popupDone, true))
+	for _, src := range o.Identity {
+		if in, ok := src.(identity.Interactive); ok {
+			prefix := "/auth/" + in.Name() + "/"
+			mux.Handle(prefix, http.StripPrefix(prefix, in.Handler()))
+		}
+	}
 	mux.Handle("GET /logout", s.handle(s.logoutPage, true))
 	mux.Handle("POST /logout", s.csrf.Handler(s.handle(s.logoutSubmit, wantsHTMLPath)))
 	mux.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -12,6 +12,41 @@
   var errBox = document.getElementById('handoff-error');
   var retry = document.getElementById('retry');
 
+  // Interactive identity sources (OIDC, …): their login pages refuse to be
+  // framed, so they run in a top-level popup that reports back here.
+  var popup = null;
+  if (d.popupDone) {
+    // We are that popup: tell the IFrame URL page that opened us, on our
+    // own origin only, then close.
+    if (window.opener && !window.opener.closed) {
+      window.opener.postMessage({ event: 'rcsso-login-done' }, window.location.origin);
+      window.close();
+    }
+    return;
+  }
+  // Top level (mobile WebView, a person): plain links, the provider comes
+  // back to this page. Desktop app (target=_top): the whole window goes and
+  // comes back to Rocket.Chat. Web: a popup.
+  Array.prototype.forEach.call(document.querySelectorAll('a[data-sso]'), function (a) {
+    if (!framed || a.target === '_top') return;
+    var url = a.getAttribute('data-popup-url');
+    var open = function (ev) {
+      ev.preventDefault();
+      popup = window.open(url, 'rcsso-login', 'popup,width=520,height=680');
+      var pe = document.getElementById('popup-error');
+      if (!popup && pe) pe.hidden = false;
+    };
+    a.addEventListener('click', open);
+    var fb = document.getElementById('popup-fallback');
+    if (fb) { fb.href = url; fb.addEventListener('click', open); }
+  });
+  window.addEventListener('message', function (e) {
+    if (e.origin === window.location.origin && popup && e.source === popup &&
+        e.data && e.data.event === 'rcsso-login-done') {
+      window.location.reload(); // now logged in: the page hands the token over
+    }
+  });
+
   window.addEventListener('message', function (e) {
     if (e.origin !== d.rcOrigin || e.source !== window.parent) return;
     var m = e.data;
