@@ -6,7 +6,9 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -25,8 +27,10 @@ import (
 
 	"github.com/rcsso/rcsso/internal/config"
 	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/identity/claims"
 	"github.com/rcsso/rcsso/internal/identity/header"
 	"github.com/rcsso/rcsso/internal/identity/local"
+	"github.com/rcsso/rcsso/internal/identity/oidc"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/createtoken"
 	"github.com/rcsso/rcsso/internal/provision"
@@ -141,22 +145,6 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	}
 	sessions := websession.New(st, websession.Options{CookieName: cookieName, Secure: secure, SameSite: sameSite, TTL: cfg.Session.TTL})
 
-	var chain identity.Chain
-	for _, s := range cfg.Identity {
-		switch s.Type {
-		case "header":
-			prefixes := make([]netip.Prefix, 0, len(s.TrustedProxies))
-			for _, p := range s.TrustedProxies {
-				pp, _ := config.ParsePrefix(p)
-				prefixes = append(prefixes, pp)
-			}
-			chain = append(chain, header.New(header.Config{Name: s.Name, UserHeader: s.UserHeader, EmailHeader: s.EmailHeader, NameHeader: s.NameHeader,
-				GroupsHeader: s.GroupsHeader, RoleMap: s.Claims.RoleMap, TrustedProxies: prefixes, EmailVerified: true}))
-		case "local":
-			chain = append(chain, local.New(s.Name, st, sessions))
-		}
-	}
-
 	usernames, _ := provision.NewUsernameRule(cfg.Provision.UsernamePattern) // checked by Validate
 	var usernameTmpl *template.Template
 	if cfg.Provision.UsernameTemplate != "" {
@@ -174,6 +162,52 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		RevalidateAfter: cfg.Minting.RevalidateAfter,
 		TTL:             cfg.Minting.TokenTTL,
 	}, log)
+
+	returnTo := server.ReturnToFilter(pub, rcOrigin, websiteOrigins)
+	var chain identity.Chain
+	for _, s := range cfg.Identity {
+		name := s.Name
+		if name == "" {
+			name = s.Type
+		}
+		mapping := claimsMapping(s.Claims)
+		switch s.Type {
+		case "header":
+			prefixes := make([]netip.Prefix, 0, len(s.TrustedProxies))
+			for _, p := range s.TrustedProxies {
+				pp, _ := config.ParsePrefix(p)
+				prefixes = append(prefixes, pp)
+			}
+			chain = append(chain, header.New(header.Config{Name: name, UserHeader: s.UserHeader, EmailHeader: s.EmailHeader, NameHeader: s.NameHeader,
+				GroupsHeader: s.GroupsHeader, RoleMap: s.Claims.RoleMap, TrustedProxies: prefixes, EmailVerified: true}))
+		case "local":
+			chain = append(chain, local.New(name, st, sessions))
+		case "oidc":
+			src, err := oidc.New(ctx, oidc.Config{
+				Name:          name,
+				Label:         s.Label,
+				Issuer:        s.Issuer,
+				ClientID:      s.ClientID,
+				ClientSecret:  s.ClientSecret,
+				Scopes:        s.Scopes,
+				RedirectURL:   strings.TrimRight(cfg.PublicURL, "/") + "/auth/" + name + "/callback",
+				Mapping:       mapping,
+				Sessions:      sessions,
+				StateKey:      deriveKey(key, "rcsso oidc state "+name),
+				SecureCookies: secure,
+				SafeReturnTo:  returnTo,
+				OnLogout: func(ctx context.Context, subject string) error {
+					_, err := broker.Forget(ctx, subject, true)
+					return err
+				},
+				Logger: log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("identity source %q (oidc): %w", name, err)
+			}
+			chain = append(chain, src)
+		}
+	}
 
 	srv := server.New(server.Options{
 		PublicURL:        pub,
@@ -313,4 +347,17 @@ func encryptionKey(c config.Store, log *slog.Logger) ([]byte, error) {
 	}
 	log.Info("generated the token encryption key; back it up with the database", "path", path)
 	return k, nil
+}
+
+// claimsMapping turns configured claim names into a claims.Mapping.
+func claimsMapping(c config.Claims) claims.Mapping {
+	return claims.Mapping{Subject: c.Subject, Username: c.Username, Name: c.Name, Email: c.Email,
+		EmailVerified: c.EmailVerified, Avatar: c.Avatar, Roles: c.Roles, RoleMap: c.RoleMap}
+}
+
+// deriveKey derives a 32-byte purpose-specific key from the store key.
+func deriveKey(key []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }

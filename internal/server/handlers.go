@@ -305,34 +305,38 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// safeReturnTo accepts a same-site path ("/chat") or an absolute URL on
-// rcsso, Rocket.Chat or a website origin; anything else becomes "" (no open
-// redirects).
-func (s *Server) safeReturnTo(raw string) string {
-	if raw == "" || len(raw) > 2048 {
-		return ""
+// safeReturnTo filters return_to values (see ReturnToFilter).
+func (s *Server) safeReturnTo(raw string) string { return s.returnTo(raw) }
+
+// ReturnToFilter returns the open-redirect filter shared by every handler
+// that takes a return_to: it accepts a same-site path ("/chat") or an
+// absolute URL on rcsso (publicURL), Rocket.Chat or a website origin, and
+// turns anything else into "".
+func ReturnToFilter(publicURL *url.URL, rocketChatOrigin string, websiteOrigins []string) func(string) string {
+	pub := publicURL.Scheme + "://" + publicURL.Host
+	allowed := map[string]bool{pub: true, rocketChatOrigin: true}
+	for _, o := range websiteOrigins {
+		allowed[o] = true
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	if !u.IsAbs() {
-		if !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") || strings.HasPrefix(raw, "/\\") || u.Host != "" {
+	return func(raw string) string {
+		if raw == "" || len(raw) > 2048 || strings.ContainsAny(raw, "\r\n\t") {
 			return ""
 		}
-		return raw
-	}
-	origin := u.Scheme + "://" + u.Host
-	pub := s.o.PublicURL.Scheme + "://" + s.o.PublicURL.Host
-	if origin == pub || origin == s.o.RocketChatOrigin {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return ""
+		}
+		if !u.IsAbs() {
+			if !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") || strings.HasPrefix(raw, "/\\") || u.Host != "" {
+				return ""
+			}
+			return raw
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || !allowed[u.Scheme+"://"+u.Host] {
+			return ""
+		}
 		return u.String()
 	}
-	for _, o := range s.o.WebsiteOrigins {
-		if origin == o {
-			return u.String()
-		}
-	}
-	return ""
 }
 
 // framed reports whether the browser says (Fetch Metadata) that it loads

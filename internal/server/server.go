@@ -55,7 +55,9 @@ type Server struct {
 	base    string
 	allowed map[string]bool // exact origins allowed to call the API URL
 	csrf    *http.CrossOriginProtection
-	limiter *FailureLimiter
+	// returnTo is the open-redirect filter (ReturnToFilter).
+	returnTo func(string) string
+	limiter  *FailureLimiter
 
 	readyMu   sync.Mutex
 	readyAt   time.Time
@@ -72,12 +74,13 @@ func New(o Options) *Server {
 		o.LoginLimiter = NewFailureLimiter(5, 15*time.Minute, 20)
 	}
 	s := &Server{
-		o:       o,
-		log:     o.Logger,
-		base:    strings.TrimRight(o.PublicURL.Path, "/"),
-		allowed: map[string]bool{o.RocketChatOrigin: true},
-		csrf:    http.NewCrossOriginProtection(),
-		limiter: o.LoginLimiter,
+		o:        o,
+		log:      o.Logger,
+		base:     strings.TrimRight(o.PublicURL.Path, "/"),
+		allowed:  map[string]bool{o.RocketChatOrigin: true},
+		csrf:     http.NewCrossOriginProtection(),
+		limiter:  o.LoginLimiter,
+		returnTo: ReturnToFilter(o.PublicURL, o.RocketChatOrigin, o.WebsiteOrigins),
 	}
 	for _, origin := range append([]string{o.RocketChatOrigin}, o.WebsiteOrigins...) {
 		_ = s.csrf.AddTrustedOrigin(origin)
