@@ -99,6 +99,8 @@ type env struct {
 
 type envOptions struct {
 	profile string
+	// identity replaces the identity sources (default: local only).
+	identity []config.IdentitySource
 }
 
 // newEnv starts the emulator and rcsso with a local account alice.
@@ -137,6 +139,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	cfg.RocketChat.CreateTokensSecret = secret
 	cfg.Store = config.Store{Type: "sqlite", Path: t.TempDir() + "/rcsso.db"}
 	cfg.Website = config.Website{Name: "Example", Origins: []string{}}
+	if o.identity != nil {
+		cfg.Identity = o.identity
+	}
 	a, err := app.Build(t.Context(), cfg, log)
 	if err != nil {
 		t.Fatal(err)

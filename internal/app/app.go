@@ -29,8 +29,10 @@ import (
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/identity/claims"
 	"github.com/rcsso/rcsso/internal/identity/header"
+	jwtsrc "github.com/rcsso/rcsso/internal/identity/jwt"
 	"github.com/rcsso/rcsso/internal/identity/local"
 	"github.com/rcsso/rcsso/internal/identity/oidc"
+	"github.com/rcsso/rcsso/internal/identity/whoami"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/createtoken"
 	"github.com/rcsso/rcsso/internal/provision"
@@ -182,6 +184,36 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 				GroupsHeader: s.GroupsHeader, RoleMap: s.Claims.RoleMap, TrustedProxies: prefixes, EmailVerified: true}))
 		case "local":
 			chain = append(chain, local.New(name, st, sessions))
+		case "jwt":
+			jc := jwtsrc.Config{Name: name, Cookie: s.Cookie, Header: s.AuthorizationHeader, Algorithms: s.Algorithms,
+				JWKSURL: s.JWKSURL, Issuer: s.Issuer, Audience: s.Audience, Leeway: s.Leeway, RequireExp: !s.AllowMissingExp,
+				Mapping: mapping, Logger: log}
+			if s.SecretFile != "" {
+				b, err := os.ReadFile(s.SecretFile)
+				if err != nil {
+					return nil, fmt.Errorf("identity source %q: secret_file: %w", name, err)
+				}
+				jc.Secret = []byte(strings.TrimRight(string(b), "\r\n"))
+			}
+			if s.PublicKeyFile != "" {
+				b, err := os.ReadFile(s.PublicKeyFile)
+				if err != nil {
+					return nil, fmt.Errorf("identity source %q: public_key_file: %w", name, err)
+				}
+				jc.PublicKeyPEM = b
+			}
+			src, err := jwtsrc.New(ctx, jc)
+			if err != nil {
+				return nil, fmt.Errorf("identity source %q (jwt): %w", name, err)
+			}
+			chain = append(chain, src)
+		case "whoami":
+			src, err := whoami.New(whoami.Config{Name: name, URL: s.URL, Cookies: s.Cookies, Headers: s.Headers,
+				Timeout: s.Timeout, CacheTTL: s.CacheTTL, Mapping: mapping, Logger: log})
+			if err != nil {
+				return nil, fmt.Errorf("identity source %q (whoami): %w", name, err)
+			}
+			chain = append(chain, src)
 		case "oidc":
 			src, err := oidc.New(ctx, oidc.Config{
 				Name:          name,

@@ -55,6 +55,9 @@ type Server struct {
 	base    string
 	allowed map[string]bool // exact origins allowed to call the API URL
 	csrf    *http.CrossOriginProtection
+	// pageCSP is the Content-Security-Policy of rcsso's pages, without
+	// frame-ancestors.
+	pageCSP string
 	// returnTo is the open-redirect filter (ReturnToFilter).
 	returnTo func(string) string
 	limiter  *FailureLimiter
@@ -85,6 +88,11 @@ func New(o Options) *Server {
 	for _, origin := range append([]string{o.RocketChatOrigin}, o.WebsiteOrigins...) {
 		_ = s.csrf.AddTrustedOrigin(origin)
 	}
+	// Scripts and styles only from rcsso itself, no inline script.
+	// form-action also governs the redirect after a form post, which may go
+	// to a return_to on the website or Rocket.Chat.
+	s.pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self' " +
+		strings.Join(append([]string{o.RocketChatOrigin}, o.WebsiteOrigins...), " ")
 	s.csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &Error{Status: http.StatusForbidden, Message: "cross-origin request refused (CSRF protection)"}, wantsHTML(r))
 	}))
@@ -177,7 +185,7 @@ func (s *Server) common(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "same-origin")
 		// Pages other than the IFrame URL must not be framed; framable()
 		// replaces these for /login.
-		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("Content-Security-Policy", s.pageCSP+"; frame-ancestors 'none'")
 		h.Set("X-Frame-Options", "DENY")
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
@@ -193,10 +201,7 @@ func (s *Server) common(next http.Handler) http.Handler {
 // cannot express an allow-list.
 func (s *Server) framable(next http.Handler) http.Handler {
 	ancestors := strings.Join(append([]string{s.o.RocketChatOrigin}, s.o.WebsiteOrigins...), " ")
-	// form-action also governs the redirect after the form post, which
-	// may go to a return_to on the website or Rocket.Chat.
-	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self' " + ancestors +
-		"; base-uri 'none'; frame-ancestors " + ancestors
+	csp := s.pageCSP + "; frame-ancestors " + ancestors
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Del("X-Frame-Options")

@@ -5,8 +5,10 @@
 package claims
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -146,23 +148,61 @@ func lookup(c map[string]any, path string) any {
 	return cur
 }
 
+// maxExactFloat is 2^53: from there on a JSON number decoded into float64
+// may have been rounded (2^53+1 reads as 2^53), so two different user ids
+// could map to one subject.
+const maxExactFloat = 1 << 53
+
 // scalar renders strings and JSON numbers (integers only) as strings.
+// Numbers are rendered canonically (json.Number "1e3" and float64 1000 both
+// give "1000"); a float64 of magnitude 2^53 or more, which may have been
+// rounded while decoding, is refused. Decode with json.Decoder.UseNumber to
+// keep large ids.
 func scalar(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
 		return strings.TrimSpace(x), true
 	case float64:
-		if x == float64(int64(x)) {
-			return strconv.FormatInt(int64(x), 10), true
-		}
+		return integral(x)
 	case int64:
 		return strconv.FormatInt(x, 10), true
 	case int:
 		return strconv.Itoa(x), true
-	case interface{ String() string }: // json.Number
-		return x.String(), true
+	case json.Number:
+		s := x.String()
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return strconv.FormatInt(i, 10), true
+		}
+		if bigInteger(s) {
+			return s, true
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return integral(f)
+		}
 	}
 	return "", false
+}
+
+// integral renders f when it is an integer that float64 holds exactly.
+func integral(f float64) (string, bool) {
+	if f != math.Trunc(f) || math.Abs(f) >= maxExactFloat {
+		return "", false
+	}
+	return strconv.FormatInt(int64(f), 10), true
+}
+
+// bigInteger reports whether s is a canonical decimal integer (beyond int64).
+func bigInteger(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	if s == "" || s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func text(v any) string {
