@@ -16,6 +16,12 @@ import (
 // only error that makes the API URL answer 401.
 var ErrNotLoggedIn = errors.New("identity: visitor is not logged in on the website")
 
+// ErrSourceUnavailable means a source cannot tell who the visitor is right
+// now because something it depends on failed (the website's whoami
+// endpoint, a JWKS URL, an OIDC provider). The API URL answers 502, not 401:
+// Rocket.Chat must not conclude the visitor is logged out.
+var ErrSourceUnavailable = errors.New("identity: identity source unavailable")
+
 // ErrBadCredentials is returned by PasswordAuthenticator when the username
 // or password is wrong. It never says which.
 var ErrBadCredentials = errors.New("identity: wrong username or password")

@@ -19,6 +19,7 @@ import (
 // that maps errors to responses:
 //
 //	identity.ErrNotLoggedIn        → 401 (only this: "not logged in on the website")
+//	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
 //	errOrigin                      → 403
 //	provision.ErrConflict          → 409
 //	Rocket.Chat rate limit (429)   → 503 + Retry-After
@@ -55,6 +56,8 @@ func classify(err error) (int, string, int) {
 	switch {
 	case errors.Is(err, identity.ErrNotLoggedIn):
 		return http.StatusUnauthorized, "not logged in on the website", 0
+	case errors.Is(err, identity.ErrSourceUnavailable):
+		return http.StatusBadGateway, "the website cannot tell who you are right now; try again shortly", 0
 	case errors.Is(err, provision.ErrConflict):
 		return http.StatusConflict, "your chat account conflicts with another Rocket.Chat user; ask the site administrator", 0
 	case errors.Is(err, context.DeadlineExceeded):

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -222,5 +223,26 @@ func TestHealthz(t *testing.T) {
 	w = do(s, "GET", "/readyz", nil, "")
 	if w.Code != 503 || !strings.Contains(w.Body.String(), "rocketchat") {
 		t.Fatalf("readyz with Rocket.Chat down: %d %s", w.Code, w.Body)
+	}
+}
+
+type brokenSource struct{}
+
+func (brokenSource) Name() string { return "whoami" }
+func (brokenSource) Identify(*http.Request) (identity.Identity, error) {
+	return identity.Identity{}, fmt.Errorf("whoami endpoint answered 500: %w", identity.ErrSourceUnavailable)
+}
+
+// A source that cannot tell (website endpoint down) is not "logged out":
+// the API URL answers 502 with a JSON error, and mints nothing.
+func TestSourceUnavailableIs502(t *testing.T) {
+	s, m, _ := newTestServer(t)
+	s.o.Identity = identity.Chain{brokenSource{}}
+	w := do(s, "POST", "/api/rocketchat/token", map[string]string{"Origin": rcOrigin}, "")
+	if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), `"error"`) || m.n.Load() != 0 {
+		t.Fatalf("status %d body %s mints %d", w.Code, w.Body, m.n.Load())
+	}
+	if w.Header().Get("Access-Control-Allow-Origin") != rcOrigin {
+		t.Fatal("error answers carry CORS too, so Rocket.Chat's client can read the status")
 	}
 }

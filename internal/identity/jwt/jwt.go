@@ -121,7 +121,7 @@ type Source struct {
 
 // errJWKSUnavailable marks "cannot tell": the key is not cached and the JWKS
 // could not be fetched.
-var errJWKSUnavailable = errors.New("JWKS unavailable")
+var errJWKSUnavailable = fmt.Errorf("JWKS unavailable (%w)", identity.ErrSourceUnavailable)
 
 type keyKind int
 
@@ -330,7 +330,7 @@ func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
 	if _, err := s.parser.ParseWithClaims(tok, c, s.keyfunc(ctx)); err != nil {
 		if errors.Is(err, errJWKSUnavailable) {
 			s.log.Warn("cannot verify token: JWKS unreachable and key not cached", "url", s.jwksURL, "from", where)
-			return identity.Identity{}, fmt.Errorf("jwt source %q: cannot verify token: JWKS %s unreachable and no cached key", s.cfg.Name, s.jwksURL)
+			return identity.Identity{}, fmt.Errorf("jwt source %q: cannot verify token: JWKS %s unreachable and no cached key: %w", s.cfg.Name, s.jwksURL, identity.ErrSourceUnavailable)
 		}
 		return s.reject(r, where, err)
 	}

@@ -47,7 +47,7 @@ const cacheEntries = 10_000
 // ErrUpstream is wrapped by errors meaning the endpoint could not tell who
 // the visitor is (unreachable, timeout, unexpected status, garbage answer).
 // They do not wrap identity.ErrNotLoggedIn, so the API URL answers 5xx.
-var ErrUpstream = errors.New("whoami: endpoint failed")
+var ErrUpstream = fmt.Errorf("whoami: endpoint failed (%w)", identity.ErrSourceUnavailable)
 
 // Config configures the source.
 type Config struct {
