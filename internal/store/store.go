@@ -49,6 +49,11 @@ type Session struct {
 	Username string
 	Name     string
 	Email    string
+	// EmailVerified, AvatarURL and Roles complete the profile; Roles nil
+	// means the source does not manage roles (an empty list means "none").
+	EmailVerified bool
+	AvatarURL     string
+	Roles         []string
 	// CreatedAt and ExpiresAt bound the session (UTC).
 	CreatedAt time.Time
 	ExpiresAt time.Time

@@ -60,14 +60,17 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, id identity.
 	raw := rand.Text() + rand.Text() // 2 × 128 bits, base32
 	now := m.o.Now().UTC()
 	s := store.Session{
-		IDHash:    hashID(raw),
-		Subject:   id.Subject,
-		Source:    id.Source,
-		Username:  id.Username,
-		Name:      id.Name,
-		Email:     id.Email,
-		CreatedAt: now,
-		ExpiresAt: now.Add(m.o.TTL),
+		IDHash:        hashID(raw),
+		Subject:       id.Subject,
+		Source:        id.Source,
+		Username:      id.Username,
+		Name:          id.Name,
+		Email:         id.Email,
+		EmailVerified: id.EmailVerified,
+		AvatarURL:     id.AvatarURL,
+		Roles:         id.Roles,
+		CreatedAt:     now,
+		ExpiresAt:     now.Add(m.o.TTL),
 	}
 	if err := m.st.PutSession(ctx, s); err != nil {
 		return fmt.Errorf("websession: start: %w", err)
@@ -109,6 +112,20 @@ func (m *Manager) End(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		return store.Session{}, false, fmt.Errorf("websession: end: %w", err)
 	}
 	return s, true, nil
+}
+
+// Identity returns the identity captured in a session.
+func Identity(s store.Session) identity.Identity {
+	return identity.Identity{
+		Subject:       s.Subject,
+		Source:        s.Source,
+		Username:      s.Username,
+		Name:          s.Name,
+		Email:         s.Email,
+		EmailVerified: s.EmailVerified,
+		AvatarURL:     s.AvatarURL,
+		Roles:         s.Roles,
+	}
 }
 
 // EndSubject deletes every session of a subject (all browsers).

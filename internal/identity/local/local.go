@@ -67,14 +67,7 @@ func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
 	if sess.Source != s.name {
 		return identity.Identity{}, identity.ErrNotLoggedIn
 	}
-	return identity.Identity{
-		Subject:       sess.Subject,
-		Source:        s.name,
-		Username:      sess.Username,
-		Name:          sess.Name,
-		Email:         sess.Email,
-		EmailVerified: sess.Email != "",
-	}, nil
+	return websession.Identity(sess), nil
 }
 
 // Authenticate implements identity.PasswordAuthenticator. Unknown users cost

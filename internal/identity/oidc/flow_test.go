@@ -290,7 +290,7 @@ func TestFlowLoginAndBackchannelLogout(t *testing.T) {
 	}
 
 	id := rg.whoami()
-	want := identity.Identity{Subject: "idp:u-42", Source: "idp", Username: "alice", Name: "Alice (UserInfo)", Email: "alice@example.com", EmailVerified: true}
+	want := identity.Identity{Subject: "idp:u-42", Source: "idp", Username: "alice", Name: "Alice (UserInfo)", Email: "alice@example.com", EmailVerified: true, AvatarURL: "https://img.example/alice.png"}
 	if id == nil || !reflect.DeepEqual(*id, want) {
 		t.Fatalf("Identify = %+v, want %+v", id, want)
 	}

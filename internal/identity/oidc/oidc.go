@@ -270,14 +270,7 @@ func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
 	if sess.Source != s.cfg.Name {
 		return identity.Identity{}, identity.ErrNotLoggedIn
 	}
-	return identity.Identity{
-		Subject:       sess.Subject,
-		Source:        s.cfg.Name,
-		Username:      sess.Username,
-		Name:          sess.Name,
-		Email:         sess.Email,
-		EmailVerified: sess.Email != "",
-	}, nil
+	return websession.Identity(sess), nil
 }
 
 // Handler implements identity.Interactive. It serves login, callback,

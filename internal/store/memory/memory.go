@@ -118,6 +118,7 @@ func (s *Store) PutSession(ctx context.Context, sess store.Session) error {
 	}
 	sess.CreatedAt = norm(sess.CreatedAt)
 	sess.ExpiresAt = norm(sess.ExpiresAt)
+	sess.Roles = slices.Clone(sess.Roles)
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -146,6 +147,7 @@ func (s *Store) GetSession(ctx context.Context, idHash string) (store.Session, e
 	if !ok || !sess.ExpiresAt.After(now) {
 		return store.Session{}, wrap("get session", store.ErrNotFound)
 	}
+	sess.Roles = slices.Clone(sess.Roles)
 	return sess, nil
 }
 

@@ -31,6 +31,7 @@ CREATE TABLE sessions (
 	username   TEXT    NOT NULL,
 	name       TEXT    NOT NULL,
 	email      TEXT    NOT NULL,
+	profile    TEXT    NOT NULL DEFAULT '{}', -- JSON: email_verified, avatar_url, roles
 	created_at INTEGER NOT NULL,
 	expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;

@@ -21,6 +21,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -105,7 +106,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // Hot-path queries: one primary-key SELECT each (see TestHotPathQueryPlans).
 const (
-	getSessionSQL = `SELECT subject, source, username, name, email, created_at, expires_at
+	getSessionSQL = `SELECT subject, source, username, name, email, profile, created_at, expires_at
 FROM sessions WHERE id_hash = ? AND expires_at > ?`
 	getTokenSQL = `SELECT user_id, ciphertext, minted_at, validated_at FROM tokens WHERE subject = ?`
 )
@@ -222,13 +223,13 @@ func (s *Store) PutSession(ctx context.Context, sess store.Session) (err error) 
 		return wrap("put session: purge expired", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO sessions
-(id_hash, subject, source, username, name, email, created_at, expires_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+(id_hash, subject, source, username, name, email, profile, created_at, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id_hash) DO UPDATE SET
 	subject = excluded.subject, source = excluded.source, username = excluded.username,
-	name = excluded.name, email = excluded.email,
+	name = excluded.name, email = excluded.email, profile = excluded.profile,
 	created_at = excluded.created_at, expires_at = excluded.expires_at`,
-		sess.IDHash, sess.Subject, sess.Source, sess.Username, sess.Name, sess.Email,
+		sess.IDHash, sess.Subject, sess.Source, sess.Username, sess.Name, sess.Email, encodeProfile(sess),
 		millis(sess.CreatedAt), millis(sess.ExpiresAt)); err != nil {
 		return wrap("put session", err)
 	}
@@ -243,11 +244,13 @@ ON CONFLICT (id_hash) DO UPDATE SET
 func (s *Store) GetSession(ctx context.Context, idHash string) (store.Session, error) {
 	sess := store.Session{IDHash: idHash}
 	var created, expires int64
+	var profile string
 	err := s.getSession.QueryRowContext(ctx, idHash, time.Now().UnixMilli()).
-		Scan(&sess.Subject, &sess.Source, &sess.Username, &sess.Name, &sess.Email, &created, &expires)
+		Scan(&sess.Subject, &sess.Source, &sess.Username, &sess.Name, &sess.Email, &profile, &created, &expires)
 	if err != nil {
 		return store.Session{}, wrap("get session", notFound(err))
 	}
+	decodeProfile(profile, &sess)
 	sess.CreatedAt, sess.ExpiresAt = fromMillis(created), fromMillis(expires)
 	return sess, nil
 }
@@ -366,4 +369,29 @@ func notFound(err error) error {
 		return store.ErrNotFound
 	}
 	return err
+}
+
+// sessionProfile is the JSON of the sessions.profile column.
+type sessionProfile struct {
+	EmailVerified bool     `json:"email_verified,omitempty"`
+	AvatarURL     string   `json:"avatar_url,omitempty"`
+	Roles         []string `json:"roles"` // null = not managed
+}
+
+func encodeProfile(s store.Session) string {
+	if !s.EmailVerified && s.AvatarURL == "" && s.Roles == nil {
+		return "{}"
+	}
+	b, _ := json.Marshal(sessionProfile{EmailVerified: s.EmailVerified, AvatarURL: s.AvatarURL, Roles: s.Roles})
+	return string(b)
+}
+
+func decodeProfile(raw string, s *store.Session) {
+	if raw == "{}" || raw == "" {
+		return
+	}
+	var p sessionProfile
+	if json.Unmarshal([]byte(raw), &p) == nil {
+		s.EmailVerified, s.AvatarURL, s.Roles = p.EmailVerified, p.AvatarURL, p.Roles
+	}
 }

@@ -142,7 +142,7 @@ func TestPutSessionPurgesExpired(t *testing.T) {
 	past := time.Now().Add(-time.Hour).UnixMilli()
 	const expired = purgeBatch + purgeBatch/2
 	for i := range expired {
-		if _, err := s.db.ExecContext(ctx, `INSERT INTO sessions VALUES (?, 's', 'local', '', '', '', 0, ?)`,
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO sessions VALUES (?, 's', 'local', '', '', '', '{}', 0, ?)`,
 			fmt.Sprint("old", i), past); err != nil {
 			t.Fatal(err)
 		}

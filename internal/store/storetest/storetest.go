@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AccountCaseInsensitive", testAccountCaseInsensitive},
 		{"AccountList", testAccountList},
 		{"SessionCRUD", testSessionCRUD},
+		{"SessionProfile", testSessionProfile},
 		{"SessionExpiry", testSessionExpiry},
 		{"SessionDeleteBySubject", testSessionDeleteBySubject},
 		{"LinkCRUD", testLinkCRUD},
@@ -287,6 +289,26 @@ func testSessionCRUD(t *testing.T, s store.Store) {
 	noErr(t, "DeleteSession(deleted)", s.DeleteSession(ctx, "h1"))
 	_, err = s.GetSession(ctx, "h2")
 	noErr(t, "GetSession(h2)", err)
+}
+
+// testSessionProfile: the optional profile fields round-trip, and nil
+// Roles (not managed) stays distinct from an empty list (no roles).
+func testSessionProfile(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour)
+	full := session("h-full", "oidc:1", exp)
+	full.EmailVerified, full.AvatarURL, full.Roles = true, "https://img.example.org/a.png", []string{"moderator", "user"}
+	none := session("h-none", "oidc:2", exp)
+	none.Roles = []string{}
+	plain := session("h-plain", "oidc:3", exp)
+	for _, in := range []store.Session{full, none, plain} {
+		noErr(t, "PutSession", s.PutSession(ctx, in))
+		got, err := s.GetSession(ctx, in.IDHash)
+		noErr(t, "GetSession", err)
+		if got.EmailVerified != in.EmailVerified || got.AvatarURL != in.AvatarURL || (got.Roles == nil) != (in.Roles == nil) || !slices.Equal(got.Roles, in.Roles) {
+			t.Fatalf("profile round trip: put %+v, got %+v", in, got)
+		}
+	}
 }
 
 func testSessionExpiry(t *testing.T, s store.Store) {
