@@ -81,7 +81,11 @@ func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
 		c["groups"] = groups
 		m.Roles, m.RoleMap = "groups", s.cfg.RoleMap
 	}
-	return m.Map(s.cfg.Name, c)
+	id, err := m.Map(s.cfg.Name, c)
+	if err != nil {
+		return identity.Identity{}, fmt.Errorf("%w: %v", identity.ErrNotLoggedIn, err)
+	}
+	return id, nil
 }
 
 func (s *Source) trusted(remoteAddr string) bool {

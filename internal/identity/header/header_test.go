@@ -46,3 +46,33 @@ func TestIdentify(t *testing.T) {
 		})
 	}
 }
+
+func FuzzIdentify(f *testing.F) {
+	f.Add("alice", "alice@example.com", "Alice", "admins, users")
+	f.Add("", "", "", "")
+	f.Add("a\x00b", "not-an-email", "\xff", ",,,")
+	s := New(Config{UserHeader: "X-User", EmailHeader: "X-Email", NameHeader: "X-Name", GroupsHeader: "X-Groups",
+		RoleMap: map[string]string{"admins": "admin"}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	f.Fuzz(func(t *testing.T, user, email, name, groups string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "127.0.0.1:1"
+		for k, v := range map[string]string{"X-User": user, "X-Email": email, "X-Name": name, "X-Groups": groups} {
+			r.Header[k] = []string{v}
+		}
+		id, err := s.Identify(r)
+		if err != nil {
+			if !errors.Is(err, identity.ErrNotLoggedIn) {
+				t.Fatalf("unexpected error kind: %v", err)
+			}
+			return
+		}
+		if !strings.HasPrefix(id.Subject, "header:") || id.Subject == "header:" {
+			t.Fatalf("subject %q", id.Subject)
+		}
+		for _, r := range id.Roles {
+			if r != "admin" {
+				t.Fatalf("role %q passed the allow-list", r)
+			}
+		}
+	})
+}
