@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,13 +172,12 @@ func (b *Broker) cached(ctx context.Context, subject string) (Token, bool, error
 	if err != nil {
 		return Token{}, false, err
 	}
-	pt, err := b.sealer.Open(rec.Ciphertext, subject)
+	t, err := b.open(rec)
 	if err != nil {
 		b.log.Warn("cached token cannot be decrypted (key changed?); minting a new one", "subject", subject)
 		return Token{}, false, nil
 	}
 	now := b.now()
-	t := Token{Value: string(pt), Kind: LoginToken, UserID: rec.UserID}
 	if now.Sub(rec.MintedAt) >= b.cfg.TTL {
 		return Token{}, false, nil
 	}
@@ -191,8 +191,7 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 	case err != nil:
 		return Token{}, err
 	default:
-		if pt, err := b.sealer.Open(rec.Ciphertext, id.Subject); err == nil && b.now().Sub(rec.MintedAt) < b.cfg.TTL {
-			t := Token{Value: string(pt), Kind: LoginToken, UserID: rec.UserID}
+		if t, err := b.open(rec); err == nil && b.now().Sub(rec.MintedAt) < b.cfg.TTL {
 			if !revalidate && b.now().Sub(rec.ValidatedAt) < b.cfg.RevalidateAfter {
 				b.reused.Add(1)
 				return t, nil // another caller refreshed it meanwhile
@@ -215,18 +214,30 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 	if err != nil {
 		return Token{}, err
 	}
-	t, err := b.minter.Mint(ctx, link)
+	t, err := b.minter.Mint(ctx, Request{Identity: id, Link: link})
 	if err != nil {
 		return Token{}, err
 	}
+	if t.Kind == "" {
+		t.Kind = LoginToken
+	}
 	if t.UserID == "" {
 		t.UserID = link.UserID
+	}
+	if t.UserID != link.UserID {
+		// The minter learned the user id (Rocket.Chat created or merged the
+		// user itself): remember it.
+		link.UserID = t.UserID
+		link.UpdatedAt = b.now().UTC()
+		if err := b.st.PutLink(ctx, link); err != nil {
+			return Token{}, err
+		}
 	}
 	now := b.now().UTC()
 	err = b.st.PutToken(ctx, store.Token{
 		Subject:     id.Subject,
 		UserID:      t.UserID,
-		Ciphertext:  b.sealer.Seal([]byte(t.Value), id.Subject),
+		Ciphertext:  b.sealer.Seal(sealToken(t), id.Subject),
 		MintedAt:    now,
 		ValidatedAt: now,
 	})
@@ -279,11 +290,27 @@ func (b *Broker) Forget(ctx context.Context, subject string, revoke bool) (bool,
 		return true, err
 	}
 	if r, ok := b.minter.(Revoker); ok && revoke {
-		if pt, err := b.sealer.Open(rec.Ciphertext, subject); err == nil {
-			if err := r.Revoke(ctx, Token{Value: string(pt), Kind: LoginToken, UserID: rec.UserID}); err != nil {
+		if t, err := b.open(rec); err == nil {
+			if err := r.Revoke(ctx, t); err != nil {
 				return true, fmt.Errorf("revoking the Rocket.Chat session: %w", err)
 			}
 		}
 	}
 	return true, nil
+}
+
+// sealToken is the plaintext sealed in the store: "<kind>\x00<value>".
+func sealToken(t Token) []byte { return []byte(string(t.Kind) + "\x00" + t.Value) }
+
+// open decrypts a cached token record.
+func (b *Broker) open(rec store.Token) (Token, error) {
+	pt, err := b.sealer.Open(rec.Ciphertext, rec.Subject)
+	if err != nil {
+		return Token{}, err
+	}
+	kind, value, ok := strings.Cut(string(pt), "\x00")
+	if !ok || (Kind(kind) != LoginToken && Kind(kind) != IframeToken) {
+		return Token{}, sealer.ErrOpen
+	}
+	return Token{Value: value, Kind: Kind(kind), UserID: rec.UserID}, nil
 }

@@ -33,7 +33,8 @@ type fakeMinter struct {
 	validates atomic.Int64
 }
 
-func (m *fakeMinter) Mint(_ context.Context, l store.Link) (mint.Token, error) {
+func (m *fakeMinter) Mint(_ context.Context, req mint.Request) (mint.Token, error) {
+	l := req.Link
 	n := m.mints.Add(1)
 	v := fmt.Sprintf("tok-%d", n)
 	m.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/store"
 )
 
@@ -35,10 +36,18 @@ type Token struct {
 // ErrRejected means Rocket.Chat no longer accepts the token.
 var ErrRejected = errors.New("mint: Rocket.Chat rejected the cached token")
 
+// Request is what a Minter gets: the person and their link. Link.UserID is
+// empty for modes in which Rocket.Chat creates the user itself (oauth); the
+// returned Token.UserID is then authoritative and the Broker records it.
+type Request struct {
+	Identity identity.Identity
+	Link     store.Link
+}
+
 // Minter obtains a new token for the linked Rocket.Chat user.
 type Minter interface {
 	// Mint returns a fresh token. Errors are upstream failures.
-	Mint(ctx context.Context, link store.Link) (Token, error)
+	Mint(ctx context.Context, req Request) (Token, error)
 }
 
 // Validator is an optional Minter capability: asks Rocket.Chat whether a

@@ -28,7 +28,8 @@ const rcOrigin = "http://chat.example.test"
 
 type countingMinter struct{ n atomic.Int64 }
 
-func (m *countingMinter) Mint(_ context.Context, l store.Link) (mint.Token, error) {
+func (m *countingMinter) Mint(_ context.Context, req mint.Request) (mint.Token, error) {
+	l := req.Link
 	m.n.Add(1)
 	return mint.Token{Value: "resume-token-" + l.UserID, Kind: mint.LoginToken, UserID: l.UserID}, nil
 }

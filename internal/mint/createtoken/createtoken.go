@@ -14,7 +14,6 @@ import (
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/rcadmin"
 	"github.com/rcsso/rcsso/internal/rocketchat"
-	"github.com/rcsso/rcsso/internal/store"
 )
 
 // Minter implements mint.Minter, mint.Validator and mint.Revoker.
@@ -27,9 +26,9 @@ type Minter struct {
 }
 
 // Mint implements mint.Minter.
-func (m *Minter) Mint(ctx context.Context, link store.Link) (mint.Token, error) {
+func (m *Minter) Mint(ctx context.Context, req mint.Request) (mint.Token, error) {
 	call := func(cr rocketchat.Credentials) (rocketchat.Credentials, error) {
-		return m.RC.CreateToken(ctx, cr, link.UserID, m.Secret)
+		return m.RC.CreateToken(ctx, cr, req.Link.UserID, m.Secret)
 	}
 	c, err := rcadmin.Do(ctx, m.Admin, call)
 	if rocketchat.IsTokensBug(err) {

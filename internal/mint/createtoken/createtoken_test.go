@@ -46,7 +46,7 @@ func TestMintValidateRevoke(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m, emu, link := setup(t, c.cfg, c.secret)
-			tok, err := m.Mint(t.Context(), link)
+			tok, err := m.Mint(t.Context(), mint.Request{Link: link})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,7 @@ func TestMisconfigurationIsAClearError(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, emu, link := setup(t, c.cfg, c.secret)
-			_, err := m.Mint(t.Context(), link)
+			_, err := m.Mint(t.Context(), mint.Request{Link: link})
 			if err == nil || !strings.Contains(err.Error(), "error-not-authorized") {
 				t.Fatalf("want a Not authorized error, got %v", err)
 			}
