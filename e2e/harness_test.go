@@ -34,7 +34,7 @@ import (
 var browserCtx context.Context
 
 func chromiumPath() string {
-	if p := os.Getenv("RCSSO_CHROMIUM"); p != "" {
+	if p := os.Getenv("E2E_CHROMIUM"); p != "" {
 		return p
 	}
 	if p, err := exec.LookPath("chromium"); err == nil {

@@ -36,5 +36,5 @@ fi
 "$STATICCHECK" ./...
 
 echo "== go test"
-export RCSSO_CHROMIUM="${RCSSO_CHROMIUM:-$(command -v chromium)}"
+export E2E_CHROMIUM="${E2E_CHROMIUM:-$(command -v chromium)}"
 go test -race -count=1 -timeout 15m "$@" ./...
