@@ -101,7 +101,12 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	if err != nil {
 		return nil, err
 	}
-	seal, err := sealer.New(key)
+	keys := [][]byte{key}
+	for _, k := range cfg.Store.PreviousEncryptionKeys {
+		old, _ := config.DecodeKey(k) // checked by Validate
+		keys = append(keys, old)
+	}
+	seal, err := sealer.New(keys...)
 	if err != nil {
 		return nil, err
 	}

@@ -154,6 +154,10 @@ type Store struct {
 	// "<path>.key" (mode 0600) for sqlite and an ephemeral one for memory.
 	EncryptionKey     string `koanf:"encryption_key"`
 	EncryptionKeyFile string `koanf:"encryption_key_file"`
+	// PreviousEncryptionKeys still open tokens sealed before a key
+	// rotation (new tokens are sealed with encryption_key). Each value is
+	// tagged with a key id, so the right key is tried.
+	PreviousEncryptionKeys []string `koanf:"previous_encryption_keys"`
 }
 
 // Minting selects how rcsso obtains Rocket.Chat tokens and how it reuses them.
@@ -524,6 +528,14 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("store.type", "unknown store %q: use sqlite or memory", c.Store.Type)
+	}
+	for i, k := range c.Store.PreviousEncryptionKeys {
+		if _, err := DecodeKey(k); err != nil {
+			bad(fmt.Sprintf("store.previous_encryption_keys[%d]", i), "%v", err)
+		}
+	}
+	if len(c.Store.PreviousEncryptionKeys) > 0 && c.Store.EncryptionKey == "" {
+		bad("store.encryption_key", "set the new key explicitly when previous_encryption_keys is used")
 	}
 	if c.Store.EncryptionKey != "" {
 		if _, err := DecodeKey(c.Store.EncryptionKey); err != nil {
