@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,6 +96,8 @@ type env struct {
 	www      *pageServer
 	evil     *pageServer
 	password string
+	// preflights counts CORS preflights (OPTIONS) of the API URL.
+	preflights atomic.Int64
 }
 
 type envOptions struct {
@@ -147,9 +150,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Close() })
-	serve(t, ssoLn, a.Handler)
+	e0 := &env{}
+	serve(t, ssoLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions && r.URL.Path == "/api/rocketchat/token" {
+			e0.preflights.Add(1)
+		}
+		a.Handler.ServeHTTP(w, r)
+	}))
 
-	e := &env{t: t, emu: emu, app: a, rcURL: rcURL, ssoURL: ssoURL, password: "correct-horse-battery"}
+	e := e0
+	e.t, e.emu, e.app, e.rcURL, e.ssoURL, e.password = t, emu, a, rcURL, ssoURL, "correct-horse-battery"
 	acct, err := local.NewAccount("alice", e.password, "Alice Example", "alice@example.test", time.Now())
 	if err != nil {
 		t.Fatal(err)

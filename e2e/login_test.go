@@ -58,6 +58,12 @@ func TestWebsiteSessionLogsIntoChat(t *testing.T) {
 			if !ok || u.Name != "Alice Example" || len(u.Emails) != 1 || u.Emails[0].Address != "alice@example.test" {
 				t.Fatalf("Rocket.Chat user: %+v (found %v)", u, ok)
 			}
+			// 6.2–7.x send Content-Type: application/json, which makes the
+			// browser preflight; 8.x sends no header (protocol spec §1.3).
+			wantPreflight := profile != "8.x"
+			if got := e.preflights.Load() > 0; got != wantPreflight {
+				t.Fatalf("profile %s: preflight seen = %v, want %v", profile, got, wantPreflight)
+			}
 		})
 	}
 }
