@@ -86,3 +86,43 @@ func TestWebsiteLogoutEndsChatSession(t *testing.T) {
 	}
 	e.waitChat(ctx, "iframe")
 }
+
+// Logging out in the chat must not log the person straight back in through
+// the API URL (protocol spec §1.7): the IFrame URL says so and offers to log
+// in to the chat again.
+func TestChatLogoutIsNotUndone(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := e.browser()
+	e.websiteLogin(ctx)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "logged-in")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#rc-logout"))); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "iframe")
+	if err := e.iframeWaitText(ctx, "#rc-login-iframe", "h1", "You logged out of the chat"); err != nil {
+		t.Fatal(err)
+	}
+	// A reload of the chat still does not log back in.
+	if err := chromedp.Do(ctx, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "iframe")
+	if u, _ := e.emu.UserByUsername("alice"); u.ResumeTokens != 0 {
+		t.Fatalf("a token was minted after the chat logout: %d", u.ResumeTokens)
+	}
+	// The person asks for the chat again.
+	if _, err := e.iframeEval(ctx, "#rc-login-iframe", `!!document.getElementById("resume-submit") && "ready"`); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#rc-login-iframe")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#resume-submit"), chromedp.FromNode(nodes[0]))); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "logged-in")
+}

@@ -168,6 +168,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	broker := mint.NewBroker(st, seal, minter, prov, mint.BrokerConfig{
 		RevalidateAfter: cfg.Minting.RevalidateAfter,
 		TTL:             cfg.Minting.TokenTTL,
+		MinMintInterval: cfg.Minting.MinInterval,
 	}, log)
 
 	returnTo := server.ReturnToFilter(pub, rcOrigin, websiteOrigins)

@@ -172,6 +172,10 @@ type Minting struct {
 	// TokenTTL is how long a cached token is used at all before a new one is
 	// minted; keep it below Rocket.Chat's Accounts_LoginExpiration (90 days).
 	TokenTTL time.Duration `koanf:"token_ttl"`
+	// MinInterval: at most one new token per person per interval, so no
+	// loop can push the person's other sessions out of Rocket.Chat's
+	// 50-token list.
+	MinInterval time.Duration `koanf:"min_interval"`
 }
 
 // Session configures rcsso's own website session cookie (identity sources
@@ -234,6 +238,7 @@ func Default() Config {
 			Mode:            "create-token",
 			RevalidateAfter: time.Hour,
 			TokenTTL:        30 * 24 * time.Hour,
+			MinInterval:     30 * time.Second,
 		},
 		Session: Session{TTL: 12 * time.Hour, SameSite: "auto"},
 		Website: Website{Name: "the website"},
@@ -550,6 +555,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Minting.TokenTTL <= 0 || c.Minting.TokenTTL > 90*24*time.Hour {
 		bad("minting.token_ttl", "must be positive and at most 2160h (Rocket.Chat's default login expiration of 90 days)")
+	}
+	if c.Minting.MinInterval < 0 {
+		bad("minting.min_interval", "must not be negative")
 	}
 	if c.Session.TTL <= 0 {
 		bad("session.ttl", "must be a positive duration such as 12h")

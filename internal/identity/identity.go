@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 )
 
 // ErrNotLoggedIn means the source does not recognise the visitor: they are
@@ -46,6 +47,9 @@ type Identity struct {
 	// Roles are Rocket.Chat role names, already filtered through the
 	// configured allow-list; nil means "do not manage roles".
 	Roles []string
+	// AuthTime is when the person logged in on the website, if the source
+	// knows (session start); zero otherwise.
+	AuthTime time.Time
 }
 
 // Source recognises the visitor from a request.

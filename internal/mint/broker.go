@@ -42,6 +42,10 @@ type BrokerConfig struct {
 	// MintTimeout bounds provisioning + minting, which runs detached from
 	// the request so that a client that goes away never leaves it half done.
 	MintTimeout time.Duration
+	// MinMintInterval: at most one new token per person per interval (in
+	// this process), so no loop can churn through Rocket.Chat's 50-token
+	// cap. Default 30 s.
+	MinMintInterval time.Duration
 }
 
 // Stats are cumulative counters.
@@ -69,9 +73,10 @@ type Broker struct {
 	now    func() time.Time
 	sf     singleflight.Group
 
-	synced  sync.Map // subject → profile digest known to be in Rocket.Chat
-	retryAt sync.Map // subject → time.Time before which no sync is tried
-	syncing sync.WaitGroup
+	lastMint sync.Map // subject → time.Time of the last mint
+	synced   sync.Map // subject → profile digest known to be in Rocket.Chat
+	retryAt  sync.Map // subject → time.Time before which no sync is tried
+	syncing  sync.WaitGroup
 
 	minted, reused, validated, rejected atomic.Int64
 }
@@ -80,6 +85,9 @@ type Broker struct {
 func NewBroker(st store.Store, s *sealer.Sealer, m Minter, p Provisioner, cfg BrokerConfig, log *slog.Logger) *Broker {
 	if cfg.MintTimeout <= 0 {
 		cfg.MintTimeout = 30 * time.Second
+	}
+	if cfg.MinMintInterval <= 0 {
+		cfg.MinMintInterval = 30 * time.Second
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -185,6 +193,9 @@ func (b *Broker) cached(ctx context.Context, subject string) (Token, bool, error
 }
 
 func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool) (Token, error) {
+	if err := b.checkLoggedOut(ctx, id, false); err != nil {
+		return Token{}, err
+	}
 	rec, err := b.st.GetToken(ctx, id.Subject)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -208,6 +219,17 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 				b.reused.Add(1)
 				return t, nil
 			}
+			// rcsso deletes the tokens it revokes before revoking them, so a
+			// cached token that Rocket.Chat rejects was ended on Rocket.Chat's
+			// side: the person logged out of the chat (or an admin logged
+			// them out). Do not log them straight back in.
+			return Token{}, b.markLoggedOut(ctx, id)
+		}
+	}
+	if last, ok := b.lastMint.Load(id.Subject); ok {
+		if wait := b.cfg.MinMintInterval - b.now().Sub(last.(time.Time)); wait > 0 {
+			b.log.Warn("not minting: this person got a new token moments ago", "subject", id.Subject, "retry_after", wait.Round(time.Second).String())
+			return Token{}, &ThrottledError{RetryAfter: wait}
 		}
 	}
 	link, err := b.prov.Ensure(ctx, id)
@@ -245,6 +267,7 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 		return Token{}, fmt.Errorf("caching the new token: %w", err)
 	}
 	b.minted.Add(1)
+	b.lastMint.Store(id.Subject, now)
 	b.log.Info("minted rocket.chat token", "subject", id.Subject, "rc_user_id", t.UserID, "kind", string(t.Kind))
 	return t, nil
 }
@@ -273,6 +296,63 @@ func (b *Broker) validate(ctx context.Context, t Token) (bool, error) {
 		}
 		return false, fmt.Errorf("re-validating the cached token: %w", err)
 	}
+}
+
+// checkLoggedOut returns ErrChatLoggedOut while the person's chat-logged-out
+// marker is set, and clears the marker when they logged in on the website
+// after it was set, or when resume is true.
+func (b *Broker) checkLoggedOut(ctx context.Context, id identity.Identity, resume bool) error {
+	l, err := b.st.GetLink(ctx, id.Subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if l.ChatLoggedOutAt.IsZero() {
+		return nil
+	}
+	if !resume && !id.AuthTime.After(l.ChatLoggedOutAt) {
+		return ErrChatLoggedOut
+	}
+	l.ChatLoggedOutAt = time.Time{}
+	l.UpdatedAt = b.now().UTC()
+	if err := b.st.PutLink(ctx, l); err != nil {
+		return err
+	}
+	b.lastMint.Delete(id.Subject) // a person logging in again is not a loop
+	b.log.Info("chat logged in again after a chat-side logout", "subject", id.Subject, "resumed", resume)
+	return nil
+}
+
+// markLoggedOut records a chat-side logout and drops the dead token.
+func (b *Broker) markLoggedOut(ctx context.Context, id identity.Identity) error {
+	if err := b.st.DeleteToken(ctx, id.Subject); err != nil {
+		return err
+	}
+	l, err := b.st.GetLink(ctx, id.Subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrChatLoggedOut
+	}
+	if err != nil {
+		return err
+	}
+	l.ChatLoggedOutAt = b.now().UTC()
+	l.UpdatedAt = l.ChatLoggedOutAt
+	if err := b.st.PutLink(ctx, l); err != nil {
+		return err
+	}
+	b.log.Info("person logged out on the Rocket.Chat side; not logging them straight back in", "subject", id.Subject)
+	return ErrChatLoggedOut
+}
+
+// Resume is the person asking for the chat again after a chat-side logout
+// (a button on the IFrame URL): it clears the marker and returns a token.
+func (b *Broker) Resume(ctx context.Context, id identity.Identity) (Token, error) {
+	if err := b.checkLoggedOut(ctx, id, true); err != nil {
+		return Token{}, err
+	}
+	return b.Token(ctx, id, true)
 }
 
 // Forget drops the cached token of subject and, when revoke is true and the

@@ -17,11 +17,18 @@ import (
 	"github.com/rcsso/rcsso/internal/store/memory"
 )
 
-type fakeProv struct{ calls atomic.Int64 }
+type fakeProv struct {
+	calls atomic.Int64
+	st    store.Store
+}
 
-func (p *fakeProv) Ensure(_ context.Context, id identity.Identity) (store.Link, error) {
+func (p *fakeProv) Ensure(ctx context.Context, id identity.Identity) (store.Link, error) {
+	if l, err := p.st.GetLink(ctx, id.Subject); err == nil {
+		return l, nil
+	}
 	p.calls.Add(1)
-	return store.Link{Subject: id.Subject, UserID: "U-" + id.Subject}, nil
+	l := store.Link{Subject: id.Subject, UserID: "U-" + id.Subject}
+	return l, p.st.PutLink(ctx, l)
 }
 
 type fakeMinter struct {
@@ -72,7 +79,7 @@ func newBroker(t *testing.T, revalidate time.Duration) (*mint.Broker, *fakeMinte
 		t.Fatal(err)
 	}
 	m := &fakeMinter{valid: map[string]bool{}}
-	p := &fakeProv{}
+	p := &fakeProv{st: st}
 	b := mint.NewBroker(st, s, m, p, mint.BrokerConfig{RevalidateAfter: revalidate, TTL: 24 * time.Hour}, nil)
 	return b, m, p, st
 }
@@ -119,9 +126,49 @@ func TestReuseAndRemintOnRejection(t *testing.T) {
 	m.mu.Lock()
 	delete(m.valid, first.Value)
 	m.mu.Unlock()
-	tok, err := b.Token(t.Context(), alice, true)
+	// The person logged out on the Rocket.Chat side: no automatic re-login.
+	if _, err := b.Token(t.Context(), alice, true); !errors.Is(err, mint.ErrChatLoggedOut) {
+		t.Fatalf("after a chat-side logout: %v, want ErrChatLoggedOut", err)
+	}
+	for range 3 {
+		if _, err := b.Token(t.Context(), alice, false); !errors.Is(err, mint.ErrChatLoggedOut) || m.mints.Load() != 1 {
+			t.Fatalf("page view after chat logout: %v, mints %d", err, m.mints.Load())
+		}
+	}
+	// A new website login (later auth time) or an explicit resume brings the chat back.
+	later := alice
+	later.AuthTime = time.Now().Add(time.Second)
+	tok, err := b.Token(t.Context(), later, false)
 	if err != nil || tok.Value == first.Value || m.mints.Load() != 2 {
-		t.Fatalf("after rejection got %q (mints %d), %v", tok.Value, m.mints.Load(), err)
+		t.Fatalf("after a new website login got %q (mints %d), %v", tok.Value, m.mints.Load(), err)
+	}
+}
+
+func TestResumeAfterChatLogout(t *testing.T) {
+	b, m, _, _ := newBroker(t, time.Hour)
+	first, _ := b.Token(t.Context(), alice, false)
+	m.mu.Lock()
+	delete(m.valid, first.Value)
+	m.mu.Unlock()
+	if _, err := b.Token(t.Context(), alice, true); !errors.Is(err, mint.ErrChatLoggedOut) {
+		t.Fatal(err)
+	}
+	tok, err := b.Resume(t.Context(), alice)
+	if err != nil || tok.Value == first.Value {
+		t.Fatalf("Resume: %q %v", tok.Value, err)
+	}
+}
+
+func TestMinMintInterval(t *testing.T) {
+	b, m, _, st := newBroker(t, time.Hour)
+	_, _ = b.Token(t.Context(), alice, false)
+	// The cached token disappears (e.g. another process dropped it): a new
+	// mint right away would churn Rocket.Chat's token list.
+	_ = st.DeleteToken(t.Context(), alice.Subject)
+	_, err := b.Token(t.Context(), alice, false)
+	var te *mint.ThrottledError
+	if !errors.As(err, &te) || te.RetryAfter <= 0 || m.mints.Load() != 1 {
+		t.Fatalf("second mint within the interval: %v (mints %d)", err, m.mints.Load())
 	}
 }
 

@@ -8,6 +8,8 @@ package mint
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/store"
@@ -35,6 +37,21 @@ type Token struct {
 
 // ErrRejected means Rocket.Chat no longer accepts the token.
 var ErrRejected = errors.New("mint: Rocket.Chat rejected the cached token")
+
+// ErrChatLoggedOut means the person logged out on the Rocket.Chat side: the
+// API URL answers 401 instead of logging them straight back in (protocol
+// spec §1.7) until they log in on the website again or ask for the chat
+// on the IFrame URL (Broker.Resume).
+var ErrChatLoggedOut = errors.New("mint: the person logged out of the chat")
+
+// ThrottledError means a new token for this person was minted less than
+// the minimum interval ago; minting again could only push their other
+// sessions out of Rocket.Chat's 50-token list.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("mint: a token was minted for this person moments ago; retry in %s", e.RetryAfter.Round(time.Second))
+}
 
 // Request is what a Minter gets: the person and their link. Link.UserID is
 // empty for modes in which Rocket.Chat creates the user itself (oauth); the

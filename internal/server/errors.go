@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/provision"
 	"github.com/rcsso/rcsso/internal/rocketchat"
 )
@@ -20,6 +21,8 @@ import (
 //
 //	identity.ErrNotLoggedIn        → 401 (only this: "not logged in on the website")
 //	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
+//	mint.ErrChatLoggedOut          → 401 (logged out on the chat side, spec §1.7)
+//	*mint.ThrottledError           → 503 + Retry-After
 //	errOrigin                      → 403
 //	provision.ErrConflict          → 409
 //	Rocket.Chat rate limit (429)   → 503 + Retry-After
@@ -50,12 +53,19 @@ func classify(err error) (int, string, int) {
 	if errors.As(err, &he) {
 		return he.Status, he.Message, 0
 	}
+	var te *mint.ThrottledError
+	if errors.As(err, &te) {
+		return http.StatusServiceUnavailable, "a chat token was issued for you moments ago; try again shortly", int(te.RetryAfter.Seconds()) + 1
+	}
 	if d, ok := rocketchat.IsRateLimited(err); ok {
 		return http.StatusServiceUnavailable, "Rocket.Chat is rate limiting rcsso; try again shortly", int(d.Seconds()) + 1
 	}
 	switch {
 	case errors.Is(err, identity.ErrNotLoggedIn):
 		return http.StatusUnauthorized, "not logged in on the website", 0
+	case errors.Is(err, mint.ErrChatLoggedOut):
+		// Rocket.Chat shows the IFrame URL, which offers to log in again.
+		return http.StatusUnauthorized, "you logged out of the chat", 0
 	case errors.Is(err, identity.ErrSourceUnavailable):
 		return http.StatusBadGateway, "the website cannot tell who you are right now; try again shortly", 0
 	case errors.Is(err, provision.ErrConflict):

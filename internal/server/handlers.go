@@ -225,15 +225,40 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	return s.handoff(w, r, id, false, returnTo, client)
 }
 
-// handoff renders the page that posts the token to Rocket.Chat.
+// handoff renders the page that posts the token to Rocket.Chat, or, after
+// a chat-side logout, the page that offers to log in to the chat again.
 func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Identity, revalidate bool, returnTo, client string) error {
 	t, err := s.o.Broker.Token(r.Context(), id, revalidate)
+	if errors.Is(err, mint.ErrChatLoggedOut) {
+		s.render(w, r, http.StatusOK, "chatloggedout.html", page{Username: id.Username, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	s.render(w, r, http.StatusOK, "handoff.html", page{
 		Username: id.Username,
 		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, Client: client, ReturnTo: returnTo},
+	})
+	return nil
+}
+
+// resumeSubmit is the "log in to the chat again" button shown after a
+// chat-side logout (CSRF-protected).
+func (s *Server) resumeSubmit(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	_ = r.ParseForm()
+	id, err := s.o.Identity.Identify(r)
+	if err != nil {
+		return err
+	}
+	t, err := s.o.Broker.Resume(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	s.render(w, r, http.StatusOK, "handoff.html", page{
+		Username: id.Username,
+		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, Client: clientKind(r.PostForm.Get("client"))},
 	})
 	return nil
 }

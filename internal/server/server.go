@@ -101,6 +101,7 @@ func New(o Options) *Server {
 	mux.Handle("/api/rocketchat/token", s.cors(s.handle(s.apiURL, false)))
 	mux.Handle("GET /login", s.framable(s.handle(s.loginPage, true)))
 	mux.Handle("POST /login", s.framable(s.csrf.Handler(s.handle(s.loginSubmit, true))))
+	mux.Handle("POST /login/resume", s.framable(s.csrf.Handler(s.handle(s.resumeSubmit, true))))
 	mux.Handle("GET /popup-done", s.handle(s.popupDone, true))
 	for _, src := range o.Identity {
 		if in, ok := src.(identity.Interactive); ok {

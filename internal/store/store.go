@@ -72,6 +72,11 @@ type Link struct {
 	ProfileHash string
 	// UpdatedAt is the last write time (UTC).
 	UpdatedAt time.Time
+	// ChatLoggedOutAt is when the person logged out on the Rocket.Chat side
+	// (their cached token was revoked by Rocket.Chat, not by rcsso); zero if
+	// not. While set, the API URL does not log them straight back in
+	// (protocol spec §1.7) until they log in on the website again or ask to.
+	ChatLoggedOutAt time.Time
 }
 
 // Token is a cached Rocket.Chat token for one subject.

@@ -125,6 +125,7 @@ func Identity(s store.Session) identity.Identity {
 		EmailVerified: s.EmailVerified,
 		AvatarURL:     s.AvatarURL,
 		Roles:         s.Roles,
+		AuthTime:      s.CreatedAt,
 	}
 }
 

@@ -199,6 +199,9 @@ func (s *Store) PutLink(ctx context.Context, l store.Link) error {
 		return wrap("put link", err)
 	}
 	l.UpdatedAt = norm(l.UpdatedAt)
+	if !l.ChatLoggedOutAt.IsZero() {
+		l.ChatLoggedOutAt = norm(l.ChatLoggedOutAt)
+	}
 	s.mu.Lock()
 	s.links[l.Subject] = l
 	s.mu.Unlock()

@@ -43,7 +43,8 @@ CREATE TABLE links (
 	user_id      TEXT    NOT NULL,
 	username     TEXT    NOT NULL,
 	profile_hash TEXT    NOT NULL,
-	updated_at   INTEGER NOT NULL
+	updated_at   INTEGER NOT NULL,
+	chat_logged_out_at INTEGER NOT NULL DEFAULT 0 -- 0 = not logged out
 ) WITHOUT ROWID;
 
 CREATE TABLE tokens (

@@ -280,24 +280,32 @@ func (s *Store) DeleteSessionsBySubject(ctx context.Context, subject string) (in
 // GetLink implements store.Store; ErrNotFound if absent.
 func (s *Store) GetLink(ctx context.Context, subject string) (store.Link, error) {
 	l := store.Link{Subject: subject}
-	var updated int64
-	err := s.db.QueryRowContext(ctx, `SELECT user_id, username, profile_hash, updated_at
-FROM links WHERE subject = ?`, subject).Scan(&l.UserID, &l.Username, &l.ProfileHash, &updated)
+	var updated, loggedOut int64
+	err := s.db.QueryRowContext(ctx, `SELECT user_id, username, profile_hash, updated_at, chat_logged_out_at
+FROM links WHERE subject = ?`, subject).Scan(&l.UserID, &l.Username, &l.ProfileHash, &updated, &loggedOut)
 	if err != nil {
 		return store.Link{}, wrap("get link", notFound(err))
 	}
 	l.UpdatedAt = fromMillis(updated)
+	if loggedOut != 0 {
+		l.ChatLoggedOutAt = fromMillis(loggedOut)
+	}
 	return l, nil
 }
 
 // PutLink implements store.Store.
 func (s *Store) PutLink(ctx context.Context, l store.Link) error {
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO links (subject, user_id, username, profile_hash, updated_at)
-VALUES (?, ?, ?, ?, ?)
+	var loggedOut int64
+	if !l.ChatLoggedOutAt.IsZero() {
+		loggedOut = millis(l.ChatLoggedOutAt)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO links (subject, user_id, username, profile_hash, updated_at, chat_logged_out_at)
+VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (subject) DO UPDATE SET
 	user_id = excluded.user_id, username = excluded.username,
-	profile_hash = excluded.profile_hash, updated_at = excluded.updated_at`,
-		l.Subject, l.UserID, l.Username, l.ProfileHash, millis(l.UpdatedAt)); err != nil {
+	profile_hash = excluded.profile_hash, updated_at = excluded.updated_at,
+	chat_logged_out_at = excluded.chat_logged_out_at`,
+		l.Subject, l.UserID, l.Username, l.ProfileHash, millis(l.UpdatedAt), loggedOut); err != nil {
 		return wrap("put link", err)
 	}
 	return nil
