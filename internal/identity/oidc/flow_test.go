@@ -290,6 +290,12 @@ func TestFlowLoginAndBackchannelLogout(t *testing.T) {
 	}
 
 	id := rg.whoami()
+	if id != nil {
+		if id.AuthTime.IsZero() {
+			t.Error("AuthTime not set from the session")
+		}
+		id.AuthTime = time.Time{}
+	}
 	want := identity.Identity{Subject: "idp:u-42", Source: "idp", Username: "alice", Name: "Alice (UserInfo)", Email: "alice@example.com", EmailVerified: true, AvatarURL: "https://img.example/alice.png"}
 	if id == nil || !reflect.DeepEqual(*id, want) {
 		t.Fatalf("Identify = %+v, want %+v", id, want)
