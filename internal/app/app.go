@@ -259,6 +259,9 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Store:            st,
 		RC:               rc,
 		Logger:           log,
+		WebhookSecret:    []byte(cfg.Webhooks.Secret),
+		Deprovisioner:    prov,
+		UnknownSubject:   provision.ErrUnknownSubject,
 	})
 	ok = true
 	return &App{Config: cfg, Store: st, Broker: broker, Handler: srv, RC: rc, log: log}, nil

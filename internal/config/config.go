@@ -47,6 +47,16 @@ type Config struct {
 	Session    Session          `koanf:"session"`
 	Website    Website          `koanf:"website"`
 	Provision  Provision        `koanf:"provisioning"`
+	Webhooks   Webhooks         `koanf:"webhooks"`
+}
+
+// Webhooks configures the signed back-channel webhooks the website's back
+// end calls: POST /webhooks/logout and POST /webhooks/deprovision.
+type Webhooks struct {
+	// Secret is the HMAC-SHA256 key (at least 32 characters); empty turns
+	// the webhooks off.
+	Secret     string `koanf:"secret"`
+	SecretFile string `koanf:"secret_file"`
 }
 
 // RocketChat says where Rocket.Chat is and how rcsso authenticates to it.
@@ -393,6 +403,7 @@ func (c *Config) readSecretFiles() error {
 	read("rocketchat.admin_password", &c.RocketChat.AdminPassword, c.RocketChat.AdminPasswordFile)
 	read("rocketchat.create_tokens_secret", &c.RocketChat.CreateTokensSecret, c.RocketChat.CreateTokensSecretFile)
 	read("store.encryption_key", &c.Store.EncryptionKey, c.Store.EncryptionKeyFile)
+	read("webhooks.secret", &c.Webhooks.Secret, c.Webhooks.SecretFile)
 	for i := range c.Identity {
 		s := &c.Identity[i]
 		if s.ClientSecretFile != "" && s.ClientSecret == "" {
@@ -555,6 +566,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Minting.TokenTTL <= 0 || c.Minting.TokenTTL > 90*24*time.Hour {
 		bad("minting.token_ttl", "must be positive and at most 2160h (Rocket.Chat's default login expiration of 90 days)")
+	}
+	if c.Webhooks.Secret != "" && len(c.Webhooks.Secret) < 32 {
+		bad("webhooks.secret", "use at least 32 random characters, e.g. from: head -c32 /dev/urandom | base64")
 	}
 	if c.Minting.MinInterval < 0 {
 		bad("minting.min_interval", "must not be negative")

@@ -160,3 +160,26 @@ func TestProfileSync(t *testing.T) {
 		t.Fatal("wrote again although nothing changed")
 	}
 }
+
+func TestDeprovision(t *testing.T) {
+	p, emu := setup(t, "8.x")
+	id := identity.Identity{Subject: "local:gone", Username: "gone", Email: "gone@example.test", EmailVerified: true}
+	if _, err := p.Ensure(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Deprovision(t.Context(), id.Subject, false); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := emu.UserByUsername("gone"); u.Active {
+		t.Fatal("still active after deactivation")
+	}
+	if _, err := p.Deprovision(t.Context(), id.Subject, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := emu.UserByUsername("gone"); ok {
+		t.Fatal("still present after deletion")
+	}
+	if _, err := p.Deprovision(t.Context(), id.Subject, true); !errors.Is(err, provision.ErrUnknownSubject) {
+		t.Fatalf("deprovisioning twice: %v", err)
+	}
+}

@@ -125,3 +125,41 @@ func (p *Provisioner) setAvatar(ctx context.Context, userID string, id identity.
 		p.log.Warn("rocket.chat refused the avatar URL", "subject", id.Subject, "rc_user_id", userID, "err", err)
 	}
 }
+
+// ErrUnknownSubject means rcsso has no Rocket.Chat user for the subject.
+var ErrUnknownSubject = errors.New("provision: no Rocket.Chat user is linked to this subject")
+
+// Deprovision deactivates (users.setActiveStatus false, which also ends
+// every session; protocol spec §4.10) or deletes (users.delete, §4.9) the
+// Rocket.Chat user linked to subject. A deleted user's link is forgotten, so
+// a later login creates a new user; a deactivated one stays linked.
+// Errors: ErrUnknownSubject, or the Rocket.Chat error. Safe to retry: an
+// already deleted user counts as done.
+func (p *Provisioner) Deprovision(ctx context.Context, subject string, deleteUser bool) (string, error) {
+	l, err := p.st.GetLink(ctx, subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", ErrUnknownSubject
+	}
+	if err != nil {
+		return "", err
+	}
+	_, err = rcadmin.Do(ctx, p.admin, func(cr rocketchat.Credentials) (struct{}, error) {
+		if deleteUser {
+			return struct{}{}, p.rc.DeleteUser(ctx, cr, l.UserID)
+		}
+		return struct{}{}, p.rc.SetActiveStatus(ctx, cr, l.UserID, false)
+	})
+	if deleteUser && rocketchat.IsNotFound(err) {
+		err = nil
+	}
+	if err != nil {
+		return l.UserID, err
+	}
+	if deleteUser {
+		if err := p.st.DeleteLink(ctx, subject); err != nil {
+			return l.UserID, err
+		}
+	}
+	p.log.Info("deprovisioned rocket.chat user", "subject", subject, "rc_user_id", l.UserID, "deleted", deleteUser)
+	return l.UserID, nil
+}

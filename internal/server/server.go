@@ -45,6 +45,13 @@ type Options struct {
 
 	// LoginLimiter limits failed local logins; nil → defaults.
 	LoginLimiter *FailureLimiter
+
+	// WebhookSecret signs /webhooks/* (HMAC-SHA256); empty turns them off.
+	WebhookSecret []byte
+	// Deprovisioner serves /webhooks/deprovision; nil → 501.
+	Deprovisioner Deprovisioner
+	// UnknownSubject is the Deprovisioner's "no such person" error.
+	UnknownSubject error
 }
 
 // Server is the HTTP handler.
@@ -61,6 +68,8 @@ type Server struct {
 	// returnTo is the open-redirect filter (ReturnToFilter).
 	returnTo func(string) string
 	limiter  *FailureLimiter
+
+	replays replayCache
 
 	readyMu   sync.Mutex
 	readyAt   time.Time
@@ -109,6 +118,8 @@ func New(o Options) *Server {
 			mux.Handle(prefix, http.StripPrefix(prefix, in.Handler()))
 		}
 	}
+	mux.Handle("POST /webhooks/logout", s.handle(s.logoutWebhook, false))
+	mux.Handle("POST /webhooks/deprovision", s.handle(s.deprovisionWebhook, false))
 	mux.Handle("GET /logout", s.handle(s.logoutPage, true))
 	mux.Handle("POST /logout", s.csrf.Handler(s.handle(s.logoutSubmit, wantsHTMLPath)))
 	mux.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

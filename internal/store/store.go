@@ -130,6 +130,8 @@ type Store interface {
 	GetLink(ctx context.Context, subject string) (Link, error)
 	// PutLink inserts or replaces the link for l.Subject.
 	PutLink(ctx context.Context, l Link) error
+	// DeleteLink removes the link of subject; nil if absent.
+	DeleteLink(ctx context.Context, subject string) error
 
 	// GetToken returns the cached token for subject; ErrNotFound.
 	GetToken(ctx context.Context, subject string) (Token, error)

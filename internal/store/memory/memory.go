@@ -239,6 +239,17 @@ func (s *Store) PutToken(ctx context.Context, t store.Token) error {
 	return nil
 }
 
+// DeleteLink implements store.Store; nil if absent.
+func (s *Store) DeleteLink(ctx context.Context, subject string) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("delete link", err)
+	}
+	s.mu.Lock()
+	delete(s.links, subject)
+	s.mu.Unlock()
+	return nil
+}
+
 // DeleteToken implements store.Store; nil if absent.
 func (s *Store) DeleteToken(ctx context.Context, subject string) error {
 	if err := ctx.Err(); err != nil {

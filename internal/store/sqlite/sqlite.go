@@ -338,6 +338,14 @@ ON CONFLICT (subject) DO UPDATE SET
 	return nil
 }
 
+// DeleteLink implements store.Store; nil if absent.
+func (s *Store) DeleteLink(ctx context.Context, subject string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM links WHERE subject = ?`, subject); err != nil {
+		return wrap("delete link", err)
+	}
+	return nil
+}
+
 // DeleteToken implements store.Store; nil if absent.
 func (s *Store) DeleteToken(ctx context.Context, subject string) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM tokens WHERE subject = ?`, subject); err != nil {

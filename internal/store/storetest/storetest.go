@@ -409,6 +409,14 @@ func testLinkCRUD(t *testing.T, s store.Store) {
 	got, err = s.GetLink(ctx, "local:alice")
 	noErr(t, "GetLink", err)
 	checkLink(t, got, b)
+
+	noErr(t, "DeleteLink", s.DeleteLink(ctx, "local:alice"))
+	_, err = s.GetLink(ctx, "local:alice")
+	wantErr(t, "GetLink(deleted)", err, store.ErrNotFound)
+	noErr(t, "DeleteLink(absent)", s.DeleteLink(ctx, "local:alice"))
+	got, err = s.GetLink(ctx, "local:bob")
+	noErr(t, "GetLink(bob)", err)
+	checkLink(t, got, c)
 }
 
 func testTokenCRUD(t *testing.T, s store.Store) {

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Signed webhooks let the website's back end tell rcsso that a person
+// logged out (POST /webhooks/logout) or left (POST /webhooks/deprovision).
+//
+// Signature: X-Rcsso-Timestamp is the Unix time in seconds; X-Rcsso-Signature
+// is "v1=" + hex(HMAC-SHA256(secret, timestamp + "." + body)); several
+// comma-separated signatures are accepted (secret rotation). A timestamp
+// more than 5 minutes away from rcsso's clock, or a signature already seen,
+// is refused (403, 409): a captured request cannot be replayed.
+//
+// Body: {"subject": "local:alice"} or {"source": "jwt", "id": "u-1001"};
+// deprovision adds "action": "deactivate" (default) or "delete".
+
+// Deprovisioner deactivates or deletes a person's Rocket.Chat user.
+type Deprovisioner interface {
+	Deprovision(ctx context.Context, subject string, deleteUser bool) (rcUserID string, err error)
+}
+
+// webhookWindow bounds clock skew and the replay memory.
+const webhookWindow = 5 * time.Minute
+
+type webhookBody struct {
+	Subject string `json:"subject"`
+	Source  string `json:"source"`
+	ID      string `json:"id"`
+	Action  string `json:"action"`
+}
+
+// replayCache remembers signatures seen within the window.
+type replayCache struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func (c *replayCache) firstUse(sig string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[string]time.Time{}
+	}
+	if len(c.seen) > 10_000 {
+		for k, t := range c.seen {
+			if now.Sub(t) > 2*webhookWindow {
+				delete(c.seen, k)
+			}
+		}
+	}
+	if _, dup := c.seen[sig]; dup {
+		return false
+	}
+	c.seen[sig] = now
+	return true
+}
+
+// verifyWebhook checks the signature and returns the parsed body.
+func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request) (webhookBody, error) {
+	if len(s.o.WebhookSecret) == 0 {
+		return webhookBody{}, &Error{Status: http.StatusNotFound, Message: "webhooks are off: set webhooks.secret"}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<10))
+	if err != nil {
+		return webhookBody{}, &Error{Status: http.StatusBadRequest, Message: "body too large or unreadable", Err: err}
+	}
+	ts := r.Header.Get("X-Rcsso-Timestamp")
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return webhookBody{}, &Error{Status: http.StatusForbidden, Message: "missing or malformed X-Rcsso-Timestamp"}
+	}
+	now := time.Now()
+	if d := now.Sub(time.Unix(sec, 0)); d > webhookWindow || d < -webhookWindow {
+		return webhookBody{}, &Error{Status: http.StatusForbidden, Message: "X-Rcsso-Timestamp is more than 5 minutes off: check the clocks"}
+	}
+	mac := hmac.New(sha256.New, s.o.WebhookSecret)
+	mac.Write([]byte(ts))
+	mac.Write([]byte("."))
+	mac.Write(body)
+	want := mac.Sum(nil)
+	var matched string
+	for part := range strings.SplitSeq(r.Header.Get("X-Rcsso-Signature"), ",") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(part), "v1=")
+		if !ok {
+			continue
+		}
+		got, err := hex.DecodeString(v)
+		if err == nil && hmac.Equal(got, want) {
+			matched = v
+			break
+		}
+	}
+	if matched == "" {
+		return webhookBody{}, &Error{Status: http.StatusForbidden, Message: "bad X-Rcsso-Signature"}
+	}
+	if !s.replays.firstUse(matched, now) {
+		return webhookBody{}, &Error{Status: http.StatusConflict, Message: "this webhook was already delivered (replay refused)"}
+	}
+	var b webhookBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		return webhookBody{}, &Error{Status: http.StatusBadRequest, Message: "body is not the expected JSON object", Err: err}
+	}
+	if b.Subject == "" && b.Source != "" && b.ID != "" {
+		b.Subject = b.Source + ":" + b.ID
+	}
+	if b.Subject == "" || len(b.Subject) > 300 {
+		return webhookBody{}, &Error{Status: http.StatusBadRequest, Message: `give "subject" ("<source>:<id>") or "source" and "id"`}
+	}
+	return b, nil
+}
+
+// logoutWebhook ends every rcsso session of the person and their
+// Rocket.Chat session.
+func (s *Server) logoutWebhook(w http.ResponseWriter, r *http.Request) error {
+	b, err := s.verifyWebhook(w, r)
+	if err != nil {
+		return err
+	}
+	n, err := s.o.Sessions.EndSubject(r.Context(), b.Subject)
+	if err != nil {
+		return err
+	}
+	had, err := s.o.Broker.Forget(r.Context(), b.Subject, true)
+	if err != nil {
+		return err
+	}
+	s.log.Info("logout webhook", "subject", b.Subject, "sessions_ended", n, "chat_session_ended", had)
+	writeJSON(w, http.StatusOK, map[string]any{"subject": b.Subject, "sessions_ended": n, "chat_session_ended": had})
+	return nil
+}
+
+// deprovisionWebhook deactivates or deletes the person's Rocket.Chat user
+// and ends their sessions.
+func (s *Server) deprovisionWebhook(w http.ResponseWriter, r *http.Request) error {
+	b, err := s.verifyWebhook(w, r)
+	if err != nil {
+		return err
+	}
+	del := false
+	switch b.Action {
+	case "", "deactivate":
+	case "delete":
+		del = true
+	default:
+		return &Error{Status: http.StatusBadRequest, Message: `"action" must be "deactivate" or "delete"`}
+	}
+	if s.o.Deprovisioner == nil {
+		return &Error{Status: http.StatusNotImplemented, Message: "deprovisioning needs Rocket.Chat admin credentials (rocketchat.admin_*)"}
+	}
+	uid, err := s.o.Deprovisioner.Deprovision(r.Context(), b.Subject, del)
+	if err != nil {
+		if s.o.UnknownSubject != nil && errors.Is(err, s.o.UnknownSubject) {
+			return &Error{Status: http.StatusNotFound, Message: "no Rocket.Chat user is linked to this subject"}
+		}
+		return err
+	}
+	if _, err := s.o.Sessions.EndSubject(r.Context(), b.Subject); err != nil {
+		return err
+	}
+	if _, err := s.o.Broker.Forget(r.Context(), b.Subject, false); err != nil {
+		return err
+	}
+	action := "deactivated"
+	if del {
+		action = "deleted"
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"subject": b.Subject, "rocketchat_user_id": uid, "action": action})
+	return nil
+}
