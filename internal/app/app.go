@@ -141,6 +141,24 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	default:
 		log.Info("Rocket.Chat answers", "rocketchat_version", info.Version)
 	}
+	adminKey := "rocketchat.admin_user_id/admin_token"
+	if cfg.RocketChat.AdminToken == "" {
+		adminKey = "rocketchat.admin_username/admin_password"
+	}
+	capa := &capability{rc: rc, admin: admin, secret: secret, adminKey: adminKey}
+	if infoErr == nil && cfg.Minting.Mode == "create-token" {
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := capa.Check(cctx)
+		cancel()
+		switch {
+		case errors.Is(err, ErrIncapable):
+			return nil, err
+		case err != nil:
+			log.Warn("could not check Rocket.Chat's token minting yet; /readyz reports it", "err", err)
+		default:
+			log.Info("Rocket.Chat accepts rcsso's token minting", "mode", cfg.Minting.Mode, "rocketchat_version", capa.version)
+		}
+	}
 
 	sameSite, secure := cookiePolicy(cfg, pub, rcURL, log)
 	cookieName := cfg.Session.CookieName
@@ -260,8 +278,14 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		RC:               rc,
 		Logger:           log,
 		WebhookSecret:    []byte(cfg.Webhooks.Secret),
-		Deprovisioner:    prov,
-		UnknownSubject:   provision.ErrUnknownSubject,
+		Ready: func(ctx context.Context) error {
+			if cfg.Minting.Mode != "create-token" {
+				return nil
+			}
+			return capa.Check(ctx)
+		},
+		Deprovisioner:  prov,
+		UnknownSubject: provision.ErrUnknownSubject,
 	})
 	ok = true
 	return &App{Config: cfg, Store: st, Broker: broker, Handler: srv, RC: rc, log: log}, nil

@@ -319,6 +319,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 			ok = false
 		} else {
 			body["rocketchat_version"] = info.Version
+			if s.o.Ready != nil {
+				body["minting"] = "ok"
+				if err := s.o.Ready(ctx); err != nil {
+					body["minting"] = "failing: " + err.Error()
+					ok = false
+				}
+			}
 		}
 		s.readyAt, s.readyBody, s.readyOK = time.Now(), body, ok
 	}

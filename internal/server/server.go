@@ -46,6 +46,10 @@ type Options struct {
 	// LoginLimiter limits failed local logins; nil → defaults.
 	LoginLimiter *FailureLimiter
 
+	// Ready, when set, is an extra readiness check (the minting mode's
+	// capability): /readyz reports its error under "minting".
+	Ready func(ctx context.Context) error
+
 	// WebhookSecret signs /webhooks/* (HMAC-SHA256); empty turns them off.
 	WebhookSecret []byte
 	// Deprovisioner serves /webhooks/deprovision; nil → 501.

@@ -1,0 +1,85 @@
+package app
+
+import (
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/rcemu"
+)
+
+// Capability detection: with Rocket.Chat reachable, a configuration that
+// cannot mint refuses to start and says what to change on which side.
+func TestCapabilityDetection(t *testing.T) {
+	cases := []struct {
+		name    string
+		emu     rcemu.Config
+		secret  string
+		pat     string
+		wantErr string
+	}{
+		{"8.x good", rcemu.Config{Profile: "8.x", CreateTokensSecret: "s3cret"}, "s3cret", "pat", ""},
+		{"8.x wrong secret", rcemu.Config{Profile: "8.x", CreateTokensSecret: "s3cret"}, "other", "pat", "CREATE_TOKENS_FOR_USERS_SECRET"},
+		{"8.x no secret", rcemu.Config{Profile: "8.x", CreateTokensSecret: "s3cret"}, "", "pat", "CREATE_TOKENS_FOR_USERS_SECRET=<secret>"},
+		{"7.x env flag", rcemu.Config{Profile: "7.x", CreateTokensForUsers: true}, "", "pat", ""},
+		{"7.x without env flag", rcemu.Config{Profile: "7.x"}, "", "pat", "CREATE_TOKENS_FOR_USERS=true"},
+		{"7.13 bug", rcemu.Config{Profile: "7.x", CreateTokensForUsers: true, Bug40598: true}, "", "pat", ""},
+		{"bad PAT", rcemu.Config{Profile: "8.x", CreateTokensSecret: "s3cret"}, "s3cret", "wrong-pat", "personal access token"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.emu.AdminPassword, c.emu.AdminPAT, c.emu.BcryptCost = "pw", "pat", bcrypt.MinCost
+			emu, err := rcemu.New(c.emu)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(emu.Handler())
+			defer srv.Close()
+			cfg := config.Default()
+			cfg.RocketChat.URL = srv.URL
+			cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken = emu.AdminID(), c.pat
+			cfg.RocketChat.CreateTokensSecret = c.secret
+			cfg.Store = config.Store{Type: "memory"}
+			a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatalf("refused a working setup: %v", err)
+				}
+				a.Close()
+				if u, _ := emu.UserByUsername("admin"); u.ResumeTokens != 0 {
+					t.Fatalf("the capability check left %d tokens on the service account", u.ResumeTokens)
+				}
+				return
+			}
+			if err == nil {
+				a.Close()
+				t.Fatal("started with a setup that cannot mint")
+			}
+			if !strings.Contains(err.Error(), c.wantErr) || strings.Contains(err.Error(), c.secret+" ") && c.secret != "" {
+				t.Fatalf("error %q should say %q", err, c.wantErr)
+			}
+		})
+	}
+}
+
+// Rocket.Chat down at start-up is not fatal: /readyz reports it.
+func TestStartsWhileRocketChatIsDown(t *testing.T) {
+	cfg := config.Default()
+	cfg.RocketChat.URL = "http://127.0.0.1:1"
+	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken = "u", "t"
+	cfg.Store = config.Store{Type: "memory"}
+	a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	w := httptest.NewRecorder()
+	a.Handler.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+	if w.Code != 503 || !strings.Contains(w.Body.String(), "rocketchat") {
+		t.Fatalf("readyz: %d %s", w.Code, w.Body)
+	}
+}
