@@ -98,6 +98,21 @@ type env struct {
 	password string
 	// preflights counts CORS preflights (OPTIONS) of the API URL.
 	preflights atomic.Int64
+	// base is the emulator's counters once rcsso has started.
+	base rcemu.Stats
+}
+
+// stats returns the emulator's counters since rcsso started.
+func (e *env) stats() rcemu.Stats {
+	s, b := e.emu.Stats(), e.base
+	s.CreateTokenCalls -= b.CreateTokenCalls
+	s.UsersCreateCalls -= b.UsersCreateCalls
+	s.UsersUpdateCalls -= b.UsersUpdateCalls
+	s.UsersInfoCalls -= b.UsersInfoCalls
+	s.LoginCalls -= b.LoginCalls
+	s.LogoutCalls -= b.LogoutCalls
+	s.MeCalls -= b.MeCalls
+	return s
 }
 
 type envOptions struct {
@@ -160,6 +175,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 
 	e := e0
 	e.t, e.emu, e.app, e.rcURL, e.ssoURL, e.password = t, emu, a, rcURL, ssoURL, "correct-horse-battery"
+	e.base = emu.Stats() // after rcsso's start-up capability check
 	acct, err := local.NewAccount("alice", e.password, "Alice Example", "alice@example.test", time.Now())
 	if err != nil {
 		t.Fatal(err)

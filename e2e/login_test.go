@@ -109,7 +109,7 @@ func TestWrongPasswordMintsNothing(t *testing.T) {
 	if s := e.chatStatus(ctx); s != "iframe" {
 		t.Fatalf("chat status %q after a wrong password", s)
 	}
-	st := e.emu.Stats()
+	st := e.stats()
 	if e.emu.UserCount() != 0 || st.CreateTokenCalls != 0 || st.UsersCreateCalls != 0 {
 		t.Fatalf("a wrong password reached Rocket.Chat: users=%d stats=%+v", e.emu.UserCount(), st)
 	}
@@ -166,7 +166,7 @@ func TestSecondVisitReusesToken(t *testing.T) {
 			t.Fatalf("visit %d: Rocket.Chat holds %d tokens for alice, want 1", visit+1, u.ResumeTokens)
 		}
 	}
-	if st := e.emu.Stats(); st.CreateTokenCalls != 1 {
+	if st := e.stats(); st.CreateTokenCalls != 1 {
 		t.Fatalf("users.createToken called %d times for 3 visits", st.CreateTokenCalls)
 	}
 }
@@ -198,7 +198,7 @@ func TestConcurrentFirstVisitsCreateOneUser(t *testing.T) {
 		}
 	}
 	u, ok := e.emu.UserByUsername("alice")
-	st := e.emu.Stats()
+	st := e.stats()
 	if !ok || e.emu.UserCount() != 1 || st.UsersCreateCalls != 1 || st.CreateTokenCalls != 1 || u.ResumeTokens != 1 {
 		t.Fatalf("20 concurrent visits: users=%d users.create=%d createToken=%d tokens=%d", e.emu.UserCount(), st.UsersCreateCalls, st.CreateTokenCalls, u.ResumeTokens)
 	}

@@ -49,7 +49,7 @@ func TestJWTCookieThroughAPIURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitChat(ctx, "iframe")
-	if e.emu.Stats().UsersCreateCalls != 0 {
+	if e.stats().UsersCreateCalls != 0 {
 		t.Fatal("an expired JWT reached Rocket.Chat")
 	}
 
