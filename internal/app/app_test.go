@@ -83,3 +83,42 @@ func TestStartsWhileRocketChatIsDown(t *testing.T) {
 		t.Fatalf("readyz: %d %s", w.Code, w.Body)
 	}
 }
+
+// 1,000 page views by one person mint one token: measured end to end over
+// HTTP against the emulator (users.createToken calls and the person's
+// resume tokens in Rocket.Chat).
+func TestThousandPageViewsMintOnce(t *testing.T) {
+	emu, err := rcemu.New(rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", CreateTokensSecret: "s", BcryptCost: bcrypt.MinCost, DisableRateLimit: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	cfg := config.Default()
+	cfg.RocketChat.URL = srv.URL
+	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
+	cfg.Identity = []config.IdentitySource{{Type: "header", UserHeader: "X-Forwarded-User", TrustedProxies: []string{"192.0.2.1"}}}
+	cfg.Store = config.Store{Type: "memory"}
+	a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	base := emu.Stats().CreateTokenCalls
+	for i := range 1000 {
+		r := httptest.NewRequest("POST", "/api/rocketchat/token", nil)
+		r.RemoteAddr = "192.0.2.1:1234"
+		r.Header.Set("Origin", srv.URL)
+		r.Header.Set("X-Forwarded-User", "pat")
+		w := httptest.NewRecorder()
+		a.Handler.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("view %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	u, _ := emu.UserByUsername("pat")
+	if n := emu.Stats().CreateTokenCalls - base; n != 1 || u.ResumeTokens != 1 {
+		t.Fatalf("1000 page views: users.createToken %d times, %d resume tokens in Rocket.Chat; want 1 and 1", n, u.ResumeTokens)
+	}
+	t.Logf("1000 page views: %d users.createToken call(s), %d resume token(s) held by Rocket.Chat", emu.Stats().CreateTokenCalls-base, u.ResumeTokens)
+}
