@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -121,4 +122,57 @@ func TestThousandPageViewsMintOnce(t *testing.T) {
 		t.Fatalf("1000 page views: users.createToken %d times, %d resume tokens in Rocket.Chat; want 1 and 1", n, u.ResumeTokens)
 	}
 	t.Logf("1000 page views: %d users.createToken call(s), %d resume token(s) held by Rocket.Chat", emu.Stats().CreateTokenCalls-base, u.ResumeTokens)
+}
+
+// Two rcsso processes behind a load balancer share one store: 20
+// simultaneous first visits of one person, split between them, create one
+// Rocket.Chat user and mint one token.
+func TestTwoProcessesMintOnce(t *testing.T) {
+	emu, err := rcemu.New(rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", CreateTokensSecret: "s", BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	cfg := config.Default()
+	cfg.RocketChat.URL = srv.URL
+	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
+	cfg.Identity = []config.IdentitySource{{Type: "header", UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", TrustedProxies: []string{"192.0.2.1"}}}
+	cfg.Store = config.Store{Type: "sqlite", Path: t.TempDir() + "/shared.db", EncryptionKey: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
+	var apps []*App
+	for range 2 {
+		a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		apps = append(apps, a)
+	}
+	base := emu.Stats()
+	var wg sync.WaitGroup
+	codes := make([]int, 20)
+	for i := range codes {
+		wg.Go(func() {
+			r := httptest.NewRequest("POST", "/api/rocketchat/token", nil)
+			r.RemoteAddr = "192.0.2.1:1234"
+			r.Header.Set("Origin", srv.URL)
+			r.Header.Set("X-Forwarded-User", "quinn")
+			r.Header.Set("X-Forwarded-Email", "quinn@example.test")
+			w := httptest.NewRecorder()
+			apps[i%2].Handler.ServeHTTP(w, r)
+			codes[i] = w.Code
+		})
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 200 {
+			t.Fatalf("request %d: %d", i, c)
+		}
+	}
+	st := emu.Stats()
+	u, _ := emu.UserByUsername("quinn")
+	if emu.UserCount() != 1 || st.UsersCreateCalls-base.UsersCreateCalls != 1 || st.CreateTokenCalls-base.CreateTokenCalls != 1 || u.ResumeTokens != 1 {
+		t.Fatalf("two processes: users %d, users.create %d, createToken %d, tokens %d; want 1 each",
+			emu.UserCount(), st.UsersCreateCalls-base.UsersCreateCalls, st.CreateTokenCalls-base.CreateTokenCalls, u.ResumeTokens)
+	}
 }

@@ -193,6 +193,11 @@ func (b *Broker) cached(ctx context.Context, subject string) (Token, bool, error
 }
 
 func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool) (Token, error) {
+	unlock, err := b.lock(ctx, id.Subject)
+	if err != nil {
+		return Token{}, err
+	}
+	defer unlock()
 	if err := b.checkLoggedOut(ctx, id, false); err != nil {
 		return Token{}, err
 	}
@@ -295,6 +300,43 @@ func (b *Broker) validate(ctx context.Context, t Token) (bool, error) {
 			return true, nil
 		}
 		return false, fmt.Errorf("re-validating the cached token: %w", err)
+	}
+}
+
+// lockTTL bounds how long a crashed process can hold a person's lease.
+const lockTTL = 45 * time.Second
+
+// lock takes the person's lease in the store when it is shared by several
+// rcsso processes (store.Locker), so that only one of them provisions and
+// mints; the others wait (polling) and then find the cached token. Without a
+// Locker, the in-process singleflight is the only guard.
+func (b *Broker) lock(ctx context.Context, subject string) (func(), error) {
+	l, ok := b.st.(store.Locker)
+	if !ok {
+		return func() {}, nil
+	}
+	key := "mint:" + subject
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		tok, got, err := l.TryLock(ctx, key, lockTTL)
+		if err != nil {
+			return nil, err
+		}
+		if got {
+			return func() {
+				uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if err := l.Unlock(uctx, key, tok); err != nil {
+					b.log.Warn("releasing the mint lease", "subject", subject, "err", err)
+				}
+			}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for another rcsso process minting for this person: %w", ctx.Err())
+		case <-tick.C:
+		}
 	}
 }
 

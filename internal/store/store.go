@@ -145,3 +145,14 @@ type Store interface {
 	// Close releases resources.
 	Close() error
 }
+
+// Locker is an optional Store capability: a short lease on a key shared by
+// every rcsso process using the same store, so that two processes do not
+// create the same person's Rocket.Chat user or mint their token twice.
+type Locker interface {
+	// TryLock takes the lease on key for ttl if nobody holds an unexpired
+	// one. It returns a token to pass to Unlock and whether it got the lease.
+	TryLock(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
+	// Unlock releases the lease if token still holds it.
+	Unlock(ctx context.Context, key, token string) error
+}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"slices"
 	"strings"
@@ -31,7 +32,8 @@ type Store struct {
 	accounts map[string]store.Account // key: lower-cased username
 	sessions map[string]store.Session // key: IDHash
 	links    map[string]store.Link    // key: Subject
-	tokens   map[string]store.Token   // key: Subject
+	locks    map[string]lease
+	tokens   map[string]store.Token // key: Subject
 }
 
 var _ store.Store = (*Store)(nil)
@@ -42,6 +44,7 @@ func New() *Store {
 		accounts: make(map[string]store.Account),
 		sessions: make(map[string]store.Session),
 		links:    make(map[string]store.Link),
+		locks:    make(map[string]lease),
 		tokens:   make(map[string]store.Token),
 	}
 }
@@ -271,3 +274,34 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements store.Store. It is a no-op; the Store stays usable.
 func (s *Store) Close() error { return nil }
+
+type lease struct {
+	token   string
+	expires time.Time
+}
+
+// TryLock implements store.Locker (one process only).
+func (s *Store) TryLock(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return "", false, wrap("lock", err)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.locks[key]; ok && l.expires.After(now) {
+		return "", false, nil
+	}
+	token := rand.Text()
+	s.locks[key] = lease{token: token, expires: now.Add(ttl)}
+	return token, true, nil
+}
+
+// Unlock implements store.Locker.
+func (s *Store) Unlock(ctx context.Context, key, token string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.locks[key]; ok && l.token == token {
+		delete(s.locks, key)
+	}
+	return nil
+}

@@ -47,6 +47,12 @@ CREATE TABLE links (
 	chat_logged_out_at INTEGER NOT NULL DEFAULT 0 -- 0 = not logged out
 ) WITHOUT ROWID;
 
+CREATE TABLE locks (
+	key        TEXT    NOT NULL PRIMARY KEY,
+	token      TEXT    NOT NULL,
+	expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE tokens (
 	subject      TEXT    NOT NULL PRIMARY KEY,
 	user_id      TEXT    NOT NULL,

@@ -20,6 +20,7 @@ package sqlite
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -410,4 +411,30 @@ func decodeProfile(raw string, s *store.Session) {
 	if json.Unmarshal([]byte(raw), &p) == nil {
 		s.EmailVerified, s.AvatarURL, s.Roles = p.EmailVerified, p.AvatarURL, p.Roles
 	}
+}
+
+// TryLock implements store.Locker with one conditional upsert: the lease is
+// taken when the key is free or its holder's lease expired.
+func (s *Store) TryLock(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+	token := rand.Text()
+	now := time.Now()
+	res, err := s.db.ExecContext(ctx, `INSERT INTO locks (key, token, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+WHERE locks.expires_at <= ?`, key, token, now.Add(ttl).UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return "", false, wrap("lock", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return "", false, wrap("lock", err)
+	}
+	return token, n == 1, nil
+}
+
+// Unlock implements store.Locker.
+func (s *Store) Unlock(ctx context.Context, key, token string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM locks WHERE key = ? AND token = ?`, key, token); err != nil {
+		return wrap("unlock", err)
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Copies", testCopies},
 		{"ContextCanceled", testContextCanceled},
 		{"ConcurrentTokens", testConcurrentTokens},
+		{"Locker", testLocker},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -719,4 +721,50 @@ func testConcurrentTokens(t *testing.T, s store.Store) {
 		noErr(t, "GetToken", err)
 		checkToken(t, got, last)
 	})
+}
+
+// testLocker: one holder at a time; expiry frees the key; Unlock with a
+// stale token does not release someone else's lease.
+func testLocker(t *testing.T, s store.Store) {
+	l, ok := s.(store.Locker)
+	if !ok {
+		t.Skip("store has no Locker capability")
+	}
+	ctx := context.Background()
+	tok, got, err := l.TryLock(ctx, "mint:a", time.Minute)
+	noErr(t, "TryLock", err)
+	if !got {
+		t.Fatal("free key not locked")
+	}
+	if _, got, _ := l.TryLock(ctx, "mint:a", time.Minute); got {
+		t.Fatal("second holder got the lease")
+	}
+	if _, got, _ := l.TryLock(ctx, "mint:b", time.Minute); !got {
+		t.Fatal("another key is independent")
+	}
+	noErr(t, "Unlock(stale)", l.Unlock(ctx, "mint:a", "not-the-token"))
+	if _, got, _ := l.TryLock(ctx, "mint:a", time.Minute); got {
+		t.Fatal("a stale token released the lease")
+	}
+	noErr(t, "Unlock", l.Unlock(ctx, "mint:a", tok))
+	if _, got, _ := l.TryLock(ctx, "mint:a", -time.Second); !got {
+		t.Fatal("released key not lockable")
+	}
+	// That lease expired at once: the key is free again.
+	if _, got, _ := l.TryLock(ctx, "mint:a", time.Minute); !got {
+		t.Fatal("expired lease still held")
+	}
+	var wins atomic.Int64
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if _, got, err := l.TryLock(ctx, "race", time.Minute); err == nil && got {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent winners, want 1", wins.Load())
+	}
 }
