@@ -18,6 +18,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/rcadmin"
 	"github.com/rcsso/rcsso/internal/rocketchat"
+	"github.com/rcsso/rcsso/internal/sealer"
 	"github.com/rcsso/rcsso/internal/store"
 )
 
@@ -44,6 +45,11 @@ type Config struct {
 	// identity (fields .Username, .Name, .Email, .EmailLocal, .Subject)
 	// before it is mapped onto the rule, e.g. "{{.EmailLocal}}".
 	UsernameTemplate *template.Template
+	// PasswordSealer, when set, selects minting mode "password": new users
+	// get a random per-person password that rcsso keeps sealed in the link
+	// (store.Link.Secret) to log in with, and an unverified e-mail (Rocket.Chat's
+	// e-mail 2FA would otherwise stop password logins; protocol spec §2.1).
+	PasswordSealer *sealer.Sealer
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
 }
@@ -87,10 +93,14 @@ func New(rc *rocketchat.Client, admin rcadmin.Auth, st store.Store, cfg Config, 
 // Rocket.Chat / store error (*rocketchat.Error for upstream failures).
 func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.Link, error) {
 	l, err := p.st.GetLink(ctx, id.Subject)
-	if err == nil {
+	if err == nil && l.UserID != "" {
 		return l, nil
 	}
-	if !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Link{}, err
+	}
+	password, secret, err := p.password(ctx, id, l)
+	if err != nil {
 		return store.Link{}, err
 	}
 	email := p.email(id)
@@ -102,7 +112,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		}
 		created := false
 		if u == nil {
-			u, err = p.create(ctx, id, username, email)
+			u, err = p.create(ctx, id, username, email, password)
 			created = err == nil
 			if err != nil && rocketchat.IsFieldUnavailable(err) {
 				// Lost a race, or the e-mail belongs to someone else.
@@ -120,7 +130,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 			p.log.Info("rocket.chat username taken by another person, trying the suffixed one", "subject", id.Subject, "rc_username", username)
 			continue
 		}
-		l := store.Link{Subject: id.Subject, UserID: u.ID, Username: u.Username, ProfileHash: p.ProfileDigest(id), UpdatedAt: p.now().UTC()}
+		l := store.Link{Subject: id.Subject, UserID: u.ID, Username: u.Username, ProfileHash: p.ProfileDigest(id), UpdatedAt: p.now().UTC(), Secret: secret}
 		if created && id.AvatarURL != "" {
 			p.setAvatar(ctx, u.ID, id)
 		}
@@ -179,7 +189,26 @@ func (p *Provisioner) find(ctx context.Context, username string) (*rocketchat.Us
 	return &u, nil
 }
 
-func (p *Provisioner) create(ctx context.Context, id identity.Identity, username, email string) (*rocketchat.User, error) {
+// password returns the password for a new user. In password mode it is
+// kept (sealed) in a pending link before users.create, so a retry after a
+// users.create that timed out but succeeded uses the same password.
+func (p *Provisioner) password(ctx context.Context, id identity.Identity, pending store.Link) (string, []byte, error) {
+	if p.cfg.PasswordSealer == nil {
+		return rand.Text() + rand.Text(), nil, nil // nobody learns it
+	}
+	if pending.Secret != nil {
+		pw, err := p.cfg.PasswordSealer.Open(pending.Secret, id.Subject)
+		if err == nil {
+			return string(pw), pending.Secret, nil
+		}
+	}
+	pw := rand.Text() + rand.Text()
+	secret := p.cfg.PasswordSealer.Seal([]byte(pw), id.Subject)
+	err := p.st.PutLink(ctx, store.Link{Subject: id.Subject, Secret: secret, UpdatedAt: p.now().UTC()})
+	return pw, secret, err
+}
+
+func (p *Provisioner) create(ctx context.Context, id identity.Identity, username, email, password string) (*rocketchat.User, error) {
 	name := id.Name
 	if name == "" {
 		name = id.Username
@@ -190,11 +219,11 @@ func (p *Provisioner) create(ctx context.Context, id identity.Identity, username
 	req := rocketchat.CreateUserRequest{
 		Email:               email,
 		Name:                name,
-		Password:            rand.Text() + rand.Text(), // nobody learns it
+		Password:            password,
 		Username:            username,
 		Roles:               p.roles(id),
 		JoinDefaultChannels: p.cfg.JoinDefaultChannels,
-		Verified:            true,
+		Verified:            p.cfg.PasswordSealer == nil,
 	}
 	u, err := rcadmin.Do(ctx, p.admin, func(cr rocketchat.Credentials) (rocketchat.User, error) {
 		return p.rc.CreateUser(ctx, cr, req)

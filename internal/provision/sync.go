@@ -65,7 +65,7 @@ func (p *Provisioner) roles(id identity.Identity) []string {
 // subject has no link yet or the interval has not passed).
 func (p *Provisioner) Sync(ctx context.Context, id identity.Identity) (bool, error) {
 	l, err := p.st.GetLink(ctx, id.Subject)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && l.UserID == "") {
 		return false, nil
 	}
 	if err != nil {
@@ -137,7 +137,7 @@ var ErrUnknownSubject = errors.New("provision: no Rocket.Chat user is linked to 
 // already deleted user counts as done.
 func (p *Provisioner) Deprovision(ctx context.Context, subject string, deleteUser bool) (string, error) {
 	l, err := p.st.GetLink(ctx, subject)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && l.UserID == "") {
 		return "", ErrUnknownSubject
 	}
 	if err != nil {

@@ -72,6 +72,10 @@ type Link struct {
 	ProfileHash string
 	// UpdatedAt is the last write time (UTC).
 	UpdatedAt time.Time
+	// Secret is the sealed per-person Rocket.Chat password (minting mode
+	// "password" only); nil otherwise. A link with a Secret and no UserID is
+	// a creation in progress.
+	Secret []byte
 	// ChatLoggedOutAt is when the person logged out on the Rocket.Chat side
 	// (their cached token was revoked by Rocket.Chat, not by rcsso); zero if
 	// not. While set, the API URL does not log them straight back in

@@ -205,6 +205,7 @@ func (s *Store) PutLink(ctx context.Context, l store.Link) error {
 	if !l.ChatLoggedOutAt.IsZero() {
 		l.ChatLoggedOutAt = norm(l.ChatLoggedOutAt)
 	}
+	l.Secret = bytes.Clone(l.Secret)
 	s.mu.Lock()
 	s.links[l.Subject] = l
 	s.mu.Unlock()

@@ -44,7 +44,8 @@ CREATE TABLE links (
 	username     TEXT    NOT NULL,
 	profile_hash TEXT    NOT NULL,
 	updated_at   INTEGER NOT NULL,
-	chat_logged_out_at INTEGER NOT NULL DEFAULT 0 -- 0 = not logged out
+	chat_logged_out_at INTEGER NOT NULL DEFAULT 0, -- 0 = not logged out
+	secret       BLOB                             -- sealed password (mode password)
 ) WITHOUT ROWID;
 
 CREATE TABLE locks (

@@ -282,8 +282,8 @@ func (s *Store) DeleteSessionsBySubject(ctx context.Context, subject string) (in
 func (s *Store) GetLink(ctx context.Context, subject string) (store.Link, error) {
 	l := store.Link{Subject: subject}
 	var updated, loggedOut int64
-	err := s.db.QueryRowContext(ctx, `SELECT user_id, username, profile_hash, updated_at, chat_logged_out_at
-FROM links WHERE subject = ?`, subject).Scan(&l.UserID, &l.Username, &l.ProfileHash, &updated, &loggedOut)
+	err := s.db.QueryRowContext(ctx, `SELECT user_id, username, profile_hash, updated_at, chat_logged_out_at, secret
+FROM links WHERE subject = ?`, subject).Scan(&l.UserID, &l.Username, &l.ProfileHash, &updated, &loggedOut, &l.Secret)
 	if err != nil {
 		return store.Link{}, wrap("get link", notFound(err))
 	}
@@ -300,13 +300,13 @@ func (s *Store) PutLink(ctx context.Context, l store.Link) error {
 	if !l.ChatLoggedOutAt.IsZero() {
 		loggedOut = millis(l.ChatLoggedOutAt)
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO links (subject, user_id, username, profile_hash, updated_at, chat_logged_out_at)
-VALUES (?, ?, ?, ?, ?, ?)
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO links (subject, user_id, username, profile_hash, updated_at, chat_logged_out_at, secret)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (subject) DO UPDATE SET
 	user_id = excluded.user_id, username = excluded.username,
 	profile_hash = excluded.profile_hash, updated_at = excluded.updated_at,
-	chat_logged_out_at = excluded.chat_logged_out_at`,
-		l.Subject, l.UserID, l.Username, l.ProfileHash, millis(l.UpdatedAt), loggedOut); err != nil {
+	chat_logged_out_at = excluded.chat_logged_out_at, secret = excluded.secret`,
+		l.Subject, l.UserID, l.Username, l.ProfileHash, millis(l.UpdatedAt), loggedOut, l.Secret); err != nil {
 		return wrap("put link", err)
 	}
 	return nil

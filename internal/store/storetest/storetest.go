@@ -129,6 +129,9 @@ func checkLink(t *testing.T, got, want store.Link) {
 		t.Errorf("link = %+v, want %+v", got, want)
 	}
 	checkTime(t, "Link.UpdatedAt", got.UpdatedAt, want.UpdatedAt)
+	if !bytes.Equal(got.Secret, want.Secret) {
+		t.Errorf("Link.Secret = %x, want %x", got.Secret, want.Secret)
+	}
 	if got.ChatLoggedOutAt.IsZero() != want.ChatLoggedOutAt.IsZero() {
 		t.Errorf("Link.ChatLoggedOutAt = %v, want %v", got.ChatLoggedOutAt, want.ChatLoggedOutAt)
 	} else if !want.ChatLoggedOutAt.IsZero() {
@@ -401,6 +404,7 @@ func testLinkCRUD(t *testing.T, s store.Store) {
 	b := a
 	b.UserID, b.Username, b.ProfileHash, b.UpdatedAt = "zYxWvUtSrQpOnMlKj", "alice.2", "h2", now().Add(time.Minute)
 	b.ChatLoggedOutAt = now().Add(2 * time.Minute)
+	b.Secret = []byte{0, 1, 2, 0xff}
 	noErr(t, "PutLink(replace)", s.PutLink(ctx, b))
 	got, err = s.GetLink(ctx, "local:alice")
 	noErr(t, "GetLink", err)
