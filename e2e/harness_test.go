@@ -91,9 +91,10 @@ type env struct {
 	t        *testing.T
 	emu      *rcemu.Server
 	app      *app.App
-	rcURL    string // http://chat.example.test:PORT
-	ssoURL   string // http://sso.example.test:PORT
-	www      *pageServer
+	rcURL    string      // http://chat.example.test:PORT
+	ssoURL   string      // http://sso.example.test:PORT
+	www      *pageServer // same site as rcsso and Rocket.Chat
+	other    *pageServer // another site (www.other.test)
 	evil     *pageServer
 	password string
 	// preflights counts CORS preflights (OPTIONS) of the API URL.
@@ -117,8 +118,19 @@ func (e *env) stats() rcemu.Stats {
 
 type envOptions struct {
 	profile string
+	// noIframeAuth leaves Rocket.Chat's iframe authentication off (only
+	// the host push flow can log in).
+	noIframeAuth bool
+	// hostPush enables Rocket.Chat's iframe integration for the host pages
+	// www.example.test and www.other.test, lists them in website.origins,
+	// and sets webhooks.secret.
+	hostPush bool
 	// identity replaces the identity sources (default: local only).
 	identity []config.IdentitySource
+	// minting selects the minting mode: "" (create-token) or "oauth" (the
+	// emulator gets Custom OAuth service "rcsso" pointing at rcsso's
+	// /oauth/identity; rcsso gets no Rocket.Chat admin credentials).
+	minting string
 }
 
 // newEnv starts the emulator and rcsso with a local account alice.
@@ -129,6 +141,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	ssoLn := listen(t)
 	rcURL := "http://chat.example.test:" + port(rcLn)
 	ssoURL := "http://sso.example.test:" + port(ssoLn)
+	www := newPageServer(t, "www.example.test")
+	other := newPageServer(t, "www.other.test")
+	evil := newPageServer(t, "evil.test")
 
 	secret := "create-tokens-secret-for-tests"
 	emuCfg := rcemu.Config{
@@ -140,7 +155,20 @@ func newEnv(t *testing.T, o envOptions) *env {
 		BcryptCost:           bcrypt.MinCost,
 		Logger:               log,
 	}
-	emuCfg.EnableIframeAuth(ssoURL+"/login", ssoURL+"/api/rocketchat/token", "POST")
+	if !o.noIframeAuth {
+		emuCfg.EnableIframeAuth(ssoURL+"/login", ssoURL+"/api/rocketchat/token", "POST")
+	}
+	if o.hostPush {
+		// Iframe integration: commands from the host pages, events to them.
+		emuCfg.Settings = map[string]any{
+			"Iframe_Integration_receive_enable": true, "Iframe_Integration_receive_origin": www.URL + "," + other.URL,
+			"Iframe_Integration_send_enable": true, "Iframe_Integration_send_target_origin": "*",
+		}
+	}
+	if o.minting == "oauth" {
+		emuCfg.OAuthServices = []rcemu.OAuthService{{Name: "rcsso", IdentityURL: "http://" + ssoLn.Addr().String() + "/oauth/identity",
+			TokenSentVia: "header", UsernameField: "username", MergeUsers: true}}
+	}
 	emu, err := rcemu.New(emuCfg)
 	if err != nil {
 		t.Fatal(err)
@@ -157,8 +185,17 @@ func newEnv(t *testing.T, o envOptions) *env {
 	cfg.RocketChat.CreateTokensSecret = secret
 	cfg.Store = config.Store{Type: "sqlite", Path: t.TempDir() + "/rcsso.db"}
 	cfg.Website = config.Website{Name: "Example", Origins: []string{}}
+	if o.hostPush {
+		cfg.Website.Origins = []string{www.URL, other.URL}
+		cfg.Webhooks.Secret = webhookSecret
+	}
 	if o.identity != nil {
 		cfg.Identity = o.identity
+	}
+	if o.minting == "oauth" {
+		cfg.Minting.Mode = "oauth"
+		cfg.Minting.OAuth = config.MintingOAuth{ServiceName: "rcsso", ClientID: "rocketchat", ClientSecret: oauthClientSecret}
+		cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = "", "", ""
 	}
 	a, err := app.Build(t.Context(), cfg, log)
 	if err != nil {
@@ -183,10 +220,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := a.Store.CreateAccount(t.Context(), acct); err != nil {
 		t.Fatal(err)
 	}
-	e.www = newPageServer(t, "www.example.test")
-	e.evil = newPageServer(t, "evil.test")
+	e.www, e.other, e.evil = www, other, evil
 	return e
 }
+
+// webhookSecret signs /webhooks/* and /embed/codes in tests.
+const webhookSecret = "webhook-secret-for-tests-0123456789abcdef"
 
 // browser returns a fresh browser context (its own cookies and storage).
 func (e *env) browser() context.Context {

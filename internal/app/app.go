@@ -35,6 +35,8 @@ import (
 	"github.com/rcsso/rcsso/internal/identity/whoami"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/createtoken"
+	oauthmint "github.com/rcsso/rcsso/internal/mint/oauth"
+	"github.com/rcsso/rcsso/internal/oauthprovider"
 	"github.com/rcsso/rcsso/internal/provision"
 	"github.com/rcsso/rcsso/internal/rcadmin"
 	"github.com/rcsso/rcsso/internal/rocketchat"
@@ -133,6 +135,8 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	switch {
 	case infoErr != nil:
 		log.Warn("Rocket.Chat does not answer yet; rcsso starts anyway and /readyz reports it", "rocketchat_url", cfg.RocketChat.URL, "err", infoErr)
+	case cfg.Minting.Mode == "oauth":
+		log.Info("Rocket.Chat answers", "rocketchat_version", info.Version, "mode", "oauth")
 	case majorVersion(info.Version) >= 8 && secret == "":
 		log.Warn("Rocket.Chat 8.x requires CREATE_TOKENS_FOR_USERS_SECRET for users.createToken: set rocketchat.create_tokens_secret to the same value", "rocketchat_version", info.Version)
 	case majorVersion(info.Version) > 0 && majorVersion(info.Version) < 8 && secret != "":
@@ -182,8 +186,20 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Usernames:              usernames,
 		UsernameTemplate:       usernameTmpl,
 	}, log)
-	minter := &createtoken.Minter{RC: rc, Admin: admin, Secret: secret}
-	broker := mint.NewBroker(st, seal, minter, prov, mint.BrokerConfig{
+	var minter mint.Minter = &createtoken.Minter{RC: rc, Admin: admin, Secret: secret}
+	var ensurer mint.Provisioner = prov
+	var deprov server.Deprovisioner = prov
+	var oauthMinter *oauthmint.Minter
+	if cfg.Minting.Mode == "oauth" {
+		// Rocket.Chat creates or merges the user during the login; admin
+		// credentials are optional and only serve deprovisioning.
+		oauthMinter = &oauthmint.Minter{RC: rc, ServiceName: cfg.Minting.OAuth.ServiceName} // Issuer: below
+		minter, ensurer = oauthMinter, oauthmint.Provisioner{Store: st}
+		if cfg.RocketChat.AdminToken == "" && cfg.RocketChat.AdminPassword == "" {
+			deprov = nil
+		}
+	}
+	broker := mint.NewBroker(st, seal, minter, ensurer, mint.BrokerConfig{
 		RevalidateAfter: cfg.Minting.RevalidateAfter,
 		TTL:             cfg.Minting.TokenTTL,
 		MinMintInterval: cfg.Minting.MinInterval,
@@ -265,6 +281,34 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		}
 	}
 
+	var extra map[string]http.Handler
+	if oauthMinter != nil {
+		provKey, err := sealer.New(deriveKey(key, "rcsso oauth provider"))
+		if err != nil {
+			return nil, err
+		}
+		base := strings.TrimRight(cfg.PublicURL, "/")
+		provider, err := oauthprovider.New(oauthprovider.Config{
+			ServiceName:   cfg.Minting.OAuth.ServiceName,
+			ClientID:      cfg.Minting.OAuth.ClientID,
+			ClientSecret:  cfg.Minting.OAuth.ClientSecret,
+			RocketChatURL: cfg.RocketChat.URL,
+			BaseURL:       base + "/oauth",
+			LoginURL:      base + "/login",
+			Identity:      chain,
+			Sealer:        provKey,
+			Username:      usernameMapper(usernames, usernameTmpl),
+			Logger:        log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("minting.oauth: %w", err)
+		}
+		oauthMinter.Issuer = provider
+		extra = map[string]http.Handler{"/oauth/": provider.Handler()}
+		log.Info("OAuth provider for Rocket.Chat's Custom OAuth service", "service", cfg.Minting.OAuth.ServiceName,
+			"url", base, "callback", provider.Callback())
+	}
+
 	srv := server.New(server.Options{
 		PublicURL:        pub,
 		RocketChatOrigin: rcOrigin,
@@ -284,8 +328,9 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			}
 			return capa.Check(ctx)
 		},
-		Deprovisioner:  prov,
+		Deprovisioner:  deprov,
 		UnknownSubject: provision.ErrUnknownSubject,
+		Extra:          extra,
 	})
 	ok = true
 	return &App{Config: cfg, Store: st, Broker: broker, Handler: srv, RC: rc, log: log}, nil
@@ -418,6 +463,25 @@ func encryptionKey(c config.Store, log *slog.Logger) ([]byte, error) {
 func claimsMapping(c config.Claims) claims.Mapping {
 	return claims.Mapping{Subject: c.Subject, Username: c.Username, Name: c.Name, Email: c.Email,
 		EmailVerified: c.EmailVerified, Avatar: c.Avatar, Roles: c.Roles, RoleMap: c.RoleMap}
+}
+
+// usernameMapper is the provisioner's username mapping (template, then
+// the rule) for identities that Rocket.Chat provisions itself (mode oauth).
+func usernameMapper(rule provision.UsernameRule, tmpl *template.Template) func(identity.Identity) string {
+	return func(id identity.Identity) string {
+		name := id.Username
+		if tmpl != nil {
+			local, _, _ := strings.Cut(id.Email, "@")
+			var b strings.Builder
+			err := tmpl.Execute(&b, map[string]string{
+				"Username": id.Username, "Name": id.Name, "Email": id.Email, "EmailLocal": local, "Subject": id.Subject,
+			})
+			if err == nil && strings.TrimSpace(b.String()) != "" {
+				name = b.String()
+			}
+		}
+		return rule.Map(name, id.Subject)
+	}
 }
 
 // deriveKey derives a 32-byte purpose-specific key from the store key.

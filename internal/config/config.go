@@ -172,7 +172,8 @@ type Store struct {
 
 // Minting selects how rcsso obtains Rocket.Chat tokens and how it reuses them.
 type Minting struct {
-	// Mode is create-token (users.createToken; protocol spec §4.7).
+	// Mode is create-token (users.createToken; protocol spec §4.7) or oauth
+	// (rcsso as a Custom OAuth provider; see MintingOAuth).
 	Mode string `koanf:"mode"`
 	// RevalidateAfter is how long a cached token is handed out without asking
 	// Rocket.Chat whether it still works (GET /api/v1/me). Rocket.Chat rate
@@ -186,6 +187,26 @@ type Minting struct {
 	// loop can push the person's other sessions out of Rocket.Chat's
 	// 50-token list.
 	MinInterval time.Duration `koanf:"min_interval"`
+	// OAuth configures minting mode oauth.
+	OAuth MintingOAuth `koanf:"oauth"`
+}
+
+// MintingOAuth configures minting mode oauth: rcsso is an OAuth 2.0
+// provider (routes under <public_url>/oauth/) entered in Rocket.Chat as a
+// Custom OAuth service, and logs people in with access tokens it issues
+// (POST /api/v1/login {serviceName, accessToken, expiresIn}). No Rocket.Chat
+// admin credentials are needed.
+type MintingOAuth struct {
+	// ServiceName is the Custom OAuth service's name as Rocket.Chat shows it
+	// (lower-case letters, digits, '_'), e.g. "rcsso"; Rocket.Chat's
+	// callback is <rocketchat.url>/_oauth/<service_name>.
+	ServiceName string `koanf:"service_name"`
+	// ClientID and ClientSecret are what you enter as "Id" and "Secret" in
+	// the Custom OAuth settings (secret: at least 32 random characters; or
+	// client_secret_file).
+	ClientID         string `koanf:"client_id"`
+	ClientSecret     string `koanf:"client_secret"`
+	ClientSecretFile string `koanf:"client_secret_file"`
 }
 
 // Session configures rcsso's own website session cookie (identity sources
@@ -404,6 +425,7 @@ func (c *Config) readSecretFiles() error {
 	read("rocketchat.create_tokens_secret", &c.RocketChat.CreateTokensSecret, c.RocketChat.CreateTokensSecretFile)
 	read("store.encryption_key", &c.Store.EncryptionKey, c.Store.EncryptionKeyFile)
 	read("webhooks.secret", &c.Webhooks.Secret, c.Webhooks.SecretFile)
+	read("minting.oauth.client_secret", &c.Minting.OAuth.ClientSecret, c.Minting.OAuth.ClientSecretFile)
 	for i := range c.Identity {
 		s := &c.Identity[i]
 		if s.ClientSecretFile != "" && s.ClientSecret == "" {
@@ -558,8 +580,11 @@ func (c *Config) Validate() error {
 			bad("store.encryption_key", "%v", err)
 		}
 	}
-	if c.Minting.Mode != "create-token" {
-		bad("minting.mode", "unknown mode %q: use create-token", c.Minting.Mode)
+	if c.Minting.Mode != "create-token" && c.Minting.Mode != "oauth" {
+		bad("minting.mode", "unknown mode %q: use create-token or oauth", c.Minting.Mode)
+	}
+	if c.Minting.Mode == "oauth" {
+		c.validateOAuth(bad)
 	}
 	if c.Minting.RevalidateAfter <= 0 {
 		bad("minting.revalidate_after", "must be a positive duration such as 1h")
@@ -610,6 +635,30 @@ func (c *Config) Validate() error {
 	}
 	_ = rcURL
 	return errors.Join(errs...)
+}
+
+// serviceNameRe is what Rocket.Chat keeps of a Custom OAuth service name
+// (it lower-cases the name and drops other characters).
+var serviceNameRe = regexp.MustCompile(`^[a-z0-9_]+$`)
+
+// validateOAuth checks the minting.oauth keys (mode oauth).
+func (c *Config) validateOAuth(bad func(key, format string, a ...any)) {
+	o := c.Minting.OAuth
+	switch {
+	case o.ServiceName == "":
+		bad("minting.oauth.service_name", "mode oauth needs the name of the Custom OAuth service you add in Rocket.Chat (Administration → Settings → OAuth → Add custom OAuth), e.g. rcsso")
+	case !serviceNameRe.MatchString(o.ServiceName):
+		bad("minting.oauth.service_name", "%q: use the name as Rocket.Chat shows it: lower-case letters, digits and _ (e.g. rcsso)", o.ServiceName)
+	}
+	if o.ClientID == "" {
+		bad("minting.oauth.client_id", "mode oauth needs a client id: choose one (e.g. rocketchat) and enter it as \"Id\" in the Custom OAuth settings")
+	}
+	switch {
+	case o.ClientSecret == "":
+		bad("minting.oauth.client_secret", "mode oauth needs a client secret (or client_secret_file): generate one (head -c32 /dev/urandom | base64) and enter it as \"Secret\" in the Custom OAuth settings")
+	case len(o.ClientSecret) < 32:
+		bad("minting.oauth.client_secret", "use at least 32 random characters, e.g. from: head -c32 /dev/urandom | base64")
+	}
 }
 
 func validName(s string) bool {

@@ -62,6 +62,22 @@ type Config struct {
 	// "Iframe_Integration_send_enable", "Iframe_Integration_send_target_origin".
 	// Unknown keys become public settings.
 	Settings map[string]any
+	// OAuthServices are the Custom OAuth services whose access tokens
+	// POST /api/v1/login accepts ({serviceName, accessToken, expiresIn};
+	// see OAuthService).
+	OAuthServices []OAuthService
+	// MongoURL, when set, keeps the users collection in that MongoDB
+	// (e.g. "mongodb://127.0.0.1:27017/rocketchat"; FerretDB v1 works),
+	// shaped like Rocket.Chat's (spec §5), so that rcsso's direct-MongoDB
+	// minters and the emulator share the users: tokens rcsso pushes log in
+	// through /api/v1/login {resume} and X-Auth-Token, an iframe token it
+	// sets logs in through {iframe:true, token}. An existing user with
+	// AdminUsername is adopted as the admin. Call Server.Close when done.
+	// Default: users in memory.
+	MongoURL string
+	// MongoDatabase is the database of MongoURL (default: the URL's path,
+	// else "rocketchat", Rocket.Chat's usual name).
+	MongoDatabase string
 	// Logger receives request logs at debug level (default: discarded).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).

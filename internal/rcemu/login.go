@@ -93,6 +93,9 @@ func (s *Server) login(args map[string]any) (loginOutcome, *meteorError) {
 	if truthy(args["password"]) {
 		return s.passwordLogin(args, now)
 	}
+	if truthy(args["accessToken"]) {
+		return s.oauthLogin(args, now) // Custom OAuth access token (oauth.go)
+	}
 	if truthy(args["iframe"]) {
 		tok, ok := args["token"].(string)
 		if !ok {
@@ -261,9 +264,9 @@ func (s *Server) loginFailure(e *meteorError) reply {
 		code, msg = "Unauthorized", "Unauthorized"
 	}
 	if s.profile >= profile8 {
-		return reply{status: http.StatusUnauthorized, body: map[string]any{"success": false, "error": code}}
+		return reply{status: http.StatusUnauthorized, body: withoutNilError(map[string]any{"success": false, "error": code})}
 	}
-	body := map[string]any{"status": "error", "error": code, "message": msg}
+	body := withoutNilError(map[string]any{"status": "error", "error": code, "message": msg})
 	if e.details != nil {
 		body["details"] = e.details
 	}
@@ -412,6 +415,7 @@ func (s *Server) handleDDPLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeMeteorError(w http.ResponseWriter, e *meteorError) {
+	e = ddpError(e)
 	body := map[string]any{"error": e.code, "reason": e.reason, "message": e.message(), "errorType": "Meteor.Error"}
 	if e.details != nil {
 		body["details"] = e.details

@@ -53,6 +53,9 @@ type user struct {
 	statusText         string
 	settings           map[string]any
 	avatarURL          string // last users.setAvatar avatarUrl (the emulator keeps the URL, not the image)
+
+	// oauth is services.<name>.id of Custom OAuth logins (oauth.go).
+	oauth map[string]string
 }
 
 // resumeCount is the number of {when} tokens (PATs excluded).

@@ -87,6 +87,44 @@ func (c *Client) LoginResume(ctx context.Context, token string) (LoginResult, er
 	return c.login(ctx, body, token)
 }
 
+// LoginOAuth logs in with an access token of a Custom OAuth service
+// configured in Rocket.Chat (Administration → OAuth → Custom OAuth
+// serviceName) and returns a new resume token. Rocket.Chat calls the
+// service's identity path with the token, then finds the user by
+// services.<serviceName>.id, merges it with an existing user by username or
+// e-mail ("Merge users"), or creates it. No Rocket.Chat credentials are
+// needed.
+//
+// POST /api/v1/login {"serviceName":…,"accessToken":…,"expiresIn":…}
+// (protocol spec §4.1; Rocket.Chat's registerAccessTokenService). expiresIn
+// is the access token's remaining lifetime in seconds (Rocket.Chat only
+// stores it). 200 as for LoginPassword. Rate limited like every /login.
+// Never retried.
+//
+// Errors (HTTP 401 → IsUnauthorized): "Unexpected AccessToken service
+// <name>" (no such Custom OAuth service), "Failed to fetch identity from
+// <name> at <url>. <reason>" (Rocket.Chat could not use the token at the
+// identity path), ErrorType "CustomOAuth" (a different user already has
+// the username and "Merge users" is off), Meteor code 403 "Username
+// already exists." / "Email already exists.", "totp-required",
+// "error-user-is-not-activated"; 429 → IsRateLimited. The access token is
+// treated as a secret.
+func (c *Client) LoginOAuth(ctx context.Context, serviceName, accessToken string, expiresIn int) (LoginResult, error) {
+	const ep = "login"
+	if serviceName == "" || accessToken == "" {
+		return LoginResult{}, invalidArg(ep, "serviceName and accessToken are required")
+	}
+	if expiresIn < 0 {
+		return LoginResult{}, invalidArg(ep, "expiresIn must not be negative")
+	}
+	body := struct {
+		ServiceName string `json:"serviceName"`
+		AccessToken string `json:"accessToken"`
+		ExpiresIn   int    `json:"expiresIn"`
+	}{serviceName, accessToken, expiresIn}
+	return c.login(ctx, body, accessToken)
+}
+
 func (c *Client) login(ctx context.Context, body any, secret string) (LoginResult, error) {
 	const ep = "login"
 	var out struct {

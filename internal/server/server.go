@@ -56,6 +56,11 @@ type Options struct {
 	Deprovisioner Deprovisioner
 	// UnknownSubject is the Deprovisioner's "no such person" error.
 	UnknownSubject error
+
+	// Extra mounts more handlers: a path prefix ending in "/" → a handler
+	// that gets the path with the prefix stripped, e.g. "/oauth/" → the
+	// OAuth provider (minting mode oauth).
+	Extra map[string]http.Handler
 }
 
 // Server is the HTTP handler.
@@ -122,6 +127,13 @@ func New(o Options) *Server {
 			mux.Handle(prefix, http.StripPrefix(prefix, in.Handler()))
 		}
 	}
+	for prefix, h := range o.Extra {
+		mux.Handle(prefix, http.StripPrefix(prefix, h))
+	}
+	mux.Handle("GET /embed.js", embedScript())
+	mux.Handle("/embed/token", s.embedCORS(s.handle(s.embedToken, false)))
+	mux.Handle("/embed/redeem", s.embedCORS(s.handle(s.embedRedeem, false)))
+	mux.Handle("POST /embed/codes", s.handle(s.embedCodes, false))
 	mux.Handle("POST /webhooks/logout", s.handle(s.logoutWebhook, false))
 	mux.Handle("POST /webhooks/deprovision", s.handle(s.deprovisionWebhook, false))
 	mux.Handle("GET /logout", s.handle(s.logoutPage, true))

@@ -40,6 +40,12 @@ type webhookBody struct {
 	Source  string `json:"source"`
 	ID      string `json:"id"`
 	Action  string `json:"action"`
+	// For /embed/codes: the host page's origin and the person's profile.
+	Origin        string `json:"origin"`
+	Username      string `json:"username"`
+	Name          string `json:"name"`
+	Email         string `json:"email"`
+	EmailVerified bool   `json:"email_verified"`
 }
 
 // replayCache remembers signatures seen within the window.

@@ -97,6 +97,19 @@ type Token struct {
 	ValidatedAt time.Time
 }
 
+// Code is a single-use code that hands a person's chat token to a host page
+// on another site (issue: host push flow). The store keeps only
+// Hash = base64url(sha256(code)).
+type Code struct {
+	Hash string
+	// Subject is the person the code is for.
+	Subject string
+	// Origin is the exact host-page origin allowed to redeem it.
+	Origin string
+	// ExpiresAt bounds its life (UTC; seconds, not minutes).
+	ExpiresAt time.Time
+}
+
 // Store is rcsso's state. All methods are safe for concurrent use and honour
 // ctx cancellation: a call made with a done ctx fails with an error wrapping
 // ctx.Err(). Times are stored with at least millisecond precision and returned
@@ -143,6 +156,13 @@ type Store interface {
 	PutToken(ctx context.Context, t Token) error
 	// DeleteToken removes the cached token; nil if absent.
 	DeleteToken(ctx context.Context, subject string) error
+
+	// PutCode stores a single-use code.
+	PutCode(ctx context.Context, c Code) error
+	// ConsumeCode atomically removes and returns the code with hash h;
+	// ErrNotFound if absent, already consumed or expired. Of concurrent
+	// calls for one code, exactly one succeeds.
+	ConsumeCode(ctx context.Context, h string) (Code, error)
 
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error

@@ -33,6 +33,7 @@ type Store struct {
 	sessions map[string]store.Session // key: IDHash
 	links    map[string]store.Link    // key: Subject
 	locks    map[string]lease
+	codes    map[string]store.Code
 	tokens   map[string]store.Token // key: Subject
 }
 
@@ -45,6 +46,7 @@ func New() *Store {
 		sessions: make(map[string]store.Session),
 		links:    make(map[string]store.Link),
 		locks:    make(map[string]lease),
+		codes:    make(map[string]store.Code),
 		tokens:   make(map[string]store.Token),
 	}
 }
@@ -305,4 +307,37 @@ func (s *Store) Unlock(ctx context.Context, key, token string) error {
 		delete(s.locks, key)
 	}
 	return nil
+}
+
+// PutCode implements store.Store.
+func (s *Store) PutCode(ctx context.Context, c store.Code) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("put code", err)
+	}
+	c.ExpiresAt = norm(c.ExpiresAt)
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for h, old := range s.codes {
+		if !old.ExpiresAt.After(now) {
+			delete(s.codes, h)
+		}
+	}
+	s.codes[c.Hash] = c
+	return nil
+}
+
+// ConsumeCode implements store.Store.
+func (s *Store) ConsumeCode(ctx context.Context, h string) (store.Code, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Code{}, wrap("consume code", err)
+	}
+	s.mu.Lock()
+	c, ok := s.codes[h]
+	delete(s.codes, h)
+	s.mu.Unlock()
+	if !ok || !c.ExpiresAt.After(time.Now()) {
+		return store.Code{}, wrap("consume code", store.ErrNotFound)
+	}
+	return c, nil
 }

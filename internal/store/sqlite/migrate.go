@@ -48,6 +48,13 @@ CREATE TABLE links (
 	secret       BLOB                             -- sealed password (mode password)
 ) WITHOUT ROWID;
 
+CREATE TABLE codes (
+	hash       TEXT    NOT NULL PRIMARY KEY,
+	subject    TEXT    NOT NULL,
+	origin     TEXT    NOT NULL,
+	expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE locks (
 	key        TEXT    NOT NULL PRIMARY KEY,
 	token      TEXT    NOT NULL,

@@ -438,3 +438,32 @@ func (s *Store) Unlock(ctx context.Context, key, token string) error {
 	}
 	return nil
 }
+
+// PutCode implements store.Store; it also deletes expired codes.
+func (s *Store) PutCode(ctx context.Context, c store.Code) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM codes WHERE expires_at <= ?`, time.Now().UnixMilli()); err != nil {
+		return wrap("put code: purge", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO codes (hash, subject, origin, expires_at) VALUES (?, ?, ?, ?)`,
+		c.Hash, c.Subject, c.Origin, millis(c.ExpiresAt)); err != nil {
+		return wrap("put code", err)
+	}
+	return nil
+}
+
+// ConsumeCode implements store.Store with one DELETE … RETURNING, so of
+// concurrent redemptions exactly one gets the row.
+func (s *Store) ConsumeCode(ctx context.Context, h string) (store.Code, error) {
+	c := store.Code{Hash: h}
+	var exp int64
+	err := s.db.QueryRowContext(ctx, `DELETE FROM codes WHERE hash = ? RETURNING subject, origin, expires_at`, h).
+		Scan(&c.Subject, &c.Origin, &exp)
+	if err != nil {
+		return store.Code{}, wrap("consume code", notFound(err))
+	}
+	c.ExpiresAt = fromMillis(exp)
+	if !c.ExpiresAt.After(time.Now()) {
+		return store.Code{}, wrap("consume code", store.ErrNotFound)
+	}
+	return c, nil
+}

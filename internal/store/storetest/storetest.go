@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ContextCanceled", testContextCanceled},
 		{"ConcurrentTokens", testConcurrentTokens},
 		{"Locker", testLocker},
+		{"Codes", testCodes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -771,4 +772,36 @@ func testLocker(t *testing.T, s store.Store) {
 	if wins.Load() != 1 {
 		t.Fatalf("%d concurrent winners, want 1", wins.Load())
 	}
+}
+
+// testCodes: a code is consumed once, even under concurrency; expired
+// codes are not returned.
+func testCodes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, err := s.ConsumeCode(ctx, "absent")
+	wantErr(t, "ConsumeCode(absent)", err, store.ErrNotFound)
+	c := store.Code{Hash: "h1", Subject: "local:alice", Origin: "https://www.example.org", ExpiresAt: time.Now().Add(time.Minute)}
+	noErr(t, "PutCode", s.PutCode(ctx, c))
+	var wins atomic.Int64
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			got, err := s.ConsumeCode(ctx, "h1")
+			if err == nil {
+				wins.Add(1)
+				if got.Subject != c.Subject || got.Origin != c.Origin {
+					t.Errorf("consumed %+v, want %+v", got, c)
+				}
+			} else if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("ConsumeCode: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("code consumed %d times, want once", wins.Load())
+	}
+	noErr(t, "PutCode(expired)", s.PutCode(ctx, store.Code{Hash: "h2", Subject: "s", Origin: "o", ExpiresAt: time.Now().Add(-time.Second)}))
+	_, err = s.ConsumeCode(ctx, "h2")
+	wantErr(t, "ConsumeCode(expired)", err, store.ErrNotFound)
 }
