@@ -36,6 +36,7 @@ import (
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/createtoken"
 	oauthmint "github.com/rcsso/rcsso/internal/mint/oauth"
+	passwordmint "github.com/rcsso/rcsso/internal/mint/password"
 	"github.com/rcsso/rcsso/internal/oauthprovider"
 	"github.com/rcsso/rcsso/internal/provision"
 	"github.com/rcsso/rcsso/internal/rcadmin"
@@ -179,14 +180,22 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	if cfg.Provision.UsernameTemplate != "" {
 		usernameTmpl = template.Must(template.New("username").Option("missingkey=zero").Parse(cfg.Provision.UsernameTemplate))
 	}
-	prov := provision.New(rc, admin, st, provision.Config{
+	pcfg := provision.Config{
 		Roles:                  cfg.Provision.Roles,
 		JoinDefaultChannels:    cfg.Provision.JoinDefaultChannels,
 		PlaceholderEmailDomain: cfg.Provision.PlaceholderEmailDomain,
 		Usernames:              usernames,
 		UsernameTemplate:       usernameTmpl,
-	}, log)
+	}
+	if cfg.Minting.Mode == "password" {
+		pcfg.PasswordSealer = seal
+	}
+	prov := provision.New(rc, admin, st, pcfg, log)
 	var minter mint.Minter = &createtoken.Minter{RC: rc, Admin: admin, Secret: secret}
+	if cfg.Minting.Mode == "password" {
+		log.Warn("minting mode password is the last resort: Rocket.Chat allows 10 password logins a minute per IP, so at most 10 new chat sessions a minute; prefer create-token or oauth")
+		minter = &passwordmint.Minter{RC: rc, Sealer: seal}
+	}
 	var ensurer mint.Provisioner = prov
 	var deprov server.Deprovisioner = prov
 	var oauthMinter *oauthmint.Minter

@@ -176,3 +176,41 @@ func TestTwoProcessesMintOnce(t *testing.T) {
 			emu.UserCount(), st.UsersCreateCalls-base.UsersCreateCalls, st.CreateTokenCalls-base.CreateTokenCalls, u.ResumeTokens)
 	}
 }
+
+// Minting mode password end to end over HTTP: Rocket.Chat's default
+// two-factor settings on, no createToken permission needed.
+func TestPasswordModeOverHTTP(t *testing.T) {
+	emu, err := rcemu.New(rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", BcryptCost: bcrypt.MinCost, TwoFactor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	cfg := config.Default()
+	cfg.Minting.Mode = "password"
+	cfg.RocketChat.URL = srv.URL
+	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken = emu.AdminID(), "pat"
+	cfg.Identity = []config.IdentitySource{{Type: "header", UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", TrustedProxies: []string{"192.0.2.1"}}}
+	cfg.Store = config.Store{Type: "memory"}
+	a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for range 3 {
+		r := httptest.NewRequest("POST", "/api/rocketchat/token", nil)
+		r.RemoteAddr = "192.0.2.1:1234"
+		r.Header.Set("Origin", srv.URL)
+		r.Header.Set("X-Forwarded-User", "vera")
+		r.Header.Set("X-Forwarded-Email", "vera@example.test")
+		w := httptest.NewRecorder()
+		a.Handler.ServeHTTP(w, r)
+		if w.Code != 200 || !strings.Contains(w.Body.String(), "loginToken") {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+	u, _ := emu.UserByUsername("vera")
+	if u.ResumeTokens != 1 || emu.Stats().CreateTokenCalls != 0 || emu.Stats().LoginCalls != 1 {
+		t.Fatalf("tokens %d, createToken %d, logins %d", u.ResumeTokens, emu.Stats().CreateTokenCalls, emu.Stats().LoginCalls)
+	}
+}

@@ -469,8 +469,8 @@ func (c *Config) Validate() error {
 		bad("rocketchat.admin_token", "a personal access token needs both admin_user_id and admin_token (Rocket.Chat shows both when you create it under My Account → Personal Access Tokens)")
 	case hasPassword && (rc.AdminUsername == "" || rc.AdminPassword == ""):
 		bad("rocketchat.admin_password", "a service account needs both admin_username and admin_password")
-	case !hasPAT && !hasPassword && c.Minting.Mode == "create-token":
-		bad("rocketchat.admin_token", "minting mode create-token needs Rocket.Chat admin credentials: set admin_user_id + admin_token (preferred) or admin_username + admin_password")
+	case !hasPAT && !hasPassword && (c.Minting.Mode == "create-token" || c.Minting.Mode == "password"):
+		bad("rocketchat.admin_token", "minting mode %s needs Rocket.Chat admin credentials: set admin_user_id + admin_token (preferred) or admin_username + admin_password", c.Minting.Mode)
 	}
 	if rc.APIURL != "" {
 		if _, err := ParseOrigin(rc.APIURL, true); err != nil {
@@ -580,8 +580,10 @@ func (c *Config) Validate() error {
 			bad("store.encryption_key", "%v", err)
 		}
 	}
-	if c.Minting.Mode != "create-token" && c.Minting.Mode != "oauth" {
-		bad("minting.mode", "unknown mode %q: use create-token or oauth", c.Minting.Mode)
+	switch c.Minting.Mode {
+	case "create-token", "oauth", "password":
+	default:
+		bad("minting.mode", "unknown mode %q: use create-token (default), oauth or password", c.Minting.Mode)
 	}
 	if c.Minting.Mode == "oauth" {
 		c.validateOAuth(bad)
