@@ -192,6 +192,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.identity != nil {
 		cfg.Identity = o.identity
 	}
+	if o.minting == "password" {
+		cfg.Minting.Mode = "password"
+	}
 	if o.minting == "oauth" {
 		cfg.Minting.Mode = "oauth"
 		cfg.Minting.OAuth = config.MintingOAuth{ServiceName: "rcsso", ClientID: "rocketchat", ClientSecret: oauthClientSecret}

@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Every minting mode, in the browser: the API URL logs the chat in; a
+// logout in the chat is not undone; a website logout ends the chat session.
+func TestMintingModes(t *testing.T) {
+	for _, mode := range []string{"create-token", "password", "oauth"} {
+		t.Run(mode, func(t *testing.T) {
+			m := mode
+			if m == "create-token" {
+				m = ""
+			}
+			e := newEnv(t, envOptions{minting: m})
+			ctx := e.browser()
+			e.websiteLogin(ctx)
+			if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+				t.Fatal(err)
+			}
+			e.waitChat(ctx, "logged-in")
+			if got := e.chatUsername(ctx); got != "alice" {
+				t.Fatalf("logged in as %q", got)
+			}
+			// Logout in the chat: Rocket.Chat asks the API URL again at once;
+			// rcsso does not log alice straight back in.
+			if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#rc-logout"))); err != nil {
+				t.Fatal(err)
+			}
+			e.waitChat(ctx, "iframe")
+			if err := e.iframeWaitText(ctx, "#rc-login-iframe", "h1", "You logged out of the chat"); err != nil {
+				t.Fatal(err)
+			}
+			// She asks for the chat again, then logs out on the website.
+			if _, err := e.iframeEval(ctx, "#rc-login-iframe", `!!document.getElementById("resume-submit") && "ready"`); err != nil {
+				t.Fatal(err)
+			}
+			nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#rc-login-iframe")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#resume-submit"), chromedp.FromNode(nodes[0]))); err != nil {
+				t.Fatal(err)
+			}
+			e.waitChat(ctx, "logged-in")
+			if err := chromedp.Do(ctx, chromedp.Navigate(e.ssoURL+"/logout"), chromedp.Click(chromedp.CSS("#logout-submit"))); err != nil {
+				t.Fatal(err)
+			}
+			e.waitEval(ctx, `document.body && document.body.textContent.includes("You are logged out")`)
+			if u, _ := e.emu.UserByUsername("alice"); u.ResumeTokens != 0 {
+				t.Fatalf("Rocket.Chat still holds %d tokens after the website logout", u.ResumeTokens)
+			}
+			if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+				t.Fatal(err)
+			}
+			e.waitChat(ctx, "iframe")
+		})
+	}
+}
