@@ -173,7 +173,8 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			cookieName = "__Host-rcsso_session"
 		}
 	}
-	sessions := websession.New(st, websession.Options{CookieName: cookieName, Secure: secure, SameSite: sameSite, TTL: cfg.Session.TTL})
+	sessions := websession.New(st, websession.Options{CookieName: cookieName, Secure: secure, SameSite: sameSite, TTL: cfg.Session.TTL,
+		Partitioned: cfg.Session.Partitioned != "off"})
 
 	usernames, _ := provision.NewUsernameRule(cfg.Provision.UsernamePattern) // checked by Validate
 	var usernameTmpl *template.Template

@@ -219,6 +219,9 @@ type Session struct {
 	// SameSite is auto, lax, strict or none. auto = lax when Rocket.Chat is on
 	// the same site as public_url, none (requires https) otherwise.
 	SameSite string `koanf:"same_site"`
+	// Partitioned adds the CHIPS Partitioned attribute when the cookie is
+	// SameSite=None (cross-site deployments): auto (default) or off.
+	Partitioned string `koanf:"partitioned"`
 }
 
 // Website describes the website that embeds the chat.
@@ -271,7 +274,7 @@ func Default() Config {
 			TokenTTL:        30 * 24 * time.Hour,
 			MinInterval:     30 * time.Second,
 		},
-		Session: Session{TTL: 12 * time.Hour, SameSite: "auto"},
+		Session: Session{TTL: 12 * time.Hour, SameSite: "auto", Partitioned: "auto"},
 		Website: Website{Name: "the website"},
 		Provision: Provision{
 			Roles:                  []string{"user"},
@@ -611,6 +614,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("session.same_site", "must be auto, lax, strict or none (got %q)", c.Session.SameSite)
+	}
+	if c.Session.Partitioned != "auto" && c.Session.Partitioned != "off" {
+		bad("session.partitioned", "must be auto or off (got %q)", c.Session.Partitioned)
 	}
 	for i, o := range c.Website.Origins {
 		if _, err := ParseOrigin(o, false); err != nil {

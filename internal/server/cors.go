@@ -31,6 +31,13 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		if origin != "" {
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Set("Access-Control-Allow-Credentials", "true")
+			// Storage Access Headers (Chrome 133+, Firefox 145+): when the
+			// browser held back rcsso's cookie only because it would be a
+			// third-party cookie, and the user already granted storage
+			// access, ask it to retry with the cookie.
+			if r.Header.Get("Sec-Fetch-Storage-Access") == "inactive" {
+				h.Set("Activate-Storage-Access", `retry; allowed-origin="`+origin+`"`)
+			}
 		}
 		switch r.Method {
 		case http.MethodGet, http.MethodPost:

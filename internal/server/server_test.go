@@ -247,3 +247,17 @@ func TestSourceUnavailableIs502(t *testing.T) {
 		t.Fatal("error answers carry CORS too, so Rocket.Chat's client can read the status")
 	}
 }
+
+// Storage Access Headers: a credentialed fetch whose cookie the browser held
+// back as third-party is told to retry with it (only for the allowed origin).
+func TestActivateStorageAccess(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	w := do(s, "POST", "/api/rocketchat/token", map[string]string{"Origin": rcOrigin, "Sec-Fetch-Storage-Access": "inactive"}, "")
+	if got := w.Header().Get("Activate-Storage-Access"); got != `retry; allowed-origin="`+rcOrigin+`"` {
+		t.Fatalf("Activate-Storage-Access = %q", got)
+	}
+	w = do(s, "POST", "/api/rocketchat/token", map[string]string{"Origin": "http://evil.test", "Sec-Fetch-Storage-Access": "inactive"}, "")
+	if w.Header().Get("Activate-Storage-Access") != "" {
+		t.Fatal("storage access offered to a hostile origin")
+	}
+}

@@ -27,6 +27,11 @@ type Options struct {
 	// SameSite is chosen deliberately by the caller (Lax for same-site
 	// deployments, None for cross-site ones; see README "Cookies").
 	SameSite http.SameSite
+	// Partitioned adds the CHIPS attribute (needs SameSite=None; Secure):
+	// in cross-site deployments the cookie set inside Rocket.Chat's iframe
+	// then lives in Rocket.Chat's partition and reaches the API URL even
+	// where third-party cookies are blocked (Chrome; Safari 26.2+).
+	Partitioned bool
 	// Path scopes the cookie, "/" by default.
 	Path string
 	// TTL is the session lifetime.
@@ -136,13 +141,14 @@ func (m *Manager) EndSubject(ctx context.Context, subject string) (int, error) {
 
 func (m *Manager) cookie(value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
-		Name:     m.o.CookieName,
-		Value:    value,
-		Path:     m.o.Path,
-		MaxAge:   maxAge,
-		Secure:   m.o.Secure,
-		HttpOnly: true,
-		SameSite: m.o.SameSite,
+		Name:        m.o.CookieName,
+		Value:       value,
+		Path:        m.o.Path,
+		MaxAge:      maxAge,
+		Secure:      m.o.Secure,
+		HttpOnly:    true,
+		SameSite:    m.o.SameSite,
+		Partitioned: m.o.Partitioned && m.o.Secure && m.o.SameSite == http.SameSiteNoneMode,
 	}
 }
 

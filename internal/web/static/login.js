@@ -58,6 +58,24 @@
     if (retry) retry.hidden = false;
   });
 
+  // Cross-site deployments where the browser blocks third-party cookies:
+  // inside Rocket.Chat's iframe rcsso's cookie is not visible until the
+  // person grants storage access (Storage Access API; a click is needed).
+  if (!d.loginToken && framed && document.hasStorageAccess) {
+    document.hasStorageAccess().then(function (has) {
+      if (has) return;
+      var box = document.getElementById('storage-access-box');
+      var btn = document.getElementById('storage-access');
+      if (!box || !btn) return;
+      box.hidden = false;
+      btn.addEventListener('click', function () {
+        document.requestStorageAccess().then(function () { window.location.reload(); }, function () {
+          box.textContent = 'The browser did not allow it. Use the login below, or open ' + window.location.origin + ' in a tab and log in there first.';
+        });
+      });
+    });
+  }
+
   if (!d.loginToken) return;
   var msg = { event: 'login-with-token', loginToken: d.loginToken };
   if (framed) {
