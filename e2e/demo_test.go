@@ -43,6 +43,26 @@ func TestDemo(t *testing.T) {
 	if name, _ := e.iframeText(ctx, "#chat", "#rc-username"); name != r.Username {
 		t.Fatalf("chat signed in as %q", name)
 	}
+	// The host push page, in a browser whose Rocket.Chat storage is fresh:
+	// embed.js pushes the token.
+	ctx2 := e.browser()
+	err = chromedp.Do(ctx2,
+		chromedp.Navigate(r.SiteURL+"/"),
+		chromedp.Click(chromedp.CSS("#login")),
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), r.Username),
+		chromedp.SendKeys(chromedp.CSS("#password"), r.Password+"\r"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitEval(ctx2, `location.href === `+jsString(r.SiteURL+"/"))
+	if err := chromedp.Do(ctx2, chromedp.Navigate(r.SiteURL+"/embed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.iframeWaitText(ctx2, "#chat iframe", "#rc-status", "logged-in"); err != nil {
+		t.Fatalf("the host push page did not sign in: %v", err)
+	}
 }
 
 func jsString(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }

@@ -76,8 +76,11 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		AdminPAT:             adminPAT,
 		CreateTokensSecret:   secret,
 		CreateTokensForUsers: true,
-		Settings:             map[string]any{"Site_Name": "Example Corp Chat", "Site_Url": r.RocketChatURL},
-		Logger:               log,
+		Settings: map[string]any{"Site_Name": "Example Corp Chat", "Site_Url": r.RocketChatURL,
+			// Host push flow (embed.js): commands from the demo site, events to it.
+			"Iframe_Integration_receive_enable": true, "Iframe_Integration_receive_origin": r.SiteURL,
+			"Iframe_Integration_send_enable": true, "Iframe_Integration_send_target_origin": r.SiteURL},
+		Logger: log,
 	}
 	emuCfg.EnableIframeAuth(r.RcssoURL+"/login", r.RcssoURL+"/api/rocketchat/token", "POST")
 	emu, err := rcemu.New(emuCfg)

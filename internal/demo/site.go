@@ -28,7 +28,7 @@ iframe{border:0;width:100%;height:calc(100vh - 3.2rem);display:block;background:
 button,.button{font:inherit;padding:.5rem 1rem;background:#1d74f5;color:#fff;border:0;border-radius:4px;text-decoration:none;cursor:pointer}
 form{display:inline}
 </style>{{end}}
-{{define "header"}}<header><strong>Example Corp</strong><a href="/">Home</a><a href="/chat" id="nav-chat">Chat</a>
+{{define "header"}}<header><strong>Example Corp</strong><a href="/">Home</a><a href="/chat" id="nav-chat">Chat (API URL)</a><a href="/embed" id="nav-embed">Chat (host push)</a>
 <form method="post" action="{{.RcssoURL}}/logout"><input type="hidden" name="return_to" value="{{.SiteURL}}/"><button id="logout">Log out</button></form></header>{{end}}
 {{define "home"}}<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Example Corp</title>{{template "style"}}</head><body>
 {{template "header" .}}<main>
@@ -38,8 +38,15 @@ form{display:inline}
 <li><a class="button" id="login" href="{{.RcssoURL}}/login?return_to={{.SiteURL}}/">Log in on the website</a></li>
 <li><a class="button" href="/chat">Open the chat</a> — you are already signed in there.</li>
 </ol>
-<p>Open the chat without logging in first and Rocket.Chat shows rcsso's IFrame URL (the login form) inside the chat instead.</p>
+<p>Two ways in, side by side:</p>
+<ul>
+<li><a href="/chat">Chat (API URL)</a>: Rocket.Chat's iframe authentication calls rcsso's API URL with the browser's cookies. Open it without logging in first and Rocket.Chat shows rcsso's IFrame URL (the login form) inside the chat.</li>
+<li><a href="/embed">Chat (host push)</a>: this page includes rcsso's <code>embed.js</code>; the <code>&lt;rocketchat-embed&gt;</code> element gets the token from rcsso and pushes it into the chat with Rocket.Chat's iframe integration command. No third-party cookie is involved.</li>
+</ul>
 </main></body></html>{{end}}
+{{define "embed"}}<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Chat (host push) — Example Corp</title>{{template "style"}}
+<script src="{{.RcssoURL}}/embed.js" defer></script></head><body>
+{{template "header" .}}<rocketchat-embed id="chat" rocketchat="{{.RocketChatURL}}" path="/home" style="height:calc(100vh - 3.2rem)"></rocketchat-embed></body></html>{{end}}
 {{define "chat"}}<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Chat — Example Corp</title>{{template "style"}}</head><body>
 {{template "header" .}}<iframe id="chat" title="Chat" src="{{.RocketChatURL}}/" allow="storage-access"></iframe></body></html>{{end}}
 `))
@@ -50,11 +57,13 @@ func Site(o SiteOptions) http.Handler {
 	render := func(name string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-src "+o.RocketChatURL+"; form-action "+o.RcssoURL)
+			w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src "+o.RcssoURL+
+				"; connect-src "+o.RcssoURL+"; frame-src "+o.RocketChatURL+"; form-action "+o.RcssoURL)
 			_ = pages.ExecuteTemplate(w, name, o)
 		}
 	}
 	mux.HandleFunc("GET /{$}", render("home"))
 	mux.HandleFunc("GET /chat", render("chat"))
+	mux.HandleFunc("GET /embed", render("embed"))
 	return mux
 }
