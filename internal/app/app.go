@@ -23,8 +23,6 @@ import (
 	"text/template"
 	"time"
 
-	"golang.org/x/net/publicsuffix"
-
 	"github.com/rcsso/rcsso/internal/config"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/identity/claims"
@@ -383,7 +381,7 @@ func (a *App) Close() error { return a.Store.Close() }
 // need None (and https), and then depend on third-party cookies.
 func cookiePolicy(cfg config.Config, pub, rc *url.URL, log *slog.Logger) (http.SameSite, bool) {
 	secure := pub.Scheme == "https"
-	same := SameSite(pub, rc)
+	same := config.SameSite(pub, rc)
 	switch cfg.Session.SameSite {
 	case "lax":
 		return http.SameSiteLaxMode, secure
@@ -403,27 +401,6 @@ func cookiePolicy(cfg config.Config, pub, rc *url.URL, log *slog.Logger) (http.S
 	log.Warn("Rocket.Chat and rcsso are on different sites: the API URL flow depends on third-party cookies, which Safari, Firefox and Chrome Incognito block; prefer chat.<site> and sso.<site> on one registrable domain",
 		"public_url", cfg.PublicURL, "rocketchat_url", cfg.RocketChat.URL)
 	return http.SameSiteNoneMode, true
-}
-
-// SameSite reports whether two URLs are on the same site (scheme and
-// registrable domain; IP addresses and single-label hosts compare whole).
-func SameSite(a, b *url.URL) bool {
-	if a.Scheme != b.Scheme {
-		return false
-	}
-	return site(a.Hostname()) == site(b.Hostname())
-}
-
-func site(host string) string {
-	host = strings.ToLower(host)
-	if net.ParseIP(host) != nil || !strings.Contains(host, ".") {
-		return host
-	}
-	s, err := publicsuffix.EffectiveTLDPlusOne(host)
-	if err != nil {
-		return host
-	}
-	return s
 }
 
 func majorVersion(v string) int {

@@ -214,3 +214,43 @@ func TestPasswordModeOverHTTP(t *testing.T) {
 		t.Fatalf("tokens %d, createToken %d, logins %d", u.ResumeTokens, emu.Stats().CreateTokenCalls, emu.Stats().LoginCalls)
 	}
 }
+
+// The diagnostics page names what is wrong on which side.
+func TestDiagnosticsPage(t *testing.T) {
+	ecfg := rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", CreateTokensSecret: "s", BcryptCost: bcrypt.MinCost,
+		Settings: map[string]any{"Iframe_Integration_receive_enable": true, "Iframe_Integration_receive_origin": "https://shop.example.com, https://www.example.com",
+			"Iframe_Restrict_Access": true}}
+	ecfg.EnableIframeAuth("https://old.example.com/login", "https://old.example.com/api", "POST")
+	emu, err := rcemu.New(ecfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	cfg := config.Default()
+	cfg.RocketChat.URL = srv.URL
+	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
+	cfg.Store = config.Store{Type: "memory"}
+	cfg.Website.Origins = []string{"https://www.example.com"}
+	a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	w := httptest.NewRecorder()
+	a.Handler.ServeHTTP(w, httptest.NewRequest("GET", "/diagnostics", nil))
+	body := w.Body.String()
+	for _, want := range []string{
+		"set Accounts → Iframe → API URL to http://127.0.0.1:8080/api/rocketchat/token",
+		"remove the space before https://www.example.com",
+		"X-Frame-Options: sameorigin",
+		"Rocket.Chat accepts rcsso&#39;s way of obtaining tokens",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("diagnostics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
+	}
+}

@@ -3,8 +3,12 @@ package config
 import (
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/netip"
+	"net/url"
 	"strings"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // ParsePrefix parses a CIDR prefix ("10.0.0.0/8") or a single IP address
@@ -39,4 +43,26 @@ func DecodeKey(s string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("must be 32 random bytes in base64; generate one with: head -c32 /dev/urandom | base64")
+}
+
+// SameSite reports whether two URLs are on the same site: same scheme and
+// registrable domain (eTLD+1; IP addresses and single-label hosts compare
+// whole). Browsers treat same-site requests as first-party for cookies.
+func SameSite(a, b *url.URL) bool {
+	if a == nil || b == nil || a.Scheme != b.Scheme {
+		return false
+	}
+	return site(a.Hostname()) == site(b.Hostname())
+}
+
+func site(host string) string {
+	host = strings.ToLower(host)
+	if net.ParseIP(host) != nil || !strings.Contains(host, ".") {
+		return host
+	}
+	s, err := publicsuffix.EffectiveTLDPlusOne(host)
+	if err != nil {
+		return host
+	}
+	return s
 }

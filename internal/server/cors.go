@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"time"
 )
 
 // cors guards the API URL. Rocket.Chat's web client calls it from
@@ -41,7 +42,11 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		}
 		switch r.Method {
 		case http.MethodGet, http.MethodPost:
-			next.ServeHTTP(w, r)
+			sw := &statusWriter{ResponseWriter: w}
+			next.ServeHTTP(sw, r)
+			_, cookieErr := r.Cookie(s.o.Sessions.CookieName())
+			s.calls.add(apiCall{At: time.Now(), Client: clientKey(r), Origin: sanitizeOrigin(origin), Cookie: cookieErr == nil,
+				FetchSite: r.Header.Get("Sec-Fetch-Site"), StorageAccess: r.Header.Get("Sec-Fetch-Storage-Access"), Status: sw.status})
 		case http.MethodOptions:
 			if preflight {
 				m := r.Header.Get("Access-Control-Request-Method")

@@ -71,6 +71,7 @@ type page struct {
 	Base, Website, LoginURL          string
 	Username, ReturnTo, Client       string
 	Buttons                          []button
+	Checks                           []check
 	ShowForm                         bool
 	Data                             any
 }

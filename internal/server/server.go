@@ -79,6 +79,7 @@ type Server struct {
 	limiter  *FailureLimiter
 
 	replays replayCache
+	calls   callLog
 
 	readyMu   sync.Mutex
 	readyAt   time.Time
@@ -130,6 +131,7 @@ func New(o Options) *Server {
 	for prefix, h := range o.Extra {
 		mux.Handle(prefix, http.StripPrefix(prefix, h))
 	}
+	mux.Handle("GET /diagnostics", s.handle(s.diagnostics, true))
 	mux.Handle("GET /embed.js", embedScript())
 	mux.Handle("/embed/token", s.embedCORS(s.handle(s.embedToken, false)))
 	mux.Handle("/embed/redeem", s.embedCORS(s.handle(s.embedRedeem, false)))
