@@ -215,7 +215,11 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.limiter.Reset(user)
-	if err := s.o.Sessions.Start(r.Context(), w, id); err != nil {
+	start := s.o.Sessions.Start
+	if framed(r) {
+		start = s.o.Sessions.StartFramed
+	}
+	if err := start(r.Context(), w, id); err != nil {
 		return err
 	}
 	s.log.Info("website session started", "subject", id.Subject, "source", id.Source)

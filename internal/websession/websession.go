@@ -60,8 +60,23 @@ func New(st store.Store, o Options) *Manager {
 // CookieName returns the session cookie's name.
 func (m *Manager) CookieName() string { return m.o.CookieName }
 
-// Start creates a session for id and sets the cookie on w.
+// Start creates a session for id and sets the cookie on w (an unpartitioned
+// cookie: the login happened in a top-level window).
 func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, id identity.Identity) error {
+	return m.start(ctx, w, id, false)
+}
+
+// StartFramed is Start for a login that happened inside Rocket.Chat's
+// iframe (the IFrame URL form). With Options.Partitioned in a cross-site
+// deployment the cookie is partitioned (CHIPS) under Rocket.Chat's site, the
+// only place it can live when third-party cookies are blocked. A cookie
+// partitioned this way is not sent to rcsso from other top-level sites, so
+// top-level logins use Start.
+func (m *Manager) StartFramed(ctx context.Context, w http.ResponseWriter, id identity.Identity) error {
+	return m.start(ctx, w, id, true)
+}
+
+func (m *Manager) start(ctx context.Context, w http.ResponseWriter, id identity.Identity, framed bool) error {
 	raw := rand.Text() + rand.Text() // 2 × 128 bits, base32
 	now := m.o.Now().UTC()
 	s := store.Session{
@@ -80,7 +95,7 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, id identity.
 	if err := m.st.PutSession(ctx, s); err != nil {
 		return fmt.Errorf("websession: start: %w", err)
 	}
-	http.SetCookie(w, m.cookie(raw, int(m.o.TTL/time.Second)))
+	http.SetCookie(w, m.cookie(raw, int(m.o.TTL/time.Second), framed))
 	return nil
 }
 
@@ -105,7 +120,10 @@ func (m *Manager) Lookup(r *http.Request) (store.Session, error) {
 // End deletes the visitor's session (if any) and clears the cookie. It
 // returns the ended session and whether there was one.
 func (m *Manager) End(ctx context.Context, w http.ResponseWriter, r *http.Request) (store.Session, bool, error) {
-	http.SetCookie(w, m.cookie("", -1))
+	http.SetCookie(w, m.cookie("", -1, false))
+	if m.partitioned() {
+		http.SetCookie(w, m.cookie("", -1, true)) // a partitioned cookie is cleared only as one
+	}
 	s, err := m.Lookup(r)
 	if errors.Is(err, identity.ErrNotLoggedIn) {
 		return store.Session{}, false, nil
@@ -139,7 +157,11 @@ func (m *Manager) EndSubject(ctx context.Context, subject string) (int, error) {
 	return m.st.DeleteSessionsBySubject(ctx, subject)
 }
 
-func (m *Manager) cookie(value string, maxAge int) *http.Cookie {
+func (m *Manager) partitioned() bool {
+	return m.o.Partitioned && m.o.Secure && m.o.SameSite == http.SameSiteNoneMode
+}
+
+func (m *Manager) cookie(value string, maxAge int, framed bool) *http.Cookie {
 	return &http.Cookie{
 		Name:        m.o.CookieName,
 		Value:       value,
@@ -148,7 +170,7 @@ func (m *Manager) cookie(value string, maxAge int) *http.Cookie {
 		Secure:      m.o.Secure,
 		HttpOnly:    true,
 		SameSite:    m.o.SameSite,
-		Partitioned: m.o.Partitioned && m.o.Secure && m.o.SameSite == http.SameSiteNoneMode,
+		Partitioned: framed && m.partitioned(),
 	}
 }
 
