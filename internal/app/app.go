@@ -190,10 +190,10 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		pcfg.PasswordSealer = seal
 	}
 	prov := provision.New(rc, admin, st, pcfg, log)
-	var minter mint.Minter = &createtoken.Minter{RC: rc, Admin: admin, Secret: secret}
+	var minter mint.Minter = &createtoken.Minter{ResumeSession: mint.ResumeSession{RC: rc}, Admin: admin, Secret: secret}
 	if cfg.Minting.Mode == "password" {
 		log.Warn("minting mode password is the last resort: Rocket.Chat allows 10 password logins a minute per IP, so at most 10 new chat sessions a minute; prefer create-token or oauth")
-		minter = &passwordmint.Minter{RC: rc, Sealer: seal}
+		minter = &passwordmint.Minter{ResumeSession: mint.ResumeSession{RC: rc}, Sealer: seal}
 	}
 	var ensurer mint.Provisioner = prov
 	var deprov server.Deprovisioner = prov
@@ -201,7 +201,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	if cfg.Minting.Mode == "oauth" {
 		// Rocket.Chat creates or merges the user during the login; admin
 		// credentials are optional and only serve deprovisioning.
-		oauthMinter = &oauthmint.Minter{RC: rc, ServiceName: cfg.Minting.OAuth.ServiceName} // Issuer: below
+		oauthMinter = &oauthmint.Minter{ResumeSession: mint.ResumeSession{RC: rc}, ServiceName: cfg.Minting.OAuth.ServiceName} // Issuer: below
 		minter, ensurer = oauthMinter, oauthmint.Provisioner{Store: st}
 		if cfg.RocketChat.AdminToken == "" && cfg.RocketChat.AdminPassword == "" {
 			deprov = nil

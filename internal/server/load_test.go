@@ -3,24 +3,14 @@
 package server
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/rcsso/rcsso/internal/identity"
-	"github.com/rcsso/rcsso/internal/identity/local"
-	"github.com/rcsso/rcsso/internal/mint"
-	"github.com/rcsso/rcsso/internal/rocketchat"
-	"github.com/rcsso/rcsso/internal/sealer"
-	"github.com/rcsso/rcsso/internal/store/sqlite"
-	"github.com/rcsso/rcsso/internal/websession"
 )
 
 // TestLoadAPIURL drives the API URL over loopback TCP with keep-alive
@@ -29,33 +19,10 @@ import (
 //
 //	go test -tags load -run TestLoadAPIURL -v ./internal/server
 func TestLoadAPIURL(t *testing.T) {
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir()+"/load.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	seal, _ := sealer.New(make([]byte, 32))
-	m := &countingMinter{}
-	br := mint.NewBroker(st, seal, m, linkProv{}, mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: time.Hour}, nil)
-	sessions := websession.New(st, websession.Options{CookieName: "rcsso_session", SameSite: http.SameSiteLaxMode, TTL: time.Hour})
-	rc, _ := rocketchat.New(rocketchat.Options{BaseURL: "http://127.0.0.1:1"})
-	pub, _ := url.Parse("http://sso.example.test")
-	s := New(Options{PublicURL: pub, RocketChatOrigin: rcOrigin, Identity: identity.Chain{local.New("", st, sessions)},
-		Sessions: sessions, Broker: br, Store: st, RC: rc})
+	const people = 200
+	s, cookies, m := newHotPathServer(t, people)
 	srv := httptest.NewServer(s)
 	defer srv.Close()
-
-	const people = 200
-	cookies := make([]*http.Cookie, people)
-	for i := range people {
-		w := httptest.NewRecorder()
-		id := identity.Identity{Subject: "local:u" + strconv.Itoa(i), Source: "local", Username: "u" + strconv.Itoa(i)}
-		if err := sessions.Start(ctx, w, id); err != nil {
-			t.Fatal(err)
-		}
-		cookies[i] = w.Result().Cookies()[0]
-	}
 	workers := envInt("RCSSO_LOAD_WORKERS", 32)
 	dur := time.Duration(envInt("RCSSO_LOAD_SECONDS", 10)) * time.Second
 	tr := &http.Transport{MaxIdleConnsPerHost: workers}

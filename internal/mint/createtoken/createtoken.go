@@ -16,9 +16,11 @@ import (
 	"github.com/rcsso/rcsso/internal/rocketchat"
 )
 
-// Minter implements mint.Minter, mint.Validator and mint.Revoker.
+// Minter implements mint.Minter, and mint.Validator and mint.Revoker
+// through the embedded mint.ResumeSession.
 type Minter struct {
-	RC    *rocketchat.Client
+	// ResumeSession supplies RC, Validate and Revoke.
+	mint.ResumeSession
 	Admin rcadmin.Auth
 	// Secret is CREATE_TOKENS_FOR_USERS_SECRET; sent only when non-empty
 	// (set it empty for Rocket.Chat before 8.0).
@@ -38,22 +40,4 @@ func (m *Minter) Mint(ctx context.Context, req mint.Request) (mint.Token, error)
 		return mint.Token{}, fmt.Errorf("create-token: %w", err)
 	}
 	return mint.Token{Value: c.AuthToken, Kind: mint.LoginToken, UserID: c.UserID}, nil
-}
-
-// Validate implements mint.Validator with GET /api/v1/me as the user.
-func (m *Minter) Validate(ctx context.Context, t mint.Token) error {
-	_, err := m.RC.Me(ctx, rocketchat.Credentials{UserID: t.UserID, AuthToken: t.Value})
-	if rocketchat.IsUnauthorized(err) {
-		return mint.ErrRejected
-	}
-	return err
-}
-
-// Revoke implements mint.Revoker with POST /api/v1/logout as the user.
-func (m *Minter) Revoke(ctx context.Context, t mint.Token) error {
-	err := m.RC.Logout(ctx, rocketchat.Credentials{UserID: t.UserID, AuthToken: t.Value})
-	if rocketchat.IsUnauthorized(err) {
-		return nil
-	}
-	return err
 }

@@ -29,7 +29,7 @@ func setup(t *testing.T, cfg rcemu.Config, secret string) (*Minter, *rcemu.Serve
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Minter{RC: rc, Admin: rcadmin.PAT{UserID: emu.AdminID(), AuthToken: "pat"}, Secret: secret}, emu, store.Link{Subject: "local:alice", UserID: uid}
+	return &Minter{ResumeSession: mint.ResumeSession{RC: rc}, Admin: rcadmin.PAT{UserID: emu.AdminID(), AuthToken: "pat"}, Secret: secret}, emu, store.Link{Subject: "local:alice", UserID: uid}
 }
 
 func TestMintValidateRevoke(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
-	"github.com/rcsso/rcsso/internal/rocketchat"
 	"github.com/rcsso/rcsso/internal/store"
 )
 
@@ -24,9 +23,11 @@ type Issuer interface {
 	IssueAccessToken(id identity.Identity) (token string, expiresIn int)
 }
 
-// Minter implements mint.Minter, mint.Validator and mint.Revoker.
+// Minter implements mint.Minter, and mint.Validator and mint.Revoker
+// through the embedded mint.ResumeSession.
 type Minter struct {
-	RC     *rocketchat.Client
+	// ResumeSession supplies RC, Validate and Revoke.
+	mint.ResumeSession
 	Issuer Issuer
 	// ServiceName is the Custom OAuth service's name in Rocket.Chat.
 	ServiceName string
@@ -47,25 +48,6 @@ func (m *Minter) Mint(ctx context.Context, req mint.Request) (mint.Token, error)
 		return mint.Token{}, fmt.Errorf("oauth: logging in through Custom OAuth service %q: %w", m.ServiceName, err)
 	}
 	return mint.Token{Value: res.AuthToken, Kind: mint.LoginToken, UserID: res.UserID}, nil
-}
-
-// Validate implements mint.Validator with GET /api/v1/me as the user.
-func (m *Minter) Validate(ctx context.Context, t mint.Token) error {
-	_, err := m.RC.Me(ctx, rocketchat.Credentials{UserID: t.UserID, AuthToken: t.Value})
-	if rocketchat.IsUnauthorized(err) {
-		return mint.ErrRejected
-	}
-	return err
-}
-
-// Revoke implements mint.Revoker with POST /api/v1/logout as the user; a
-// token Rocket.Chat no longer knows is not an error.
-func (m *Minter) Revoke(ctx context.Context, t mint.Token) error {
-	err := m.RC.Logout(ctx, rocketchat.Credentials{UserID: t.UserID, AuthToken: t.Value})
-	if rocketchat.IsUnauthorized(err) {
-		return nil
-	}
-	return err
 }
 
 // Provisioner implements mint.Provisioner for mode oauth: Rocket.Chat

@@ -62,7 +62,7 @@ func setup(t *testing.T, profile string) *fixture {
 	st := memory.New()
 	sk := sha256.Sum256([]byte("store key"))
 	seal, _ := sealer.New(sk[:])
-	m := &Minter{RC: rc, Issuer: prov, ServiceName: "rcsso"}
+	m := &Minter{ResumeSession: mint.ResumeSession{RC: rc}, Issuer: prov, ServiceName: "rcsso"}
 	b := mint.NewBroker(st, seal, m, Provisioner{Store: st}, mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: 24 * time.Hour, MinMintInterval: time.Nanosecond}, nil)
 	return &fixture{emu: emu, rc: rc, minter: m, broker: b, st: st}
 }

@@ -29,9 +29,11 @@ import (
 // Rocket.Chat user was not created by rcsso in this mode.
 var ErrNoPassword = errors.New("password mode: rcsso holds no password for this Rocket.Chat user (it did not create it); use minting mode create-token or oauth for existing users")
 
-// Minter implements mint.Minter, mint.Validator and mint.Revoker.
+// Minter implements mint.Minter, and mint.Validator and mint.Revoker
+// through the embedded mint.ResumeSession.
 type Minter struct {
-	RC     *rocketchat.Client
+	// ResumeSession supplies RC, Validate and Revoke.
+	mint.ResumeSession
 	Sealer *sealer.Sealer
 }
 
@@ -52,22 +54,4 @@ func (m *Minter) Mint(ctx context.Context, req mint.Request) (mint.Token, error)
 		return mint.Token{}, fmt.Errorf("password mode: %w", err)
 	}
 	return mint.Token{Value: res.AuthToken, Kind: mint.LoginToken, UserID: res.UserID}, nil
-}
-
-// Validate implements mint.Validator with GET /api/v1/me as the user.
-func (m *Minter) Validate(ctx context.Context, t mint.Token) error {
-	_, err := m.RC.Me(ctx, rocketchat.Credentials{UserID: t.UserID, AuthToken: t.Value})
-	if rocketchat.IsUnauthorized(err) {
-		return mint.ErrRejected
-	}
-	return err
-}
-
-// Revoke implements mint.Revoker with POST /api/v1/logout as the user.
-func (m *Minter) Revoke(ctx context.Context, t mint.Token) error {
-	err := m.RC.Logout(ctx, rocketchat.Credentials{UserID: t.UserID, AuthToken: t.Value})
-	if rocketchat.IsUnauthorized(err) {
-		return nil
-	}
-	return err
 }

@@ -26,7 +26,7 @@ func setup(t *testing.T, twoFactor bool) (*mint.Broker, *rcemuServer, store.Stor
 	seal, _ := sealer.New(make([]byte, 32))
 	st := memory.New()
 	prov := provision.New(rc, rcadmin.PAT{UserID: emu.AdminID(), AuthToken: "pat"}, st, provision.Config{PasswordSealer: seal}, nil)
-	b := mint.NewBroker(st, seal, &password.Minter{RC: rc, Sealer: seal}, prov, mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: time.Hour}, nil)
+	b := mint.NewBroker(st, seal, &password.Minter{ResumeSession: mint.ResumeSession{RC: rc}, Sealer: seal}, prov, mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: time.Hour}, nil)
 	return b, emu, st
 }
 
