@@ -28,6 +28,7 @@ import (
 	"github.com/rcsso/rcsso/internal/config"
 	"github.com/rcsso/rcsso/internal/identity/local"
 	"github.com/rcsso/rcsso/internal/rcemu"
+	"github.com/rcsso/rcsso/internal/testing/mongotest"
 )
 
 // browserCtx is the first tab of the shared Chromium; tests open their own
@@ -165,6 +166,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 			"Iframe_Integration_send_enable": true, "Iframe_Integration_send_target_origin": "*",
 		}
 	}
+	var mongoURL string
+	if strings.HasPrefix(o.minting, "mongo-") {
+		// Rocket.Chat's users live in MongoDB (embedded FerretDB), which
+		// rcsso writes directly.
+		mongoURL = mongotest.Start(t)
+		emuCfg.MongoURL = mongoURL
+	}
 	if o.minting == "oauth" {
 		emuCfg.OAuthServices = []rcemu.OAuthService{{Name: "rcsso", IdentityURL: "http://" + ssoLn.Addr().String() + "/oauth/identity",
 			TokenSentVia: "header", UsernameField: "username", MergeUsers: true}}
@@ -194,6 +202,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	if o.minting == "password" {
 		cfg.Minting.Mode = "password"
+	}
+	if mongoURL != "" {
+		cfg.Minting.Mode = o.minting
+		cfg.Minting.Mongo.URL = mongoURL
+		cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = "", "", ""
 	}
 	if o.minting == "oauth" {
 		cfg.Minting.Mode = "oauth"

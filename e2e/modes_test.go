@@ -9,7 +9,7 @@ import (
 // Every minting mode, in the browser: the API URL logs the chat in; a
 // logout in the chat is not undone; a website logout ends the chat session.
 func TestMintingModes(t *testing.T) {
-	for _, mode := range []string{"create-token", "password", "oauth"} {
+	for _, mode := range []string{"create-token", "password", "oauth", "mongo-resume"} {
 		t.Run(mode, func(t *testing.T) {
 			m := mode
 			if m == "create-token" {
@@ -58,5 +58,26 @@ func TestMintingModes(t *testing.T) {
 			}
 			e.waitChat(ctx, "iframe")
 		})
+	}
+}
+
+// Minting mode mongo-iframe: the API URL answers {"token"} (an iframe
+// token in services.iframe.token) and Rocket.Chat's web client logs in
+// with it. (A chat-side logout cannot be told from rcsso's side in this
+// mode: Rocket.Chat keeps the iframe token; see README.)
+func TestMongoIframeMode(t *testing.T) {
+	e := newEnv(t, envOptions{minting: "mongo-iframe"})
+	ctx := e.browser()
+	e.websiteLogin(ctx)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "logged-in")
+	u, ok := e.emu.UserByUsername("alice")
+	if !ok || u.IframeToken == "" || u.Email2FA {
+		t.Fatalf("Rocket.Chat user %+v (found %v)", u, ok)
+	}
+	if st := e.stats(); st.UsersCreateCalls != 0 || st.CreateTokenCalls != 0 {
+		t.Fatalf("REST admin calls in a MongoDB mode: %+v", st)
 	}
 }

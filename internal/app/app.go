@@ -33,6 +33,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity/whoami"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/createtoken"
+	mongomint "github.com/rcsso/rcsso/internal/mint/mongo"
 	oauthmint "github.com/rcsso/rcsso/internal/mint/oauth"
 	passwordmint "github.com/rcsso/rcsso/internal/mint/password"
 	"github.com/rcsso/rcsso/internal/oauthprovider"
@@ -55,6 +56,7 @@ type App struct {
 	Handler *server.Server
 	RC      *rocketchat.Client
 	log     *slog.Logger
+	closers []func()
 }
 
 // OpenStore opens the configured store.
@@ -207,6 +209,31 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			deprov = nil
 		}
 	}
+	var mongoUsers *mongomint.Users
+	if cfg.Minting.Mode == "mongo-resume" || cfg.Minting.Mode == "mongo-iframe" {
+		mongoUsers, err = mongomint.Connect(cfg.Minting.Mongo.URL)
+		if err != nil {
+			return nil, fmt.Errorf("minting.mongo.url: %w", err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := mongoUsers.Ping(pctx); err != nil {
+			log.Warn("Rocket.Chat's MongoDB does not answer yet; /readyz reports it", "err", err)
+		} else if err := mongoUsers.EnsureIndexes(pctx); err != nil {
+			log.Warn("checking the users collection's unique indexes", "err", err)
+		}
+		cancel()
+		ensurer = mongomint.NewProvisioner(mongoUsers, st, mongomint.Config{Roles: cfg.Provision.Roles,
+			PlaceholderEmailDomain: cfg.Provision.PlaceholderEmailDomain, Usernames: usernames, UsernameTemplate: usernameTmpl}, log)
+		if cfg.Minting.Mode == "mongo-resume" {
+			minter = &mongomint.ResumeMinter{Users: mongoUsers, MaxTokens: cfg.Minting.Mongo.MaxTokens, Logger: log}
+		} else {
+			log.Warn("minting mode mongo-iframe answers {\"token\"}: web and desktop only (the mobile apps need loginToken), the value sits in MongoDB in plaintext, and e-mail 2FA blocks it; prefer mongo-resume")
+			minter = &mongomint.IframeMinter{Users: mongoUsers}
+		}
+		if cfg.RocketChat.AdminToken == "" && cfg.RocketChat.AdminPassword == "" {
+			deprov = nil
+		}
+	}
 	broker := mint.NewBroker(st, seal, minter, ensurer, mint.BrokerConfig{
 		RevalidateAfter: cfg.Minting.RevalidateAfter,
 		TTL:             cfg.Minting.TokenTTL,
@@ -331,7 +358,13 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Logger:           log,
 		WebhookSecret:    []byte(cfg.Webhooks.Secret),
 		Ready: func(ctx context.Context) error {
-			if cfg.Minting.Mode != "create-token" {
+			switch {
+			case mongoUsers != nil:
+				if err := mongoUsers.Ping(ctx); err != nil {
+					return fmt.Errorf("Rocket.Chat's MongoDB (minting.mongo.url): %w", err)
+				}
+				return nil
+			case cfg.Minting.Mode != "create-token":
 				return nil
 			}
 			return capa.Check(ctx)
@@ -341,7 +374,15 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Extra:          extra,
 	})
 	ok = true
-	return &App{Config: cfg, Store: st, Broker: broker, Handler: srv, RC: rc, log: log}, nil
+	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, RC: rc, log: log}
+	if mongoUsers != nil {
+		a.closers = append(a.closers, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = mongoUsers.Close(ctx)
+		})
+	}
+	return a, nil
 }
 
 // Serve serves on ln until ctx is done, then shuts down gracefully (10 s).
@@ -371,8 +412,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.Store.Close() }
+// Close releases the store and other connections.
+func (a *App) Close() error {
+	for _, c := range a.closers {
+		c()
+	}
+	return a.Store.Close()
+}
 
 // cookiePolicy chooses the session cookie's SameSite and Secure attributes.
 // Same-site deployments (Rocket.Chat on chat.example.com, rcsso on

@@ -189,6 +189,21 @@ type Minting struct {
 	MinInterval time.Duration `koanf:"min_interval"`
 	// OAuth configures minting mode oauth.
 	OAuth MintingOAuth `koanf:"oauth"`
+	// Mongo configures minting modes mongo-resume and mongo-iframe.
+	Mongo MintingMongo `koanf:"mongo"`
+}
+
+// MintingMongo configures the direct-MongoDB minting modes: rcsso writes
+// Rocket.Chat's users collection (resume tokens or services.iframe.token)
+// and needs no Rocket.Chat admin credentials.
+type MintingMongo struct {
+	// URL is Rocket.Chat's MongoDB (its MONGO_URL), with the database in
+	// the path, e.g. mongodb://user:pass@mongo:27017/rocketchat. It holds
+	// credentials: prefer url_file.
+	URL     string `koanf:"url"`
+	URLFile string `koanf:"url_file"`
+	// MaxTokens is Rocket.Chat's MAX_RESUME_LOGIN_TOKENS (default 50).
+	MaxTokens int `koanf:"max_tokens"`
 }
 
 // MintingOAuth configures minting mode oauth: rcsso is an OAuth 2.0
@@ -428,6 +443,7 @@ func (c *Config) readSecretFiles() error {
 	read("rocketchat.create_tokens_secret", &c.RocketChat.CreateTokensSecret, c.RocketChat.CreateTokensSecretFile)
 	read("store.encryption_key", &c.Store.EncryptionKey, c.Store.EncryptionKeyFile)
 	read("webhooks.secret", &c.Webhooks.Secret, c.Webhooks.SecretFile)
+	read("minting.mongo.url", &c.Minting.Mongo.URL, c.Minting.Mongo.URLFile)
 	read("minting.oauth.client_secret", &c.Minting.OAuth.ClientSecret, c.Minting.OAuth.ClientSecretFile)
 	for i := range c.Identity {
 		s := &c.Identity[i]
@@ -585,8 +601,15 @@ func (c *Config) Validate() error {
 	}
 	switch c.Minting.Mode {
 	case "create-token", "oauth", "password":
+	case "mongo-resume", "mongo-iframe":
+		if !strings.HasPrefix(c.Minting.Mongo.URL, "mongodb://") && !strings.HasPrefix(c.Minting.Mongo.URL, "mongodb+srv://") {
+			bad("minting.mongo.url", "mode %s writes Rocket.Chat's MongoDB directly: give its URL (Rocket.Chat's MONGO_URL), e.g. mongodb://mongo:27017/rocketchat", c.Minting.Mode)
+		}
+		if c.Minting.Mongo.MaxTokens < 0 {
+			bad("minting.mongo.max_tokens", "must not be negative (Rocket.Chat's MAX_RESUME_LOGIN_TOKENS, default 50)")
+		}
 	default:
-		bad("minting.mode", "unknown mode %q: use create-token (default), oauth or password", c.Minting.Mode)
+		bad("minting.mode", "unknown mode %q: use create-token (default), oauth, mongo-resume, mongo-iframe or password", c.Minting.Mode)
 	}
 	if c.Minting.Mode == "oauth" {
 		c.validateOAuth(bad)

@@ -1,4 +1,4 @@
-// Package rcemu is an in-memory Rocket.Chat emulator for rcsso's tests and
+// Package rcemu is a Rocket.Chat emulator for rcsso's tests and
 // `rcsso demo`. It follows /work/shared/reference/rocketchat-protocol.md
 // (cited as "spec §n") and the Rocket.Chat OpenAPI files.
 //
@@ -21,8 +21,14 @@
 //     login channel and host commands, and fires the iframe-integration
 //     events. It logs in through /_emu/ddp-login, the stand-in for Meteor's
 //     DDP login method (not rate limited).
+//   - Storage: users in memory (default) or, with Config.MongoURL, in a
+//     MongoDB users collection shaped like Rocket.Chat's (§5), so that
+//     rcsso's mongo-resume and mongo-iframe minters write what the
+//     emulator reads (mongostore.go; `rcsso emulate --mongo-url URL`, or
+//     `--mongo` for an embedded FerretDB, package mongoembed).
 //
 // Not emulated: rooms and messages, DDP/websockets, LDAP/OAuth/CAS logins,
 // e-mail (2FA codes cannot be supplied), failed-login blocking, REST CORS,
-// the XHR-generation client (3.x–6.1), /embeddedLogin, MongoDB storage.
+// the XHR-generation client (3.x–6.1), /embeddedLogin, settings and
+// permissions in MongoDB (they stay in memory in MongoDB mode).
 package rcemu

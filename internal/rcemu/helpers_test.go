@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/rcsso/rcsso/internal/testing/mongotest"
 )
 
 const (
@@ -52,10 +54,14 @@ func newTestServer(t *testing.T, cfg Config) (*Server, *httptest.Server) {
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = bcrypt.MinCost
 	}
+	if cfg.MongoURL == "" && strings.HasPrefix(t.Name(), mongoModePrefix) {
+		cfg.MongoURL = mongotest.Start(t) // MongoDB mode (mongo_test.go)
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() { _ = s.Close() })
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	return s, ts

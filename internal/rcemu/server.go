@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -24,7 +23,7 @@ type Server struct {
 	now     func() time.Time
 	started time.Time
 
-	mu       sync.Mutex // guards everything below
+	mu       serverMu // guards everything below (MongoDB mode: see mongostore.go)
 	st       *store
 	settings map[string]any
 	perms    map[string][]string // permission -> roles
@@ -149,8 +148,14 @@ func New(cfg Config) (*Server, error) {
 		})
 		admin.hasResume = true
 	}
-	s.st.insert(admin)
-	s.adminID = id
+	if c.MongoURL != "" {
+		if err := s.attachMongo(admin); err != nil {
+			return nil, err
+		}
+	} else {
+		s.st.insert(admin)
+		s.adminID = id
+	}
 	s.routes = s.apiRoutes()
 	s.handler = s.buildHandler()
 	return s, nil

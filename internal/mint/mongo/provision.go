@@ -1,0 +1,248 @@
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/provision"
+	"github.com/rcsso/rcsso/internal/store"
+)
+
+// ErrConflict means Rocket.Chat already has a different person under both
+// usernames rcsso would use for an identity; rcsso takes no account over.
+var ErrConflict = errors.New("mongo provision: Rocket.Chat has a conflicting user")
+
+// Config sets what new Rocket.Chat users look like.
+type Config struct {
+	// Roles of new users (default ["user"]); the identity's roles are
+	// added (protocol spec §5: roles must be a non-empty array).
+	Roles []string
+	// PlaceholderEmailDomain builds "<digest>@<domain>" (unverified) for
+	// identities without a verified e-mail; default "users.rcsso.invalid",
+	// as in package provision.
+	PlaceholderEmailDomain string
+	// Usernames is the Rocket.Chat username rule (UTF8_User_Names_Validation);
+	// the zero value is Rocket.Chat's default.
+	Usernames provision.UsernameRule
+	// UsernameTemplate, when set, builds the website user name from the
+	// identity (fields .Username, .Name, .Email, .EmailLocal, .Subject)
+	// before it is mapped onto the rule, as in package provision.
+	UsernameTemplate *template.Template
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Provisioner finds or creates Rocket.Chat users directly in MongoDB and
+// records the link in rcsso's store. It implements mint.Provisioner.
+type Provisioner struct {
+	users *Users
+	st    store.Store
+	cfg   Config
+	log   *slog.Logger
+
+	beforeInsert func(username string) // test hook: runs between look-up and insert
+}
+
+// NewProvisioner returns a Provisioner writing to users and recording
+// links in st. log may be nil.
+func NewProvisioner(users *Users, st store.Store, cfg Config, log *slog.Logger) *Provisioner {
+	if len(cfg.Roles) == 0 {
+		cfg.Roles = []string{"user"}
+	}
+	if cfg.PlaceholderEmailDomain == "" {
+		cfg.PlaceholderEmailDomain = "users.rcsso.invalid"
+	}
+	if cfg.Usernames == (provision.UsernameRule{}) {
+		cfg.Usernames, _ = provision.NewUsernameRule("")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Provisioner{users: users, st: st, cfg: cfg, log: log}
+}
+
+// Ensure returns the link of id, finding or creating its Rocket.Chat user:
+//  1. rcsso's link, if its user still exists;
+//  2. the user holding id's e-mail (its verified e-mail, else its
+//     placeholder address; case-insensitive);
+//  3. the user with the mapped username (or a case variant of it) if that
+//     user holds the e-mail, else the username with provision.WithSuffix;
+//     a free username gets a new document (spec §5, no password, no
+//     services.email2fa). A duplicate-key error (another rcsso process was
+//     faster) re-reads and adopts the winner when it is the same person.
+//
+// Errors: ErrConflict, or a MongoDB / store error, wrapped with what was
+// being done.
+func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.Link, error) {
+	l, err := p.st.GetLink(ctx, id.Subject)
+	switch {
+	case err == nil:
+		ok, err := p.users.exists(ctx, l.UserID)
+		if err != nil {
+			return store.Link{}, fmt.Errorf("mongo provision: looking up user %s of %s: %w", l.UserID, id.Subject, err)
+		}
+		if ok {
+			return l, nil
+		}
+		p.log.Warn("linked rocket.chat user no longer exists; provisioning again", "subject", id.Subject, "rc_user_id", l.UserID)
+	case !errors.Is(err, store.ErrNotFound):
+		return store.Link{}, err
+	}
+	if err := p.users.EnsureIndexes(ctx); err != nil {
+		return store.Link{}, fmt.Errorf("mongo provision: %w", err)
+	}
+	email, verified := p.email(id)
+	u, err := p.users.byEmail(ctx, email)
+	if err != nil {
+		return store.Link{}, fmt.Errorf("mongo provision: looking up the e-mail of %s: %w", id.Subject, err)
+	}
+	if u != nil {
+		return p.link(ctx, id, u, false)
+	}
+	base := p.cfg.Usernames.Map(p.usernameSource(id), id.Subject)
+	for _, username := range []string{base, provision.WithSuffix(base, id.Subject)} {
+		u, err := p.users.byUsername(ctx, username)
+		if err != nil {
+			return store.Link{}, fmt.Errorf("mongo provision: looking up username %q: %w", username, err)
+		}
+		created := false
+		if u == nil {
+			if p.beforeInsert != nil {
+				p.beforeInsert(username)
+			}
+			u, err = p.insert(ctx, id, username, email, verified)
+			created = err == nil
+			if mongodrv.IsDuplicateKeyError(err) {
+				// Another process created this person, or someone took the
+				// username, between the look-up and the insert.
+				if u, err = p.users.byEmail(ctx, email); err == nil && u == nil {
+					u, err = p.users.byUsername(ctx, username)
+				}
+				if err != nil {
+					return store.Link{}, fmt.Errorf("mongo provision: re-reading after a duplicate key for %q: %w", username, err)
+				}
+				if u == nil {
+					return store.Link{}, fmt.Errorf("mongo provision: inserting %q hit a unique index but no user holds the username or e-mail (deleted meanwhile?); try again", username)
+				}
+			} else if err != nil {
+				return store.Link{}, fmt.Errorf("mongo provision: inserting user %q for %s: %w", username, id.Subject, err)
+			}
+		}
+		if !owns(u, email) {
+			p.log.Info("rocket.chat username taken by another person, trying the suffixed one", "subject", id.Subject, "rc_username", username)
+			continue
+		}
+		return p.link(ctx, id, u, created)
+	}
+	return store.Link{}, fmt.Errorf("%w: usernames %q and its suffixed form belong to other Rocket.Chat users", ErrConflict, base)
+}
+
+// link records u as id's Rocket.Chat user.
+func (p *Provisioner) link(ctx context.Context, id identity.Identity, u *userDoc, created bool) (store.Link, error) {
+	l := store.Link{Subject: id.Subject, UserID: u.ID, Username: u.Username, UpdatedAt: p.cfg.Now().UTC()}
+	if err := p.st.PutLink(ctx, l); err != nil {
+		return store.Link{}, err
+	}
+	if created {
+		p.log.Info("created rocket.chat user in mongodb", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username)
+	} else {
+		p.log.Info("linked existing rocket.chat user", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username)
+	}
+	return l, nil
+}
+
+// insert creates the user document (spec §5) in one InsertOne.
+func (p *Provisioner) insert(ctx context.Context, id identity.Identity, username, email string, verified bool) (*userDoc, error) {
+	name := strings.TrimSpace(id.Name)
+	if name == "" {
+		name = id.Username
+	}
+	if name == "" {
+		name = username
+	}
+	now := mongoTime(p.cfg.Now())
+	uid := randomID()
+	roles := bson.A{}
+	for _, r := range p.roles(id) {
+		roles = append(roles, r)
+	}
+	doc := bson.D{
+		{Key: "_id", Value: uid},
+		{Key: "createdAt", Value: now},
+		{Key: "_updatedAt", Value: now},
+		{Key: "username", Value: username},
+		{Key: "name", Value: name},
+		{Key: "emails", Value: bson.A{bson.D{{Key: "address", Value: email}, {Key: "verified", Value: verified}}}},
+		{Key: "type", Value: "user"},
+		{Key: "status", Value: "offline"},
+		{Key: "active", Value: true},
+		{Key: "roles", Value: roles},
+		{Key: "settings", Value: bson.D{}},
+		{Key: "services", Value: bson.D{}},
+	}
+	if _, err := p.users.coll.InsertOne(ctx, doc); err != nil {
+		return nil, err
+	}
+	return &userDoc{ID: uid, Username: username, Emails: []emailDoc{{Address: email, Verified: verified}}}, nil
+}
+
+// email is the address a new user gets and whether it is verified: the
+// identity's e-mail when the website vouches for it, else a placeholder
+// unique to the subject (Rocket.Chat requires an e-mail).
+func (p *Provisioner) email(id identity.Identity) (string, bool) {
+	if e := strings.TrimSpace(id.Email); e != "" && id.EmailVerified {
+		return e, true
+	}
+	return provision.Digest(id.Subject)[:20] + "@" + p.cfg.PlaceholderEmailDomain, false
+}
+
+// roles are the configured roles plus the identity's, sorted.
+func (p *Provisioner) roles(id identity.Identity) []string {
+	out := slices.Clone(p.cfg.Roles)
+	for _, r := range id.Roles {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// usernameSource is the website user name before mapping.
+func (p *Provisioner) usernameSource(id identity.Identity) string {
+	if p.cfg.UsernameTemplate == nil {
+		return id.Username
+	}
+	local, _, _ := strings.Cut(id.Email, "@")
+	var b strings.Builder
+	err := p.cfg.UsernameTemplate.Execute(&b, map[string]string{
+		"Username": id.Username, "Name": id.Name, "Email": id.Email, "EmailLocal": local, "Subject": id.Subject,
+	})
+	if err != nil || strings.TrimSpace(b.String()) == "" {
+		return id.Username
+	}
+	return b.String()
+}
+
+// owns reports whether u holds the e-mail address (case-insensitively).
+func owns(u *userDoc, email string) bool {
+	for _, e := range u.Emails {
+		if strings.EqualFold(e.Address, email) {
+			return true
+		}
+	}
+	return false
+}
