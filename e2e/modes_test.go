@@ -80,4 +80,16 @@ func TestMongoIframeMode(t *testing.T) {
 	if st := e.stats(); st.UsersCreateCalls != 0 || st.CreateTokenCalls != 0 {
 		t.Fatalf("REST admin calls in a MongoDB mode: %+v", st)
 	}
+	// A website logout ends the chat session too.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.ssoURL+"/logout"), chromedp.Click(chromedp.CSS("#logout-submit"))); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEval(ctx, `document.body && document.body.textContent.includes("You are logged out")`)
+	if u, _ := e.emu.UserByUsername("alice"); u.IframeToken != "" || u.ResumeTokens != 0 {
+		t.Fatalf("after the website logout: iframe token %q, %d resume tokens", u.IframeToken, u.ResumeTokens)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "iframe")
 }

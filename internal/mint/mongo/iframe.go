@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -153,9 +154,12 @@ func (m *IframeMinter) Validate(ctx context.Context, t mint.Token) error {
 	return nil
 }
 
-// Revoke implements mint.Revoker: it unsets services.iframe.token if it
-// still equals the token (a newer value is left alone). A value or user
-// that is gone is not an error.
+// Revoke implements mint.Revoker: it unsets the iframe token and, because
+// the Rocket.Chat session an iframe login opened is an ordinary resume token
+// rcsso cannot tell apart from the person's other sessions, removes every
+// resume token of the user (personal access tokens stay), as Rocket.Chat's
+// own users.logout does. A website logout therefore ends the person's chat
+// sessions everywhere in this mode.
 func (m *IframeMinter) Revoke(ctx context.Context, t mint.Token) error {
 	if t.UserID == "" || t.Value == "" {
 		return nil
@@ -167,6 +171,16 @@ func (m *IframeMinter) Revoke(ctx context.Context, t mint.Token) error {
 	}
 	if _, err := m.Users.coll.UpdateOne(ctx, filter, update); err != nil {
 		return fmt.Errorf("mongo-iframe: unsetting the iframe token of user %s: %w", t.UserID, err)
+	}
+	err := m.Users.modifyTokens(ctx, t.UserID, m.now, func(tokens bson.A) (bson.A, bool) {
+		out := slices.DeleteFunc(slices.Clone(tokens), func(v any) bool {
+			e := parseEntry(v)
+			return e.doc && !e.pat
+		})
+		return out, len(out) != len(tokens)
+	})
+	if err != nil && !errors.Is(err, ErrNoUser) {
+		return fmt.Errorf("mongo-iframe: ending the chat sessions of user %s: %w", t.UserID, err)
 	}
 	return nil
 }
