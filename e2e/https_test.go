@@ -8,10 +8,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 
@@ -141,6 +143,25 @@ func TestCookieTopologies(t *testing.T) {
 			if apiURL != c.apiURLWins {
 				t.Fatalf("API URL flow logged in = %v, want %v", apiURL, c.apiURLWins)
 			}
+			if !apiURL {
+				// The IFrame URL inside Rocket.Chat: a login there sets a
+				// Partitioned (CHIPS) cookie in Rocket.Chat's partition, which
+				// the browser keeps even with third-party cookies blocked, and
+				// which then also carries later API URL calls.
+				e.loginInCrossSiteIframe(ctx, ssoURL+"/login")
+				e.waitChat(ctx, "logged-in")
+				if _, err := chromedp.Run(ctx, chromedp.Evaluate[any](`localStorage.clear()`)); err != nil {
+					t.Fatal(err)
+				}
+				if err := chromedp.Do(ctx, chromedp.Reload()); err != nil {
+					t.Fatal(err)
+				}
+				e.waitEval(ctx, `["logged-in", "iframe"].includes((document.getElementById("rc-status")||{}).textContent)`)
+				if e.chatStatus(ctx) != "logged-in" {
+					t.Fatal("the partitioned cookie did not carry the API URL call after the IFrame URL login")
+				}
+				t.Log("logged in through: IFrame URL login, then API URL with the partitioned cookie")
+			}
 
 			// 2. The host push flow from the website's own page: works in
 			// every case (rcsso's cookie is same-site to the host page).
@@ -161,6 +182,52 @@ func TestCookieTopologies(t *testing.T) {
 				t.Fatal("with third-party cookies blocked across sites, the host push flow must be the way in")
 			}
 		})
+	}
+}
+
+// loginInCrossSiteIframe fills rcsso's login form inside Rocket.Chat's
+// iframe when that iframe is cross-site (its own process and target).
+func (e *env) loginInCrossSiteIframe(ctx context.Context, urlPrefix string) {
+	e.t.Helper()
+	var id target.ID
+	e.waitEvalGo(func() bool {
+		infos, err := chromedp.Targets(ctx)
+		if err != nil {
+			return false
+		}
+		for _, info := range infos {
+			if info.Type == "iframe" && strings.HasPrefix(info.URL, urlPrefix) {
+				id = info.TargetID
+				return true
+			}
+		}
+		return false
+	})
+	// Not cancelled here: cancelling a context attached to a target detaches
+	// the tab's session too.
+	fctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(id))
+	e.t.Cleanup(cancel)
+	err := chromedp.Do(fctx,
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
+		chromedp.SendKeys(chromedp.CSS("#password"), e.password+"\r"),
+	)
+	if err != nil {
+		e.t.Fatalf("login inside the cross-site iframe: %v", err)
+	}
+}
+
+// waitEvalGo polls a Go condition for at most 20 s.
+func (e *env) waitEvalGo(cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatal("condition not met within 20 s")
+		}
+		<-tick.C
 	}
 }
 
