@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 
 	"github.com/rcsso/rcsso/internal/app"
@@ -69,6 +70,16 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.Metrics.Handler())
+		go func() { _ = serveHTTP(ctx, mln, mux, log) }()
+		log.Info("metrics serving", "listen", mln.Addr().String(), "path", "/metrics")
 	}
 	log.Info("rcsso serving", "version", version, "listen", ln.Addr().String(), "public_url", cfg.PublicURL,
 		"api_url", cfg.PublicURL+"/api/rocketchat/token", "iframe_url", cfg.PublicURL+"/login")

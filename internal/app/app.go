@@ -31,6 +31,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity/local"
 	"github.com/rcsso/rcsso/internal/identity/oidc"
 	"github.com/rcsso/rcsso/internal/identity/whoami"
+	"github.com/rcsso/rcsso/internal/metrics"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/createtoken"
 	mongomint "github.com/rcsso/rcsso/internal/mint/mongo"
@@ -54,6 +55,7 @@ type App struct {
 	Store   store.Store
 	Broker  *mint.Broker
 	Handler *server.Server
+	Metrics *metrics.Metrics
 	RC      *rocketchat.Client
 	log     *slog.Logger
 	closers []func()
@@ -344,7 +346,9 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			"url", base, "callback", provider.Callback())
 	}
 
+	met := metrics.New(broker)
 	srv := server.New(server.Options{
+		Observe:          met.Observe,
 		PublicURL:        pub,
 		RocketChatOrigin: rcOrigin,
 		WebsiteOrigins:   websiteOrigins,
@@ -374,7 +378,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Extra:          extra,
 	})
 	ok = true
-	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, RC: rc, log: log}
+	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, log: log}
 	if mongoUsers != nil {
 		a.closers = append(a.closers, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -122,6 +122,13 @@ func TestThousandPageViewsMintOnce(t *testing.T) {
 		t.Fatalf("1000 page views: users.createToken %d times, %d resume tokens in Rocket.Chat; want 1 and 1", n, u.ResumeTokens)
 	}
 	t.Logf("1000 page views: %d users.createToken call(s), %d resume token(s) held by Rocket.Chat", emu.Stats().CreateTokenCalls-base, u.ResumeTokens)
+	mw := httptest.NewRecorder()
+	a.Metrics.Handler().ServeHTTP(mw, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"rcsso_tokens_minted_total 1\n", "rcsso_tokens_reused_total 999\n", `rcsso_http_requests_total{code="200",route="api_url"} 1000`} {
+		if !strings.Contains(mw.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }
 
 // Two rcsso processes behind a load balancer share one store: 20

@@ -35,6 +35,9 @@ type Config struct {
 	// PublicURL is where browsers reach rcsso (scheme, host, optional path
 	// prefix), e.g. "https://sso.example.com". Cookie security follows its scheme.
 	PublicURL string `koanf:"public_url"`
+	// MetricsListen, when set (e.g. "127.0.0.1:9090"), serves Prometheus
+	// metrics at /metrics on that separate address.
+	MetricsListen string `koanf:"metrics_listen"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `koanf:"log_level"`
 	// LogFormat is text or json.
@@ -463,6 +466,11 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "must be host:port such as 127.0.0.1:8080 (got %q)", c.Listen)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			bad("metrics_listen", "must be host:port such as 127.0.0.1:9090 (got %q)", c.MetricsListen)
+		}
 	}
 	pub, err := ParseOrigin(c.PublicURL, true)
 	if err != nil {

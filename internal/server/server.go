@@ -43,6 +43,10 @@ type Options struct {
 	RC       *rocketchat.Client
 	Logger   *slog.Logger
 
+	// Observe, when set, is told the route and status code of every
+	// response (metrics).
+	Observe func(route string, code int)
+
 	// LoginLimiter limits failed local logins; nil → defaults.
 	LoginLimiter *FailureLimiter
 
@@ -219,6 +223,9 @@ func (s *Server) common(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
+		if s.o.Observe != nil {
+			s.o.Observe(routeOf(r.URL.Path), sw.status)
+		}
 		if s.log.Enabled(r.Context(), slog.LevelDebug) {
 			s.log.Debug("http", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
 		}
@@ -247,4 +254,23 @@ func staticHandler() http.Handler {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		fs.ServeHTTP(w, r)
 	})
+}
+
+// routeOf groups paths for metrics (bounded label values).
+func routeOf(path string) string {
+	switch {
+	case path == "/api/rocketchat/token":
+		return "api_url"
+	case path == "/login" || strings.HasPrefix(path, "/login/"):
+		return "iframe_url"
+	case strings.HasPrefix(path, "/embed"):
+		return "embed"
+	case path == "/logout":
+		return "logout"
+	case strings.HasPrefix(path, "/webhooks/"):
+		return "webhook"
+	case strings.HasPrefix(path, "/auth/"), strings.HasPrefix(path, "/oauth/"):
+		return "auth"
+	}
+	return "other"
 }
