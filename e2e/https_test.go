@@ -185,6 +185,31 @@ func TestCookieTopologies(t *testing.T) {
 	}
 }
 
+// clickInCrossSiteIframe clicks sel inside the cross-site iframe whose URL
+// starts with urlPrefix.
+func (e *env) clickInCrossSiteIframe(ctx context.Context, urlPrefix, sel string) {
+	e.t.Helper()
+	var id target.ID
+	e.waitEvalGo(func() bool {
+		infos, err := chromedp.Targets(ctx)
+		if err != nil {
+			return false
+		}
+		for _, info := range infos {
+			if info.Type == "iframe" && strings.HasPrefix(info.URL, urlPrefix) {
+				id = info.TargetID
+				return true
+			}
+		}
+		return false
+	})
+	fctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(id))
+	e.t.Cleanup(cancel)
+	if err := chromedp.Do(fctx, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel))); err != nil {
+		e.t.Fatalf("clicking %s inside the cross-site iframe: %v", sel, err)
+	}
+}
+
 // loginInCrossSiteIframe fills rcsso's login form inside Rocket.Chat's
 // iframe when that iframe is cross-site (its own process and target).
 func (e *env) loginInCrossSiteIframe(ctx context.Context, urlPrefix string) {

@@ -348,19 +348,20 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 
 	met := metrics.New(broker)
 	srv := server.New(server.Options{
-		Observe:          met.Observe,
-		PublicURL:        pub,
-		RocketChatOrigin: rcOrigin,
-		WebsiteOrigins:   websiteOrigins,
-		WebsiteName:      cfg.Website.Name,
-		WebsiteLoginURL:  cfg.Website.LoginURL,
-		Identity:         chain,
-		Sessions:         sessions,
-		Broker:           broker,
-		Store:            st,
-		RC:               rc,
-		Logger:           log,
-		WebhookSecret:    []byte(cfg.Webhooks.Secret),
+		Observe:                met.Observe,
+		NoStorageAccessHeaders: !cfg.Session.StorageAccessHeaders,
+		PublicURL:              pub,
+		RocketChatOrigin:       rcOrigin,
+		WebsiteOrigins:         websiteOrigins,
+		WebsiteName:            cfg.Website.Name,
+		WebsiteLoginURL:        cfg.Website.LoginURL,
+		Identity:               chain,
+		Sessions:               sessions,
+		Broker:                 broker,
+		Store:                  st,
+		RC:                     rc,
+		Logger:                 log,
+		WebhookSecret:          []byte(cfg.Webhooks.Secret),
 		Ready: func(ctx context.Context) error {
 			switch {
 			case mongoUsers != nil:

@@ -240,6 +240,9 @@ type Session struct {
 	// Partitioned adds the CHIPS Partitioned attribute when the cookie is
 	// SameSite=None (cross-site deployments): auto (default) or off.
 	Partitioned string `koanf:"partitioned"`
+	// StorageAccessHeaders answers API URL calls whose cookie the browser
+	// held back with Activate-Storage-Access: retry (default true).
+	StorageAccessHeaders bool `koanf:"storage_access_headers"`
 }
 
 // Website describes the website that embeds the chat.
@@ -292,7 +295,7 @@ func Default() Config {
 			TokenTTL:        30 * 24 * time.Hour,
 			MinInterval:     30 * time.Second,
 		},
-		Session: Session{TTL: 12 * time.Hour, SameSite: "auto", Partitioned: "auto"},
+		Session: Session{TTL: 12 * time.Hour, SameSite: "auto", Partitioned: "auto", StorageAccessHeaders: true},
 		Website: Website{Name: "the website"},
 		Provision: Provision{
 			Roles:                  []string{"user"},

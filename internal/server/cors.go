@@ -36,7 +36,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 			// browser held back rcsso's cookie only because it would be a
 			// third-party cookie, and the user already granted storage
 			// access, ask it to retry with the cookie.
-			if r.Header.Get("Sec-Fetch-Storage-Access") == "inactive" {
+			if !s.o.NoStorageAccessHeaders && r.Header.Get("Sec-Fetch-Storage-Access") == "inactive" {
 				h.Set("Activate-Storage-Access", `retry; allowed-origin="`+origin+`"`)
 			}
 		}

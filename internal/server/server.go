@@ -43,6 +43,9 @@ type Options struct {
 	RC       *rocketchat.Client
 	Logger   *slog.Logger
 
+	// NoStorageAccessHeaders turns off Activate-Storage-Access answers.
+	NoStorageAccessHeaders bool
+
 	// Observe, when set, is told the route and status code of every
 	// response (metrics).
 	Observe func(route string, code int)
