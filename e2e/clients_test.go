@@ -6,6 +6,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 )
 
@@ -122,6 +123,50 @@ func TestChatLogoutIsNotUndone(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#resume-submit"), chromedp.FromNode(nodes[0]))); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "logged-in")
+}
+
+// The IFrame URL's last fallback: "Log in in a new window" opens rcsso's
+// login top-level in a popup; when it is done the chat signs in.
+func TestLoginInNewWindow(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := e.browser()
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "iframe")
+	if _, err := e.iframeEval(ctx, "#rc-login-iframe", `document.readyState === "complete" && !document.getElementById("login-window-box").hidden && "ready"`); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#rc-login-iframe")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#login-window"), chromedp.FromNode(nodes[0]))); err != nil {
+		t.Fatal(err)
+	}
+	// The popup is a new top-level page on rcsso's origin.
+	var popup target.ID
+	e.waitEvalGo(func() bool {
+		infos, _ := chromedp.Targets(ctx)
+		for _, i := range infos {
+			if i.Type == "page" && strings.HasPrefix(i.URL, e.ssoURL+"/login?return_to=") {
+				popup = i.TargetID
+				return true
+			}
+		}
+		return false
+	})
+	pctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(popup))
+	t.Cleanup(cancel)
+	err = chromedp.Do(pctx,
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
+		chromedp.SendKeys(chromedp.CSS("#password"), e.password+"\r"),
+	)
+	if err != nil {
 		t.Fatal(err)
 	}
 	e.waitChat(ctx, "logged-in")

@@ -27,6 +27,11 @@
   // Top level (mobile WebView, a person): plain links, the provider comes
   // back to this page. Desktop app (target=_top): the whole window goes and
   // comes back to Rocket.Chat. Web: a popup.
+  // The last fallback for browsers that keep rcsso's cookie away from the
+  // iframe: log in top-level in a popup (first-party; this also counts as the
+  // interaction Safari wants before granting storage access).
+  var lw = document.getElementById('login-window-box');
+  if (lw && framed) lw.hidden = false;
   Array.prototype.forEach.call(document.querySelectorAll('a[data-sso]'), function (a) {
     if (!framed || a.target === '_top') return;
     var url = a.getAttribute('data-popup-url');
