@@ -121,6 +121,17 @@ func TestHostPushCrossSiteCode(t *testing.T) {
 	if got, _ := chromedp.Run(ctx2, chromedp.Evaluate[bool](`window.__events.includes("Custom_Script_Logged_In") || window.__events.includes("rcsso-token-sent")`)); got {
 		t.Fatal("a replayed code logged in")
 	}
+	// A code in the page URL's fragment works too, and leaves the address bar.
+	code3 := newCode(e.other.URL)
+	e.other.page("/frag", hostPage(e.ssoURL, e.rcURL, ``))
+	ctx4 := e.browser()
+	if err := chromedp.Do(ctx4, chromedp.Navigate(e.other.URL+"/frag#rcsso_code="+code3)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEval(ctx4, `window.__events.includes("Custom_Script_Logged_In")`)
+	if href, _ := chromedp.Run(ctx4, chromedp.Evaluate[string](`location.href`)); strings.Contains(href, code3) {
+		t.Fatalf("the code stayed in the URL: %s", href)
+	}
 	// A code issued for www.other.test, presented by www.example.test: refused.
 	code2 := newCode(e.other.URL)
 	e.www.page("/steal", hostPage(e.ssoURL, e.rcURL, `code="`+code2+`"`))

@@ -6,7 +6,7 @@
  * Attributes: rocketchat (Rocket.Chat URL, required), path (room path,
  * default /home), sso (rcsso URL; default: where this script came from),
  * code (a single-use code from POST /embed/codes, for host pages on another
- * site than rcsso). The element gets the token from rcsso (same-site fetch
+ * site than rcsso; or in the page URL's fragment as #rcsso_code=…). The element gets the token from rcsso (same-site fetch
  * with credentials, or by redeeming the code) and pushes it into the chat
  * with Rocket.Chat's iframe integration command login-with-token, addressed
  * to Rocket.Chat's exact origin. Rocket.Chat's outgoing events
@@ -24,6 +24,17 @@
 
   class RocketChatEmbed extends HTMLElement {}
 
+  // A single-use code may also arrive in the page URL's fragment
+  // (#rcsso_code=…), never its query string; it is removed from the address
+  // bar at once.
+  function codeFromFragment() {
+    var m = /(?:^#|&)rcsso_code=([A-Za-z0-9]+)/.exec(window.location.hash);
+    if (!m) return null;
+    var rest = window.location.hash.replace(m[0], '').replace(/^#&?/, '');
+    history.replaceState(null, '', window.location.pathname + window.location.search + (rest ? '#' + rest : ''));
+    return m[1];
+  }
+
   RocketChatEmbed.prototype.connectedCallback = function () {
     if (this._iframe) return;
     var self = this;
@@ -31,7 +42,7 @@
     try { rc = new URL(this.getAttribute('rocketchat')); } catch (e) { this._fail('the rocketchat attribute is not a URL'); return; }
     this._rcOrigin = rc.origin;
     this._sso = (this.getAttribute('sso') || defaultSSO).replace(/\/$/, '');
-    this._code = this.getAttribute('code');
+    this._code = this.getAttribute('code') || codeFromFragment();
     this.removeAttribute('code'); // single use: keep it out of the DOM
     this._loggedIn = false;
     this._pushing = null;
