@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
-	"time"
 
+	"github.com/rcsso/rcsso/internal/app"
 	"github.com/rcsso/rcsso/internal/rcemu"
 )
 
@@ -53,7 +51,7 @@ func runEmulate(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("Rocket.Chat emulator serving", "url", "http://"+ln.Addr().String(), "profile", emu.Profile(), "admin_user_id", emu.AdminID())
-	return serveHTTP(ctx, ln, emu.Handler(), log)
+	return app.ServeHTTP(ctx, ln, emu.Handler(), log)
 }
 
 // redactMongoURL hides a password in a MongoDB URL for logs.
@@ -63,21 +61,4 @@ func redactMongoURL(s string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
-}
-
-// serveHTTP serves h on ln until ctx is done, then shuts down (5 s).
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = hs.Shutdown(sctx)
-	<-errc
-	return nil
 }

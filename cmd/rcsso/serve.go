@@ -78,7 +78,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", a.Metrics.Handler())
-		go func() { _ = serveHTTP(ctx, mln, mux, log) }()
+		go func() { _ = app.ServeHTTP(ctx, mln, mux, log) }()
 		log.Info("metrics serving", "listen", mln.Addr().String(), "path", "/metrics")
 	}
 	log.Info("rcsso serving", "version", version, "listen", ln.Addr().String(), "public_url", cfg.PublicURL,

@@ -390,16 +390,24 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	return a, nil
 }
 
-// Serve serves on ln until ctx is done, then shuts down gracefully (10 s).
+// Serve serves rcsso on ln until ctx is done, then shuts down gracefully.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	return ServeHTTP(ctx, ln, a.Handler, a.log)
+}
+
+// ServeHTTP serves h on ln with rcsso's server timeouts (header 10 s, read
+// 30 s, write 60 s, idle 120 s, 64 KiB of headers) until ctx is done, then
+// shuts down gracefully within 10 s. Used for rcsso, the metrics listener,
+// the emulator and the demo website.
+func ServeHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
 	hs := &http.Server{
-		Handler:           a.Handler,
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

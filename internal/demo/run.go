@@ -3,11 +3,9 @@ package demo
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -104,7 +102,7 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	r.cancel = cancel
 	g, gctx := errgroup.WithContext(ctx)
 	r.g = g
-	g.Go(func() error { return serve(gctx, lns[2], emu.Handler(), log) })
+	g.Go(func() error { return app.ServeHTTP(gctx, lns[2], emu.Handler(), log) })
 	a, err := app.Build(ctx, cfg, log)
 	if err != nil {
 		cancel()
@@ -126,7 +124,7 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	}
 	g.Go(func() error { return a.Serve(gctx, lns[1]) })
 	g.Go(func() error {
-		return serve(gctx, lns[0], Site(SiteOptions{SiteURL: r.SiteURL, RcssoURL: r.RcssoURL, RocketChatURL: r.RocketChatURL}), log)
+		return app.ServeHTTP(gctx, lns[0], Site(SiteOptions{SiteURL: r.SiteURL, RcssoURL: r.RcssoURL, RocketChatURL: r.RocketChatURL}), log)
 	})
 	return r, nil
 }
@@ -154,24 +152,6 @@ func (r *Running) Banner() string {
   Then open the chat: it is already signed in as %q.
   Rocket.Chat emulator %s (profile %s), rcsso %s
 `, r.SiteURL, r.Username, r.Password, r.Username, r.RocketChatURL, r.Emulator.Profile(), r.RcssoURL)
-}
-
-func serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = hs.Shutdown(sctx)
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // listenOrAny listens on addr, or on another free port of the same host

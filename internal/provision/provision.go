@@ -142,15 +142,22 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 	return store.Link{}, fmt.Errorf("%w: usernames %q and its suffixed form belong to other Rocket.Chat users", ErrConflict, base)
 }
 
-// usernameSource is the website user name before mapping: the template's
-// output, or the identity's user name.
+// usernameSource is the website user name before mapping.
 func (p *Provisioner) usernameSource(id identity.Identity) string {
-	if p.cfg.UsernameTemplate == nil {
+	return UsernameSource(p.cfg.UsernameTemplate, id)
+}
+
+// UsernameSource is the website user name before it is mapped onto
+// Rocket.Chat's rule: tmpl's output (fields .Username, .Name, .Email,
+// .EmailLocal, .Subject), or id.Username when tmpl is nil, fails or yields
+// only spaces. Shared by every provisioner.
+func UsernameSource(tmpl *template.Template, id identity.Identity) string {
+	if tmpl == nil {
 		return id.Username
 	}
 	local, _, _ := strings.Cut(id.Email, "@")
 	var b strings.Builder
-	err := p.cfg.UsernameTemplate.Execute(&b, map[string]string{
+	err := tmpl.Execute(&b, map[string]string{
 		"Username": id.Username, "Name": id.Name, "Email": id.Email, "EmailLocal": local, "Subject": id.Subject,
 	})
 	if err != nil || strings.TrimSpace(b.String()) == "" {
@@ -160,10 +167,19 @@ func (p *Provisioner) usernameSource(id identity.Identity) string {
 }
 
 func (p *Provisioner) email(id identity.Identity) string {
-	if id.Email != "" && id.EmailVerified {
-		return id.Email
+	e, _ := AccountEmail(id, p.cfg.PlaceholderEmailDomain)
+	return e
+}
+
+// AccountEmail is the e-mail address a Rocket.Chat account gets for id: the
+// identity's own when the source vouches for it (verified true), otherwise a
+// placeholder "<digest of the subject>@<placeholderDomain>" (verified
+// false), so rcsso never claims an address nobody verified.
+func AccountEmail(id identity.Identity, placeholderDomain string) (string, bool) {
+	if e := strings.TrimSpace(id.Email); e != "" && id.EmailVerified {
+		return e, true
 	}
-	return Digest(id.Subject)[:20] + "@" + p.cfg.PlaceholderEmailDomain
+	return Digest(id.Subject)[:20] + "@" + placeholderDomain, false
 }
 
 // owns reports whether u is the person with e-mail email.

@@ -44,10 +44,12 @@ func (p *Provisioner) fields(id identity.Identity) [nFields]string {
 	return f
 }
 
-// roles are the Rocket.Chat roles for id: the configured base roles plus
-// the identity's mapped roles.
-func (p *Provisioner) roles(id identity.Identity) []string {
-	out := slices.Clone(p.cfg.Roles)
+func (p *Provisioner) roles(id identity.Identity) []string { return Roles(p.cfg.Roles, id) }
+
+// Roles are the Rocket.Chat roles for id: the base roles plus the
+// identity's mapped roles, sorted and without duplicates.
+func Roles(base []string, id identity.Identity) []string {
+	out := slices.Clone(base)
 	for _, r := range id.Roles {
 		if !slices.Contains(out, r) {
 			out = append(out, r)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -203,38 +202,13 @@ func (p *Provisioner) insert(ctx context.Context, id identity.Identity, username
 // identity's e-mail when the website vouches for it, else a placeholder
 // unique to the subject (Rocket.Chat requires an e-mail).
 func (p *Provisioner) email(id identity.Identity) (string, bool) {
-	if e := strings.TrimSpace(id.Email); e != "" && id.EmailVerified {
-		return e, true
-	}
-	return provision.Digest(id.Subject)[:20] + "@" + p.cfg.PlaceholderEmailDomain, false
+	return provision.AccountEmail(id, p.cfg.PlaceholderEmailDomain)
 }
 
-// roles are the configured roles plus the identity's, sorted.
-func (p *Provisioner) roles(id identity.Identity) []string {
-	out := slices.Clone(p.cfg.Roles)
-	for _, r := range id.Roles {
-		if !slices.Contains(out, r) {
-			out = append(out, r)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
+func (p *Provisioner) roles(id identity.Identity) []string { return provision.Roles(p.cfg.Roles, id) }
 
-// usernameSource is the website user name before mapping.
 func (p *Provisioner) usernameSource(id identity.Identity) string {
-	if p.cfg.UsernameTemplate == nil {
-		return id.Username
-	}
-	local, _, _ := strings.Cut(id.Email, "@")
-	var b strings.Builder
-	err := p.cfg.UsernameTemplate.Execute(&b, map[string]string{
-		"Username": id.Username, "Name": id.Name, "Email": id.Email, "EmailLocal": local, "Subject": id.Subject,
-	})
-	if err != nil || strings.TrimSpace(b.String()) == "" {
-		return id.Username
-	}
-	return b.String()
+	return provision.UsernameSource(p.cfg.UsernameTemplate, id)
 }
 
 // owns reports whether u holds the e-mail address (case-insensitively).
