@@ -153,7 +153,8 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		adminKey = "rocketchat.admin_username/admin_password"
 	}
 	capa := &capability{rc: rc, admin: admin, secret: secret, adminKey: adminKey}
-	if infoErr == nil && cfg.Minting.Mode == "create-token" {
+	capa.credentialsOnly = cfg.Minting.Mode == "password"
+	if infoErr == nil && (cfg.Minting.Mode == "create-token" || cfg.Minting.Mode == "password") {
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		err := capa.Check(cctx)
 		cancel()
@@ -221,7 +222,9 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		if err := mongoUsers.Ping(pctx); err != nil {
 			log.Warn("Rocket.Chat's MongoDB does not answer yet; /readyz reports it", "err", err)
 		} else if err := mongoUsers.EnsureIndexes(pctx); err != nil {
-			log.Warn("checking the users collection's unique indexes", "err", err)
+			cancel()
+			_ = mongoUsers.Close(context.Background())
+			return nil, fmt.Errorf("%w: rcsso cannot write Rocket.Chat's users collection (%v); give the MongoDB user in minting.mongo.url the readWrite role on Rocket.Chat's database", ErrIncapable, err)
 		}
 		cancel()
 		ensurer = mongomint.NewProvisioner(mongoUsers, st, mongomint.Config{Roles: cfg.Provision.Roles,
@@ -369,7 +372,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 					return fmt.Errorf("Rocket.Chat's MongoDB (minting.mongo.url): %w", err)
 				}
 				return nil
-			case cfg.Minting.Mode != "create-token":
+			case cfg.Minting.Mode != "create-token" && cfg.Minting.Mode != "password":
 				return nil
 			}
 			return capa.Check(ctx)

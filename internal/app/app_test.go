@@ -261,3 +261,24 @@ func TestDiagnosticsPage(t *testing.T) {
 		t.Log(body)
 	}
 }
+
+// Mode password checks the service account at start-up too.
+func TestPasswordModeRefusesBadCredentials(t *testing.T) {
+	emu, err := rcemu.New(rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	cfg := config.Default()
+	cfg.Minting.Mode = "password"
+	cfg.RocketChat.URL = srv.URL
+	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken = emu.AdminID(), "not-the-pat"
+	cfg.Store = config.Store{Type: "memory"}
+	if a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler)); err == nil {
+		a.Close()
+		t.Fatal("started with a rejected personal access token")
+	} else if !strings.Contains(err.Error(), "personal access token") {
+		t.Fatalf("error %q does not say what to fix", err)
+	}
+}

@@ -27,6 +27,9 @@ type capability struct {
 	secret   string
 	version  string
 	adminKey string // config key naming the credentials, for messages
+	// credentialsOnly checks the service account but not users.createToken
+	// (mode password creates users and logs in with their passwords).
+	credentialsOnly bool
 
 	mu     sync.Mutex
 	done   bool
@@ -69,6 +72,9 @@ func (c *capability) check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.credentialsOnly {
+		return c.checkRoles(me)
+	}
 	tok, err := c.rc.CreateToken(ctx, cr, me.ID, c.secret)
 	if rocketchat.IsTokensBug(err) {
 		return nil // 7.13.x bug #40598: the endpoint works, the minter retries
@@ -83,6 +89,12 @@ func (c *capability) check(ctx context.Context) error {
 	if err := c.rc.Logout(ctx, tok); err != nil && !rocketchat.IsUnauthorized(err) {
 		return err
 	}
+	return c.checkRoles(me)
+}
+
+// checkRoles: the service account needs create-user and friends (admin, or
+// a role given those permissions; bot brings api-bypass-rate-limit).
+func (c *capability) checkRoles(me rocketchat.User) error {
 	if !slices.Contains(me.Roles, "admin") && !slices.Contains(me.Roles, "bot") {
 		return fmt.Errorf("%w: the service account %q has roles %v; give it a role with the permissions create-user, view-full-other-user-info, edit-other-user-info, user-generate-access-token and api-bypass-rate-limit (the bot role plus those, or admin)",
 			ErrIncapable, me.Username, me.Roles)
