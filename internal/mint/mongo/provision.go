@@ -152,6 +152,9 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 // link records u as id's Rocket.Chat user.
 func (p *Provisioner) link(ctx context.Context, id identity.Identity, u *userDoc, created bool) (store.Link, error) {
 	l := store.Link{Subject: id.Subject, UserID: u.ID, Username: u.Username, UpdatedAt: p.cfg.Now().UTC()}
+	if created {
+		l.ProfileHash = p.ProfileDigest(id)
+	}
 	if err := p.st.PutLink(ctx, l); err != nil {
 		return store.Link{}, err
 	}
@@ -219,4 +222,59 @@ func owns(u *userDoc, email string) bool {
 		}
 	}
 	return false
+}
+
+// ProfileDigest implements mint.ProfileSyncer: a digest of the name, the
+// account e-mail (and whether it is verified) and, when the source manages
+// roles, the roles rcsso writes. Avatars are not synced in this mode
+// (Rocket.Chat keeps avatar images in its file store, not in users).
+func (p *Provisioner) ProfileDigest(id identity.Identity) string {
+	email, verified := p.email(id)
+	roles := "-"
+	if id.Roles != nil {
+		roles = strings.Join(p.roles(id), ",")
+	}
+	return provision.Digest(strings.Join([]string{strings.TrimSpace(id.Name), email, fmt.Sprint(verified), roles}, "\x00"))[:16]
+}
+
+// Sync implements mint.ProfileSyncer: when id's profile differs from the
+// one last written, it $sets name, emails and (if managed) roles on the
+// user document, with _updatedAt, in one update. It reports whether
+// Rocket.Chat now has id's profile.
+func (p *Provisioner) Sync(ctx context.Context, id identity.Identity) (bool, error) {
+	l, err := p.st.GetLink(ctx, id.Subject)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && l.UserID == "") {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	want := p.ProfileDigest(id)
+	if l.ProfileHash == want {
+		return true, nil
+	}
+	email, verified := p.email(id)
+	set := bson.D{
+		{Key: "emails", Value: bson.A{bson.D{{Key: "address", Value: email}, {Key: "verified", Value: verified}}}},
+		{Key: "_updatedAt", Value: mongoTime(p.cfg.Now())},
+	}
+	if name := strings.TrimSpace(id.Name); name != "" {
+		set = append(set, bson.E{Key: "name", Value: name})
+	}
+	if id.Roles != nil {
+		roles := bson.A{}
+		for _, r := range p.roles(id) {
+			roles = append(roles, r)
+		}
+		set = append(set, bson.E{Key: "roles", Value: roles})
+	}
+	if _, err := p.users.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: l.UserID}}, bson.D{{Key: "$set", Value: set}}); err != nil {
+		return false, fmt.Errorf("mongo: syncing the profile of user %s: %w", l.UserID, err)
+	}
+	l.ProfileHash, l.UpdatedAt = want, p.cfg.Now().UTC()
+	if err := p.st.PutLink(ctx, l); err != nil {
+		return false, err
+	}
+	p.log.Info("synced rocket.chat profile in mongodb", "subject", id.Subject, "rc_user_id", l.UserID)
+	return true, nil
 }
