@@ -74,8 +74,12 @@ func (c *replayCache) firstUse(sig string, now time.Time) bool {
 	return true
 }
 
-// verifyWebhook checks the signature and returns the parsed body.
-func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request) (webhookBody, error) {
+// verifyWebhook checks the signature and returns the parsed body. With
+// once, a signature already seen is refused (webhooks are one-shot
+// notifications); /embed/codes passes false, since a back end may rightly
+// ask twice in one second for the same person (two tabs), and each answer
+// is a fresh single-use code bound to an allowed origin.
+func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request, once bool) (webhookBody, error) {
 	if len(s.o.WebhookSecret) == 0 {
 		return webhookBody{}, &Error{Status: http.StatusNotFound, Message: "webhooks are off: set webhooks.secret"}
 	}
@@ -112,7 +116,7 @@ func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request) (webhookB
 	if matched == "" {
 		return webhookBody{}, &Error{Status: http.StatusForbidden, Message: "bad X-Rcsso-Signature"}
 	}
-	if !s.replays.firstUse(matched, now) {
+	if once && !s.replays.firstUse(matched, now) {
 		return webhookBody{}, &Error{Status: http.StatusConflict, Message: "this webhook was already delivered (replay refused)"}
 	}
 	var b webhookBody
@@ -131,7 +135,7 @@ func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request) (webhookB
 // logoutWebhook ends every rcsso session of the person and their
 // Rocket.Chat session.
 func (s *Server) logoutWebhook(w http.ResponseWriter, r *http.Request) error {
-	b, err := s.verifyWebhook(w, r)
+	b, err := s.verifyWebhook(w, r, true)
 	if err != nil {
 		return err
 	}
@@ -151,7 +155,7 @@ func (s *Server) logoutWebhook(w http.ResponseWriter, r *http.Request) error {
 // deprovisionWebhook deactivates or deletes the person's Rocket.Chat user
 // and ends their sessions.
 func (s *Server) deprovisionWebhook(w http.ResponseWriter, r *http.Request) error {
-	b, err := s.verifyWebhook(w, r)
+	b, err := s.verifyWebhook(w, r, true)
 	if err != nil {
 		return err
 	}
