@@ -6,7 +6,6 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 )
 
@@ -71,14 +70,7 @@ func TestWebsiteLogoutEndsChatSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitChat(ctx, "logged-in")
-	err := chromedp.Do(ctx,
-		chromedp.Navigate(e.ssoURL+"/logout"),
-		chromedp.Click(chromedp.CSS("#logout-submit")),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.waitEval(ctx, `document.body && document.body.textContent.includes("You are logged out")`)
+	e.websiteLogout(ctx)
 	if u, _ := e.emu.UserByUsername("alice"); u.ResumeTokens != 0 {
 		t.Fatalf("Rocket.Chat still holds %d tokens for alice after logout", u.ResumeTokens)
 	}
@@ -115,16 +107,7 @@ func TestChatLogoutIsNotUndone(t *testing.T) {
 		t.Fatalf("a token was minted after the chat logout: %d", u.ResumeTokens)
 	}
 	// The person asks for the chat again.
-	if _, err := e.iframeEval(ctx, "#rc-login-iframe", `!!document.getElementById("resume-submit") && "ready"`); err != nil {
-		t.Fatal(err)
-	}
-	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#rc-login-iframe")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#resume-submit"), chromedp.FromNode(nodes[0]))); err != nil {
-		t.Fatal(err)
-	}
+	e.clickInIframe(ctx, "#rc-login-iframe", "#resume-submit")
 	e.waitChat(ctx, "logged-in")
 }
 
@@ -140,34 +123,8 @@ func TestLoginInNewWindow(t *testing.T) {
 	if _, err := e.iframeEval(ctx, "#rc-login-iframe", `document.readyState === "complete" && !document.getElementById("login-window-box").hidden && "ready"`); err != nil {
 		t.Fatal(err)
 	}
-	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#rc-login-iframe")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#login-window"), chromedp.FromNode(nodes[0]))); err != nil {
-		t.Fatal(err)
-	}
+	e.clickInIframe(ctx, "#rc-login-iframe", "#login-window")
 	// The popup is a new top-level page on rcsso's origin.
-	var popup target.ID
-	e.waitEvalGo(func() bool {
-		infos, _ := chromedp.Targets(ctx)
-		for _, i := range infos {
-			if i.Type == "page" && strings.HasPrefix(i.URL, e.ssoURL+"/login?return_to=") {
-				popup = i.TargetID
-				return true
-			}
-		}
-		return false
-	})
-	pctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(popup))
-	t.Cleanup(cancel)
-	err = chromedp.Do(pctx,
-		chromedp.WaitVisible(chromedp.CSS("#username")),
-		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
-		chromedp.SendKeys(chromedp.CSS("#password"), e.password+"\r"),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.fillLogin(e.attach(ctx, "page", e.ssoURL+"/login?return_to="))
 	e.waitChat(ctx, "logged-in")
 }

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 
@@ -395,4 +396,82 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// clickInIframe waits until sel exists in the same-site iframe frameSel's
+// current document, then clicks it.
+func (e *env) clickInIframe(ctx context.Context, frameSel, sel string) {
+	e.t.Helper()
+	if _, err := e.iframeEval(ctx, frameSel, fmt.Sprintf(`document.readyState === "complete" && !!document.querySelector(%q) && "ready"`, sel)); err != nil {
+		e.t.Fatal(err)
+	}
+	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS(frameSel)))
+	if err != nil || len(nodes) == 0 {
+		e.t.Fatalf("no %s: %v", frameSel, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel), chromedp.FromNode(nodes[0]))); err != nil {
+		e.t.Fatalf("clicking %s in %s: %v", sel, frameSel, err)
+	}
+}
+
+// websiteLogout logs out with rcsso's logout page and waits for the result.
+func (e *env) websiteLogout(ctx context.Context) {
+	e.t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.ssoURL+"/logout"), chromedp.Click(chromedp.CSS("#logout-submit"))); err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitEval(ctx, `document.body && document.body.textContent.includes("You are logged out")`)
+}
+
+// attach returns a context attached to the first target of type typ
+// ("iframe" for a cross-site iframe, "page" for a popup) whose URL starts
+// with urlPrefix, waiting for it to appear. The context is not cancelled
+// before the test ends: cancelling an attached context detaches the tab's
+// session too.
+func (e *env) attach(ctx context.Context, typ, urlPrefix string) context.Context {
+	e.t.Helper()
+	var id target.ID
+	e.waitEvalGo(func() bool {
+		infos, err := chromedp.Targets(ctx)
+		if err != nil {
+			return false
+		}
+		for _, info := range infos {
+			if info.Type == typ && strings.HasPrefix(info.URL, urlPrefix) {
+				id = info.TargetID
+				return true
+			}
+		}
+		return false
+	})
+	tctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(id))
+	e.t.Cleanup(cancel)
+	return tctx
+}
+
+// fillLogin submits rcsso's local login form in ctx as alice.
+func (e *env) fillLogin(ctx context.Context) {
+	e.t.Helper()
+	err := chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
+		chromedp.SendKeys(chromedp.CSS("#password"), e.password+"\r"),
+	)
+	if err != nil {
+		e.t.Fatalf("filling the login form: %v", err)
+	}
+}
+
+// waitEvalGo polls a Go condition for at most 20 s.
+func (e *env) waitEvalGo(cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatal("condition not met within 20 s")
+		}
+		<-tick.C
+	}
 }

@@ -8,12 +8,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 
@@ -91,46 +89,10 @@ func TestCookieTopologies(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			// Listeners first: every URL must be known before configuring.
 			www := &pageServer{mux: http.NewServeMux()}
-			wwwURL := "https://www.example.test:" + tlsServe(t, www.mux)
-			www.URL = wwwURL
-			emuMux := &lateHandler{}
-			rcPort := tlsServe(t, emuMux)
-			rcPlain := listen(t) // rcsso calls the emulator over plain HTTP
-			ssoMux := &lateHandler{}
-			ssoURL := "https://sso.example.test:" + tlsServe(t, ssoMux)
-			rcURL := "https://" + c.chatHost + ":" + rcPort
-
-			ecfg := rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", CreateTokensSecret: "s", BcryptCost: bcrypt.MinCost, Logger: log,
-				Settings: map[string]any{"Iframe_Integration_receive_enable": true, "Iframe_Integration_receive_origin": wwwURL,
-					"Iframe_Integration_send_enable": true, "Iframe_Integration_send_target_origin": "*"}}
-			ecfg.EnableIframeAuth(ssoURL+"/login", ssoURL+"/api/rocketchat/token", "POST")
-			emu, err := rcemu.New(ecfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			emuMux.set(emu.Handler())
-			serve(t, rcPlain, emu.Handler())
-
-			cfg := config.Default()
-			cfg.PublicURL = ssoURL
-			cfg.RocketChat.URL = rcURL
-			cfg.RocketChat.APIURL = "http://" + rcPlain.Addr().String()
-			cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
-			cfg.Store = config.Store{Type: "memory"}
-			cfg.Website = config.Website{Name: "Example", Origins: []string{wwwURL}}
-			a, err := app.Build(t.Context(), cfg, log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = a.Close() })
-			ssoMux.set(a.Handler)
-			acct, _ := local.NewAccount("alice", "correct-horse-battery", "Alice", "alice@example.test", time.Now())
-			_ = a.Store.CreateAccount(t.Context(), acct)
-
-			e := &env{t: t, emu: emu, app: a, rcURL: rcURL, ssoURL: ssoURL, password: "correct-horse-battery"}
+			www.URL = "https://www.example.test:" + tlsServe(t, www.mux)
+			e := newTLSEnv(t, tlsOptions{chatHost: c.chatHost, hostPage: www.URL, storageAccessHeaders: true})
+			rcURL, ssoURL, wwwURL := e.rcURL, e.ssoURL, www.URL
 			ctx := newChromium(t, c.thirdParty)
 			e.websiteLogin(ctx)
 
@@ -148,7 +110,7 @@ func TestCookieTopologies(t *testing.T) {
 				// Partitioned (CHIPS) cookie in Rocket.Chat's partition, which
 				// the browser keeps even with third-party cookies blocked, and
 				// which then also carries later API URL calls.
-				e.loginInCrossSiteIframe(ctx, ssoURL+"/login")
+				e.fillLogin(e.attach(ctx, "iframe", ssoURL+"/login"))
 				e.waitChat(ctx, "logged-in")
 				if _, err := chromedp.Run(ctx, chromedp.Evaluate[any](`localStorage.clear()`)); err != nil {
 					t.Fatal(err)
@@ -185,75 +147,60 @@ func TestCookieTopologies(t *testing.T) {
 	}
 }
 
-// clickInCrossSiteIframe clicks sel inside the cross-site iframe whose URL
-// starts with urlPrefix.
-func (e *env) clickInCrossSiteIframe(ctx context.Context, urlPrefix, sel string) {
-	e.t.Helper()
-	var id target.ID
-	e.waitEvalGo(func() bool {
-		infos, err := chromedp.Targets(ctx)
-		if err != nil {
-			return false
-		}
-		for _, info := range infos {
-			if info.Type == "iframe" && strings.HasPrefix(info.URL, urlPrefix) {
-				id = info.TargetID
-				return true
-			}
-		}
-		return false
-	})
-	fctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(id))
-	e.t.Cleanup(cancel)
-	if err := chromedp.Do(fctx, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel))); err != nil {
-		e.t.Fatalf("clicking %s inside the cross-site iframe: %v", sel, err)
-	}
+// tlsOptions shape an HTTPS deployment: Rocket.Chat on chatHost, rcsso on
+// sso.example.test, and optionally a host page origin allowed to push.
+type tlsOptions struct {
+	chatHost             string
+	hostPage             string // "" = no host push
+	storageAccessHeaders bool
 }
 
-// loginInCrossSiteIframe fills rcsso's login form inside Rocket.Chat's
-// iframe when that iframe is cross-site (its own process and target).
-func (e *env) loginInCrossSiteIframe(ctx context.Context, urlPrefix string) {
-	e.t.Helper()
-	var id target.ID
-	e.waitEvalGo(func() bool {
-		infos, err := chromedp.Targets(ctx)
-		if err != nil {
-			return false
-		}
-		for _, info := range infos {
-			if info.Type == "iframe" && strings.HasPrefix(info.URL, urlPrefix) {
-				id = info.TargetID
-				return true
-			}
-		}
-		return false
-	})
-	// Not cancelled here: cancelling a context attached to a target detaches
-	// the tab's session too.
-	fctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(id))
-	e.t.Cleanup(cancel)
-	err := chromedp.Do(fctx,
-		chromedp.WaitVisible(chromedp.CSS("#username")),
-		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
-		chromedp.SendKeys(chromedp.CSS("#password"), e.password+"\r"),
-	)
+// newTLSEnv starts the emulator and rcsso over HTTPS (rcsso calls the
+// emulator over plain HTTP) with the local account alice.
+func newTLSEnv(t *testing.T, o tlsOptions) *env {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Listeners first: every URL must be known before configuring.
+	emuMux, ssoMux := &lateHandler{}, &lateHandler{}
+	rcURL := "https://" + o.chatHost + ":" + tlsServe(t, emuMux)
+	ssoURL := "https://sso.example.test:" + tlsServe(t, ssoMux)
+	rcPlain := listen(t)
+	ecfg := rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", CreateTokensSecret: "s", BcryptCost: bcrypt.MinCost, Logger: log}
+	if o.hostPage != "" {
+		ecfg.Settings = map[string]any{"Iframe_Integration_receive_enable": true, "Iframe_Integration_receive_origin": o.hostPage,
+			"Iframe_Integration_send_enable": true, "Iframe_Integration_send_target_origin": "*"}
+	}
+	ecfg.EnableIframeAuth(ssoURL+"/login", ssoURL+"/api/rocketchat/token", "POST")
+	emu, err := rcemu.New(ecfg)
 	if err != nil {
-		e.t.Fatalf("login inside the cross-site iframe: %v", err)
+		t.Fatal(err)
 	}
-}
-
-// waitEvalGo polls a Go condition for at most 20 s.
-func (e *env) waitEvalGo(cond func() bool) {
-	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatal("condition not met within 20 s")
-		}
-		<-tick.C
+	emuMux.set(emu.Handler())
+	serve(t, rcPlain, emu.Handler())
+	cfg := config.Default()
+	cfg.PublicURL, cfg.RocketChat.URL, cfg.RocketChat.APIURL = ssoURL, rcURL, "http://"+rcPlain.Addr().String()
+	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
+	cfg.Store = config.Store{Type: "memory"}
+	cfg.Session.StorageAccessHeaders = o.storageAccessHeaders
+	cfg.Website = config.Website{Name: "Example"}
+	if o.hostPage != "" {
+		cfg.Website.Origins = []string{o.hostPage}
 	}
+	a, err := app.Build(t.Context(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	ssoMux.set(a.Handler)
+	e := &env{t: t, emu: emu, app: a, rcURL: rcURL, ssoURL: ssoURL, password: "correct-horse-battery"}
+	acct, err := local.NewAccount("alice", e.password, "Alice", "alice@example.test", time.Now())
+	if err == nil {
+		err = a.Store.CreateAccount(t.Context(), acct)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 // lateHandler lets a server start before its handler exists.

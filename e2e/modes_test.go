@@ -35,21 +35,9 @@ func TestMintingModes(t *testing.T) {
 				t.Fatal(err)
 			}
 			// She asks for the chat again, then logs out on the website.
-			if _, err := e.iframeEval(ctx, "#rc-login-iframe", `!!document.getElementById("resume-submit") && "ready"`); err != nil {
-				t.Fatal(err)
-			}
-			nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#rc-login-iframe")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#resume-submit"), chromedp.FromNode(nodes[0]))); err != nil {
-				t.Fatal(err)
-			}
+			e.clickInIframe(ctx, "#rc-login-iframe", "#resume-submit")
 			e.waitChat(ctx, "logged-in")
-			if err := chromedp.Do(ctx, chromedp.Navigate(e.ssoURL+"/logout"), chromedp.Click(chromedp.CSS("#logout-submit"))); err != nil {
-				t.Fatal(err)
-			}
-			e.waitEval(ctx, `document.body && document.body.textContent.includes("You are logged out")`)
+			e.websiteLogout(ctx)
 			if u, _ := e.emu.UserByUsername("alice"); u.ResumeTokens != 0 {
 				t.Fatalf("Rocket.Chat still holds %d tokens after the website logout", u.ResumeTokens)
 			}
@@ -81,10 +69,7 @@ func TestMongoIframeMode(t *testing.T) {
 		t.Fatalf("REST admin calls in a MongoDB mode: %+v", st)
 	}
 	// A website logout ends the chat session too.
-	if err := chromedp.Do(ctx, chromedp.Navigate(e.ssoURL+"/logout"), chromedp.Click(chromedp.CSS("#logout-submit"))); err != nil {
-		t.Fatal(err)
-	}
-	e.waitEval(ctx, `document.body && document.body.textContent.includes("You are logged out")`)
+	e.websiteLogout(ctx)
 	if u, _ := e.emu.UserByUsername("alice"); u.IframeToken != "" || u.ResumeTokens != 0 {
 		t.Fatalf("after the website logout: iframe token %q, %d resume tokens", u.IframeToken, u.ResumeTokens)
 	}

@@ -1,18 +1,10 @@
 package e2e
 
 import (
-	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
-	"golang.org/x/crypto/bcrypt"
-
-	"github.com/rcsso/rcsso/internal/app"
-	"github.com/rcsso/rcsso/internal/config"
-	"github.com/rcsso/rcsso/internal/identity/local"
-	"github.com/rcsso/rcsso/internal/rcemu"
 )
 
 // Cross-site, third-party cookies blocked, a person already logged in on
@@ -26,33 +18,8 @@ func TestStorageAccess(t *testing.T) {
 }
 
 func testStorageAccess(t *testing.T, headers bool) {
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	emuMux, ssoMux := &lateHandler{}, &lateHandler{}
-	rcURL := "https://chat.other.test:" + tlsServe(t, emuMux)
-	ssoURL := "https://sso.example.test:" + tlsServe(t, ssoMux)
-	rcPlain := listen(t)
-	ecfg := rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", CreateTokensSecret: "s", BcryptCost: bcrypt.MinCost, Logger: log}
-	ecfg.EnableIframeAuth(ssoURL+"/login", ssoURL+"/api/rocketchat/token", "POST")
-	emu, err := rcemu.New(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	emuMux.set(emu.Handler())
-	serve(t, rcPlain, emu.Handler())
-	cfg := config.Default()
-	cfg.PublicURL, cfg.RocketChat.URL, cfg.RocketChat.APIURL = ssoURL, rcURL, "http://"+rcPlain.Addr().String()
-	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
-	cfg.Store = config.Store{Type: "memory"}
-	cfg.Session.StorageAccessHeaders = headers
-	a, err := app.Build(t.Context(), cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	ssoMux.set(a.Handler)
-	acct, _ := local.NewAccount("alice", "correct-horse-battery", "Alice", "alice@example.test", time.Now())
-	_ = a.Store.CreateAccount(t.Context(), acct)
-	e := &env{t: t, emu: emu, app: a, rcURL: rcURL, ssoURL: ssoURL, password: "correct-horse-battery"}
+	e := newTLSEnv(t, tlsOptions{chatHost: "chat.other.test", storageAccessHeaders: headers})
+	rcURL, ssoURL := e.rcURL, e.ssoURL
 
 	ctx := newChromium(t, false)
 	e.websiteLogin(ctx) // an unpartitioned, first-party cookie on sso.example.test
@@ -77,7 +44,9 @@ func testStorageAccess(t *testing.T, headers bool) {
 		if s := e.chatStatus(ctx); s != "iframe" {
 			t.Fatalf("without Storage Access Headers the API URL call has no cookie; status %q", s)
 		}
-		e.clickInCrossSiteIframe(ctx, ssoURL+"/login", "#storage-access")
+		if err := chromedp.Do(e.attach(ctx, "iframe", ssoURL+"/login"), chromedp.WaitVisible(chromedp.CSS("#storage-access")), chromedp.Click(chromedp.CSS("#storage-access"))); err != nil {
+			t.Fatal(err)
+		}
 		e.waitChat(ctx, "logged-in")
 	}
 	if u, _ := e.emu.UserByUsername("alice"); u.ResumeTokens != 1 {

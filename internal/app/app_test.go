@@ -13,6 +13,53 @@ import (
 	"github.com/rcsso/rcsso/internal/rcemu"
 )
 
+// emulated starts the emulator with ec (admin PAT "pat", fast bcrypt) and
+// returns it with an rcsso configuration pointing at it: the PAT, the
+// createToken secret "s", a memory store, and a header identity source
+// trusting 192.0.2.1 (X-Forwarded-User, X-Forwarded-Email).
+func emulated(t *testing.T, ec rcemu.Config) (*rcemu.Server, config.Config) {
+	t.Helper()
+	ec.AdminPassword, ec.AdminPAT, ec.BcryptCost = "pw", "pat", bcrypt.MinCost
+	emu, err := rcemu.New(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu.Handler())
+	t.Cleanup(srv.Close)
+	cfg := config.Default()
+	cfg.RocketChat.URL = srv.URL
+	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
+	cfg.Identity = []config.IdentitySource{{Type: "header", UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", TrustedProxies: []string{"192.0.2.1"}}}
+	cfg.Store = config.Store{Type: "memory"}
+	return emu, cfg
+}
+
+// build is Build that fails the test on error and closes at its end.
+func build(t *testing.T, cfg config.Config) *App {
+	t.Helper()
+	a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
+// visit is an API URL call from Rocket.Chat's origin for a person the
+// trusted proxy vouches for.
+func visit(a *App, user, email string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("POST", "/api/rocketchat/token", nil)
+	r.RemoteAddr = "192.0.2.1:1234"
+	r.Header.Set("Origin", a.Config.RocketChat.URL)
+	r.Header.Set("X-Forwarded-User", user)
+	if email != "" {
+		r.Header.Set("X-Forwarded-Email", email)
+	}
+	w := httptest.NewRecorder()
+	a.Handler.ServeHTTP(w, r)
+	return w
+}
+
 // Capability detection: with Rocket.Chat reachable, a configuration that
 // cannot mint refuses to start and says what to change on which side.
 func TestCapabilityDetection(t *testing.T) {
@@ -33,18 +80,8 @@ func TestCapabilityDetection(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			c.emu.AdminPassword, c.emu.AdminPAT, c.emu.BcryptCost = "pw", "pat", bcrypt.MinCost
-			emu, err := rcemu.New(c.emu)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(emu.Handler())
-			defer srv.Close()
-			cfg := config.Default()
-			cfg.RocketChat.URL = srv.URL
-			cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken = emu.AdminID(), c.pat
-			cfg.RocketChat.CreateTokensSecret = c.secret
-			cfg.Store = config.Store{Type: "memory"}
+			emu, cfg := emulated(t, c.emu)
+			cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = c.pat, c.secret
 			a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
 			if c.wantErr == "" {
 				if err != nil {
@@ -89,31 +126,11 @@ func TestStartsWhileRocketChatIsDown(t *testing.T) {
 // HTTP against the emulator (users.createToken calls and the person's
 // resume tokens in Rocket.Chat).
 func TestThousandPageViewsMintOnce(t *testing.T) {
-	emu, err := rcemu.New(rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", CreateTokensSecret: "s", BcryptCost: bcrypt.MinCost, DisableRateLimit: false})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu.Handler())
-	defer srv.Close()
-	cfg := config.Default()
-	cfg.RocketChat.URL = srv.URL
-	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
-	cfg.Identity = []config.IdentitySource{{Type: "header", UserHeader: "X-Forwarded-User", TrustedProxies: []string{"192.0.2.1"}}}
-	cfg.Store = config.Store{Type: "memory"}
-	a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	emu, cfg := emulated(t, rcemu.Config{CreateTokensSecret: "s"}) // rate limiter on
+	a := build(t, cfg)
 	base := emu.Stats().CreateTokenCalls
 	for i := range 1000 {
-		r := httptest.NewRequest("POST", "/api/rocketchat/token", nil)
-		r.RemoteAddr = "192.0.2.1:1234"
-		r.Header.Set("Origin", srv.URL)
-		r.Header.Set("X-Forwarded-User", "pat")
-		w := httptest.NewRecorder()
-		a.Handler.ServeHTTP(w, r)
-		if w.Code != 200 {
+		if w := visit(a, "pat", ""); w.Code != 200 {
 			t.Fatalf("view %d: %d %s", i, w.Code, w.Body)
 		}
 	}
@@ -135,40 +152,14 @@ func TestThousandPageViewsMintOnce(t *testing.T) {
 // simultaneous first visits of one person, split between them, create one
 // Rocket.Chat user and mint one token.
 func TestTwoProcessesMintOnce(t *testing.T) {
-	emu, err := rcemu.New(rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", CreateTokensSecret: "s", BcryptCost: bcrypt.MinCost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu.Handler())
-	defer srv.Close()
-	cfg := config.Default()
-	cfg.RocketChat.URL = srv.URL
-	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
-	cfg.Identity = []config.IdentitySource{{Type: "header", UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", TrustedProxies: []string{"192.0.2.1"}}}
+	emu, cfg := emulated(t, rcemu.Config{CreateTokensSecret: "s"})
 	cfg.Store = config.Store{Type: "sqlite", Path: t.TempDir() + "/shared.db", EncryptionKey: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
-	var apps []*App
-	for range 2 {
-		a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		apps = append(apps, a)
-	}
+	apps := []*App{build(t, cfg), build(t, cfg)}
 	base := emu.Stats()
 	var wg sync.WaitGroup
 	codes := make([]int, 20)
 	for i := range codes {
-		wg.Go(func() {
-			r := httptest.NewRequest("POST", "/api/rocketchat/token", nil)
-			r.RemoteAddr = "192.0.2.1:1234"
-			r.Header.Set("Origin", srv.URL)
-			r.Header.Set("X-Forwarded-User", "quinn")
-			r.Header.Set("X-Forwarded-Email", "quinn@example.test")
-			w := httptest.NewRecorder()
-			apps[i%2].Handler.ServeHTTP(w, r)
-			codes[i] = w.Code
-		})
+		wg.Go(func() { codes[i] = visit(apps[i%2], "quinn", "quinn@example.test").Code })
 	}
 	wg.Wait()
 	for i, c := range codes {
@@ -187,32 +178,11 @@ func TestTwoProcessesMintOnce(t *testing.T) {
 // Minting mode password end to end over HTTP: Rocket.Chat's default
 // two-factor settings on, no createToken permission needed.
 func TestPasswordModeOverHTTP(t *testing.T) {
-	emu, err := rcemu.New(rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", BcryptCost: bcrypt.MinCost, TwoFactor: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu.Handler())
-	defer srv.Close()
-	cfg := config.Default()
-	cfg.Minting.Mode = "password"
-	cfg.RocketChat.URL = srv.URL
-	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken = emu.AdminID(), "pat"
-	cfg.Identity = []config.IdentitySource{{Type: "header", UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", TrustedProxies: []string{"192.0.2.1"}}}
-	cfg.Store = config.Store{Type: "memory"}
-	a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	emu, cfg := emulated(t, rcemu.Config{TwoFactor: true})
+	cfg.Minting.Mode, cfg.RocketChat.CreateTokensSecret = "password", ""
+	a := build(t, cfg)
 	for range 3 {
-		r := httptest.NewRequest("POST", "/api/rocketchat/token", nil)
-		r.RemoteAddr = "192.0.2.1:1234"
-		r.Header.Set("Origin", srv.URL)
-		r.Header.Set("X-Forwarded-User", "vera")
-		r.Header.Set("X-Forwarded-Email", "vera@example.test")
-		w := httptest.NewRecorder()
-		a.Handler.ServeHTTP(w, r)
-		if w.Code != 200 || !strings.Contains(w.Body.String(), "loginToken") {
+		if w := visit(a, "vera", "vera@example.test"); w.Code != 200 || !strings.Contains(w.Body.String(), "loginToken") {
 			t.Fatalf("%d %s", w.Code, w.Body)
 		}
 	}
@@ -224,26 +194,13 @@ func TestPasswordModeOverHTTP(t *testing.T) {
 
 // The diagnostics page names what is wrong on which side.
 func TestDiagnosticsPage(t *testing.T) {
-	ecfg := rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", CreateTokensSecret: "s", BcryptCost: bcrypt.MinCost,
+	ecfg := rcemu.Config{CreateTokensSecret: "s",
 		Settings: map[string]any{"Iframe_Integration_receive_enable": true, "Iframe_Integration_receive_origin": "https://shop.example.com, https://www.example.com",
 			"Iframe_Restrict_Access": true}}
 	ecfg.EnableIframeAuth("https://old.example.com/login", "https://old.example.com/api", "POST")
-	emu, err := rcemu.New(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu.Handler())
-	defer srv.Close()
-	cfg := config.Default()
-	cfg.RocketChat.URL = srv.URL
-	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
-	cfg.Store = config.Store{Type: "memory"}
+	_, cfg := emulated(t, ecfg)
 	cfg.Website.Origins = []string{"https://www.example.com"}
-	a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := build(t, cfg)
 	w := httptest.NewRecorder()
 	a.Handler.ServeHTTP(w, httptest.NewRequest("GET", "/diagnostics", nil))
 	body := w.Body.String()
@@ -264,17 +221,8 @@ func TestDiagnosticsPage(t *testing.T) {
 
 // Mode password checks the service account at start-up too.
 func TestPasswordModeRefusesBadCredentials(t *testing.T) {
-	emu, err := rcemu.New(rcemu.Config{AdminPassword: "pw", AdminPAT: "pat", BcryptCost: bcrypt.MinCost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu.Handler())
-	defer srv.Close()
-	cfg := config.Default()
-	cfg.Minting.Mode = "password"
-	cfg.RocketChat.URL = srv.URL
-	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken = emu.AdminID(), "not-the-pat"
-	cfg.Store = config.Store{Type: "memory"}
+	_, cfg := emulated(t, rcemu.Config{})
+	cfg.Minting.Mode, cfg.RocketChat.AdminToken = "password", "not-the-pat"
 	if a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler)); err == nil {
 		a.Close()
 		t.Fatal("started with a rejected personal access token")

@@ -485,8 +485,7 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "must be text or json (got %q)", c.LogFormat)
 	}
-	rcURL, err := ParseOrigin(c.RocketChat.URL, true)
-	if err != nil {
+	if _, err := ParseOrigin(c.RocketChat.URL, true); err != nil {
 		bad("rocketchat.url", "%v", err)
 	}
 	rc := c.RocketChat
@@ -675,7 +674,6 @@ func (c *Config) Validate() error {
 	if len(c.Provision.Roles) == 0 {
 		bad("provisioning.roles", "give at least one role, usually [user]")
 	}
-	_ = rcURL
 	return errors.Join(errs...)
 }
 
