@@ -146,7 +146,7 @@ func New(o Options) *Server {
 	mux.Handle("POST /webhooks/logout", s.handle(s.logoutWebhook, false))
 	mux.Handle("POST /webhooks/deprovision", s.handle(s.deprovisionWebhook, false))
 	mux.Handle("GET /logout", s.handle(s.logoutPage, true))
-	mux.Handle("POST /logout", s.csrf.Handler(s.handle(s.logoutSubmit, wantsHTMLPath)))
+	mux.Handle("POST /logout", s.csrf.Handler(s.handle(s.logoutSubmit, true)))
 	mux.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
@@ -161,10 +161,6 @@ func New(o Options) *Server {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
-
-// wantsHTMLPath marks handlers whose errors render as HTML when the
-// browser navigates (form posts), JSON otherwise.
-const wantsHTMLPath = true
 
 type handlerFunc func(http.ResponseWriter, *http.Request) error
 
