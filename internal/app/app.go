@@ -180,6 +180,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Partitioned: cfg.Session.Partitioned != "off"})
 
 	usernames, _ := provision.NewUsernameRule(cfg.Provision.UsernamePattern) // checked by Validate
+	adopt, _ := provision.ParseAdoptPolicy(cfg.Provision.Adopt)              // checked by Validate
 	var usernameTmpl *template.Template
 	if cfg.Provision.UsernameTemplate != "" {
 		usernameTmpl = template.Must(template.New("username").Option("missingkey=zero").Parse(cfg.Provision.UsernameTemplate))
@@ -188,6 +189,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Roles:                  cfg.Provision.Roles,
 		JoinDefaultChannels:    cfg.Provision.JoinDefaultChannels,
 		PlaceholderEmailDomain: cfg.Provision.PlaceholderEmailDomain,
+		Adopt:                  adopt,
 		Usernames:              usernames,
 		UsernameTemplate:       usernameTmpl,
 	}
@@ -228,7 +230,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		}
 		cancel()
 		ensurer = mongomint.NewProvisioner(mongoUsers, st, mongomint.Config{Roles: cfg.Provision.Roles,
-			PlaceholderEmailDomain: cfg.Provision.PlaceholderEmailDomain, Usernames: usernames, UsernameTemplate: usernameTmpl}, log)
+			PlaceholderEmailDomain: cfg.Provision.PlaceholderEmailDomain, Adopt: adopt, Usernames: usernames, UsernameTemplate: usernameTmpl}, log)
 		if cfg.Minting.Mode == "mongo-resume" {
 			minter = &mongomint.ResumeMinter{Users: mongoUsers, MaxTokens: cfg.Minting.Mongo.MaxTokens, Logger: log}
 		} else {
@@ -261,7 +263,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 				prefixes = append(prefixes, pp)
 			}
 			chain = append(chain, header.New(header.Config{Name: name, UserHeader: s.UserHeader, EmailHeader: s.EmailHeader, NameHeader: s.NameHeader,
-				GroupsHeader: s.GroupsHeader, RoleMap: s.Claims.RoleMap, TrustedProxies: prefixes, EmailVerified: true}))
+				GroupsHeader: s.GroupsHeader, RoleMap: s.Claims.RoleMap, TrustedProxies: prefixes, EmailVerified: s.EmailVerified}))
 		case "local":
 			chain = append(chain, local.New(name, st, sessions))
 		case "jwt":

@@ -103,6 +103,10 @@ type IdentitySource struct {
 	NameHeader     string   `koanf:"name_header"`
 	GroupsHeader   string   `koanf:"groups_header"`
 	TrustedProxies []string `koanf:"trusted_proxies"`
+	// EmailVerified (header): whether the proxy vouches for the e-mail it
+	// sends (it verified the address). Default false: rcsso then never uses
+	// the address to create or adopt an account, only a placeholder.
+	EmailVerified bool `koanf:"email_verified"`
 
 	// jwt: a token the website issues, in a cookie and/or an
 	// Authorization: Bearer header.
@@ -274,6 +278,11 @@ type Provision struct {
 	// .EmailLocal or .Subject before it is mapped onto the pattern, e.g.
 	// "{{.EmailLocal}}". Default: the source's user name.
 	UsernameTemplate string `koanf:"username_template"`
+	// Adopt says which Rocket.Chat users rcsso did not create may be linked
+	// to a person: never (default) or verified-email (same mapped username
+	// and the same e-mail, vouched for by the identity source and verified
+	// in Rocket.Chat).
+	Adopt string `koanf:"adopt"`
 }
 
 // Default returns the embedded defaults.
@@ -673,6 +682,11 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Provision.Roles) == 0 {
 		bad("provisioning.roles", "give at least one role, usually [user]")
+	}
+	switch c.Provision.Adopt {
+	case "", "never", "verified-email":
+	default:
+		bad("provisioning.adopt", "%q is not a policy: use never (default: link only Rocket.Chat users rcsso created) or verified-email", c.Provision.Adopt)
 	}
 	return errors.Join(errs...)
 }

@@ -42,9 +42,9 @@ type BrokerConfig struct {
 	// MintTimeout bounds provisioning + minting, which runs detached from
 	// the request so that a client that goes away never leaves it half done.
 	MintTimeout time.Duration
-	// MinMintInterval: at most one new token per person per interval (in
-	// this process), so no loop can churn through Rocket.Chat's 50-token
-	// cap. Default 30 s.
+	// MinMintInterval: at most one new token per person per interval
+	// (across every rcsso sharing the store: store.Link.LastMintAt), so no
+	// loop can churn through Rocket.Chat's 50-token cap. Default 30 s.
 	MinMintInterval time.Duration
 }
 
@@ -73,10 +73,9 @@ type Broker struct {
 	now    func() time.Time
 	sf     singleflight.Group
 
-	lastMint sync.Map // subject → time.Time of the last mint
-	synced   sync.Map // subject → profile digest known to be in Rocket.Chat
-	retryAt  sync.Map // subject → time.Time before which no sync is tried
-	syncing  sync.WaitGroup
+	synced  sync.Map // subject → profile digest known to be in Rocket.Chat
+	retryAt sync.Map // subject → time.Time before which no sync is tried
+	syncing sync.WaitGroup
 
 	minted, reused, validated, rejected atomic.Int64
 }
@@ -231,14 +230,17 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 			return Token{}, b.markLoggedOut(ctx, id)
 		}
 	}
-	if last, ok := b.lastMint.Load(id.Subject); ok {
-		if wait := b.cfg.MinMintInterval - b.now().Sub(last.(time.Time)); wait > 0 {
+	if prev, err := b.st.GetLink(ctx, id.Subject); err == nil && !prev.LastMintAt.IsZero() {
+		if wait := b.cfg.MinMintInterval - b.now().Sub(prev.LastMintAt); wait > 0 {
 			b.log.Warn("not minting: this person got a new token moments ago", "subject", id.Subject, "retry_after", wait.Round(time.Second).String())
 			return Token{}, &ThrottledError{RetryAfter: wait}
 		}
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return Token{}, err
 	}
 	link, err := b.prov.Ensure(ctx, id)
 	if err != nil {
+		b.logTaken(id, err)
 		return Token{}, err
 	}
 	t, err := b.minter.Mint(ctx, Request{Identity: id, Link: link})
@@ -251,16 +253,27 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 	if t.UserID == "" {
 		t.UserID = link.UserID
 	}
-	if t.UserID != link.UserID {
-		// The minter learned the user id (Rocket.Chat created or merged the
-		// user itself): remember it.
-		link.UserID = t.UserID
-		link.UpdatedAt = b.now().UTC()
-		if err := b.st.PutLink(ctx, link); err != nil {
-			return Token{}, err
-		}
-	}
 	now := b.now().UTC()
+	// Record the mint, and the user id when the minter learned it
+	// (Rocket.Chat created or merged the user itself, mode oauth). The
+	// store refuses a user id linked to another subject: such a token is
+	// revoked, never handed out.
+	_, err = b.st.UpdateLink(ctx, id.Subject, func(l *store.Link) error {
+		if l.UserID != "" && l.UserID != t.UserID {
+			b.log.Warn("Rocket.Chat gave this person another user id (their user was re-created?)", "subject", id.Subject, "rc_user_id", t.UserID, "previous_rc_user_id", l.UserID)
+		}
+		l.UserID = t.UserID
+		if l.Username == "" {
+			l.Username = link.Username
+		}
+		l.LastMintAt = now
+		return nil
+	})
+	if err != nil {
+		b.logTaken(id, err)
+		b.discard(ctx, t)
+		return Token{}, err
+	}
 	err = b.st.PutToken(ctx, store.Token{
 		Subject:     id.Subject,
 		UserID:      t.UserID,
@@ -272,7 +285,6 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 		return Token{}, fmt.Errorf("caching the new token: %w", err)
 	}
 	b.minted.Add(1)
-	b.lastMint.Store(id.Subject, now)
 	b.log.Info("minted rocket.chat token", "subject", id.Subject, "rc_user_id", t.UserID, "kind", string(t.Kind))
 	return t, nil
 }
@@ -303,28 +315,53 @@ func (b *Broker) validate(ctx context.Context, t Token) (bool, error) {
 	}
 }
 
-// lockTTL bounds how long a crashed process can hold a person's lease.
-const lockTTL = 45 * time.Second
+// LeaseTTL is how long a person's mint lease lives without renewal: how
+// long a crashed holder (kill -9 mid-provisioning) can keep the others
+// waiting. It is at most a third of the mint timeout (and at most 10 s), so
+// a visitor whose lease holder died gets the lease and a token, not a 504;
+// a live holder renews its lease every LeaseTTL/3.
+func (b *Broker) LeaseTTL() time.Duration { return min(10*time.Second, b.cfg.MintTimeout/3) }
 
 // lock takes the person's lease in the store when it is shared by several
 // rcsso processes (store.Locker), so that only one of them provisions and
-// mints; the others wait (polling) and then find the cached token. Without a
-// Locker, the in-process singleflight is the only guard.
+// mints; the others wait (polling) and then find the cached token. The
+// holder renews the lease until it unlocks. Without a Locker, the
+// in-process singleflight is the only guard.
 func (b *Broker) lock(ctx context.Context, subject string) (func(), error) {
 	l, ok := b.st.(store.Locker)
 	if !ok {
 		return func() {}, nil
 	}
 	key := "mint:" + subject
+	ttl := b.LeaseTTL()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		tok, got, err := l.TryLock(ctx, key, lockTTL)
+		tok, got, err := l.TryLock(ctx, key, ttl)
 		if err != nil {
 			return nil, err
 		}
 		if got {
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				renew := time.NewTicker(ttl / 3)
+				defer renew.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-renew.C:
+						if ok, err := l.Renew(ctx, key, tok, ttl); err != nil || !ok {
+							b.log.Warn("could not renew the mint lease", "subject", subject, "held", ok, "err", err)
+						}
+					}
+				}
+			}()
 			return func() {
+				close(stop)
+				<-done
 				uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				defer cancel()
 				if err := l.Unlock(uctx, key, tok); err != nil {
@@ -357,12 +394,14 @@ func (b *Broker) checkLoggedOut(ctx context.Context, id identity.Identity, resum
 	if !resume && !id.AuthTime.After(l.ChatLoggedOutAt) {
 		return ErrChatLoggedOut
 	}
-	l.ChatLoggedOutAt = time.Time{}
-	l.UpdatedAt = b.now().UTC()
-	if err := b.st.PutLink(ctx, l); err != nil {
+	_, err = b.st.UpdateLink(ctx, id.Subject, func(l *store.Link) error {
+		l.ChatLoggedOutAt = time.Time{}
+		l.LastMintAt = time.Time{} // a person logging in again is not a loop
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	b.lastMint.Delete(id.Subject) // a person logging in again is not a loop
 	b.log.Info("chat logged in again after a chat-side logout", "subject", id.Subject, "resumed", resume)
 	return nil
 }
@@ -372,16 +411,14 @@ func (b *Broker) markLoggedOut(ctx context.Context, id identity.Identity) error 
 	if err := b.st.DeleteToken(ctx, id.Subject); err != nil {
 		return err
 	}
-	l, err := b.st.GetLink(ctx, id.Subject)
-	if errors.Is(err, store.ErrNotFound) {
-		return ErrChatLoggedOut
-	}
-	if err != nil {
-		return err
-	}
-	l.ChatLoggedOutAt = b.now().UTC()
-	l.UpdatedAt = l.ChatLoggedOutAt
-	if err := b.st.PutLink(ctx, l); err != nil {
+	_, err := b.st.UpdateLink(ctx, id.Subject, func(l *store.Link) error {
+		if l.UserID == "" {
+			return store.ErrNotFound // no link: nothing to mark
+		}
+		l.ChatLoggedOutAt = b.now().UTC()
+		return nil
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	b.log.Info("person logged out on the Rocket.Chat side; not logging them straight back in", "subject", id.Subject)
@@ -419,6 +456,27 @@ func (b *Broker) Forget(ctx context.Context, subject string, revoke bool) (bool,
 		}
 	}
 	return true, nil
+}
+
+// logTaken logs a refusal to hand one person's chat account to another,
+// naming both subjects (and so both identity sources).
+func (b *Broker) logTaken(id identity.Identity, err error) {
+	var taken *store.LinkTakenError
+	if errors.As(err, &taken) {
+		b.log.Warn("refused: this Rocket.Chat user is linked to another person", "subject", id.Subject, "source", id.Source,
+			"rc_user_id", taken.UserID, "linked_subject", taken.Holder)
+	}
+}
+
+// discard ends a session rcsso obtained but will not hand out.
+func (b *Broker) discard(ctx context.Context, t Token) {
+	r, ok := b.minter.(Revoker)
+	if !ok {
+		return
+	}
+	if err := r.Revoke(context.WithoutCancel(ctx), t); err != nil {
+		b.log.Warn("could not end a Rocket.Chat session rcsso will not hand out", "rc_user_id", t.UserID, "err", err)
+	}
 }
 
 // sealToken is the plaintext sealed in the store: "<kind>\x00<value>".

@@ -27,8 +27,10 @@ func (p *fakeProv) Ensure(ctx context.Context, id identity.Identity) (store.Link
 		return l, nil
 	}
 	p.calls.Add(1)
-	l := store.Link{Subject: id.Subject, UserID: "U-" + id.Subject}
-	return l, p.st.PutLink(ctx, l)
+	return p.st.UpdateLink(ctx, id.Subject, func(l *store.Link) error {
+		l.UserID = "U-" + id.Subject
+		return nil
+	})
 }
 
 type fakeMinter struct {

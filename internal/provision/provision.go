@@ -1,8 +1,11 @@
 // Package provision finds or creates the Rocket.Chat user for a website
 // identity and remembers the link (subject → Rocket.Chat user id) in the
-// store. It is safe to retry: a users.create that timed out but succeeded is
-// found again by username and adopted because its e-mail is the one rcsso
-// gave it.
+// store. The link is a security boundary: a Rocket.Chat user linked to one
+// subject is never linked to another, and a user rcsso did not create is
+// linked only as provisioning.adopt allows (AdoptPolicy). It is safe to
+// retry: rcsso records the username it asks users.create for before the
+// call (store.Link.CreatingUsername), so a users.create that timed out but
+// succeeded is recognised as rcsso's own creation and linked.
 package provision
 
 import (
@@ -11,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -24,7 +28,15 @@ import (
 
 // ErrConflict means Rocket.Chat already has a different person with the
 // identity's username and e-mail, and rcsso will not take that account over.
-var ErrConflict = errors.New("provision: Rocket.Chat has a conflicting user")
+// It wraps store.ErrConflict, so the HTTP layer maps every conflict alike
+// (409).
+var ErrConflict = fmt.Errorf("provision: Rocket.Chat has a conflicting user (%w)", store.ErrConflict)
+
+// ErrReservedEmail means an identity came with an e-mail address in the
+// placeholder domain (provisioning.placeholder_email_domain), which only
+// rcsso hands out: accepting it would let a visitor claim the placeholder
+// of another person. It wraps ErrConflict.
+var ErrReservedEmail = fmt.Errorf("%w: the e-mail address is in the placeholder domain, which is reserved for rcsso", ErrConflict)
 
 // Config sets what new Rocket.Chat users look like.
 type Config struct {
@@ -35,6 +47,9 @@ type Config struct {
 	// PlaceholderEmailDomain builds "<digest>@<domain>" for identities
 	// without an e-mail (Rocket.Chat requires one).
 	PlaceholderEmailDomain string
+	// Adopt says which pre-existing Rocket.Chat users may be linked; zero
+	// value AdoptNever.
+	Adopt AdoptPolicy
 	// SyncInterval is the least time between two profile updates of one
 	// person (Rocket.Chat hard-codes 1 call/60 s on setRealName, setEmail,
 	// …); default 1 minute.
@@ -89,7 +104,12 @@ func New(rc *rocketchat.Client, admin rcadmin.Auth, st store.Store, cfg Config, 
 
 // Ensure returns the link for id, creating the Rocket.Chat user when the
 // subject has none. Callers serialise calls per subject (the token broker
-// does), so one person is created once. Errors: ErrConflict, or the
+// does), so one person is created once. For each candidate username (the
+// mapped one, then the suffixed one) it links a user it creates, or a
+// pre-existing one that MayAdopt allows and no other subject holds; any
+// other user with that name sends it to the next candidate. Errors:
+// ErrConflict (no candidate is free, or the e-mail belongs to another
+// Rocket.Chat user), ErrReservedEmail, store.ErrLinkTaken, or the
 // Rocket.Chat / store error (*rocketchat.Error for upstream failures).
 func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.Link, error) {
 	l, err := p.st.GetLink(ctx, id.Subject)
@@ -99,19 +119,34 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Link{}, err
 	}
-	password, secret, err := p.password(ctx, id, l)
+	if err := CheckEmail(id, p.cfg.PlaceholderEmailDomain); err != nil {
+		return store.Link{}, err
+	}
+	password, secret, err := p.password(id, l)
 	if err != nil {
 		return store.Link{}, err
 	}
-	email := p.email(id)
+	email, vouched := AccountEmail(id, p.cfg.PlaceholderEmailDomain)
 	base := p.cfg.Usernames.Map(p.usernameSource(id), id.Subject)
-	for _, username := range []string{base, WithSuffix(base, id.Subject)} {
+	candidates := Candidates(base, id.Subject, l.CreatingUsername)
+	// Only a creation started by an earlier call, whose outcome rcsso never
+	// saw, counts as rcsso's own: a user that appears under the name this
+	// call just asked for (users.create answered "already in use") was made
+	// by someone else.
+	earlier := l
+	for _, username := range candidates {
 		u, err := p.find(ctx, username)
 		if err != nil {
 			return store.Link{}, err
 		}
 		created := false
 		if u == nil {
+			if l, err = p.st.UpdateLink(ctx, id.Subject, func(x *store.Link) error {
+				x.CreatingUsername, x.CreatingAt, x.Secret = username, p.now().UTC(), secret
+				return nil
+			}); err != nil {
+				return store.Link{}, err
+			}
 			u, err = p.create(ctx, id, username, email, password)
 			created = err == nil
 			if err != nil && rocketchat.IsFieldUnavailable(err) {
@@ -120,26 +155,76 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 					return store.Link{}, err
 				}
 				if u == nil {
+					p.log.Warn("refused: the person's e-mail belongs to another Rocket.Chat user", "subject", id.Subject, "source", id.Source, "rc_username", username)
 					return store.Link{}, fmt.Errorf("%w: the e-mail address of %s is used by another Rocket.Chat user; change it on one side or link them by hand", ErrConflict, id.Subject)
 				}
 			} else if err != nil {
 				return store.Link{}, err
 			}
 		}
-		if !owns(*u, email) {
-			p.log.Info("rocket.chat username taken by another person, trying the suffixed one", "subject", id.Subject, "rc_username", username)
+		if !created {
+			if holder, err := p.st.LinkByUserID(ctx, u.ID); err == nil && holder.Subject != id.Subject {
+				p.log.Warn("refused: this Rocket.Chat user is linked to another person; trying the next username", "subject", id.Subject, "source", id.Source,
+					"rc_user_id", u.ID, "rc_username", u.Username, "linked_subject", holder.Subject)
+				continue
+			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return store.Link{}, err
+			}
+			c := Candidate{ID: u.ID, Username: u.Username, Emails: u.Emails, CreatedAt: u.CreatedAt.Time}
+			if ok, why := MayAdopt(p.cfg.Adopt, id, earlier, c, email, vouched); !ok {
+				p.log.Info("rocket.chat username belongs to a user rcsso may not link; trying the next one", "subject", id.Subject, "rc_username", username, "reason", why)
+				continue
+			} else {
+				p.log.Info("linking an existing rocket.chat user", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username, "reason", why)
+			}
+		}
+		linked, err := p.st.UpdateLink(ctx, id.Subject, func(x *store.Link) error {
+			x.UserID, x.Username = u.ID, u.Username
+			x.CreatingUsername, x.CreatingAt, x.Secret = "", time.Time{}, secret
+			x.ProfileHash, x.ProfileSyncedAt = "", time.Time{}
+			if created {
+				x.ProfileHash, x.ProfileSyncedAt = p.ProfileDigest(id), p.now().UTC()
+			}
+			return nil
+		})
+		var taken *store.LinkTakenError
+		if errors.As(err, &taken) && !created {
+			p.log.Warn("refused: this Rocket.Chat user is linked to another person; trying the next username", "subject", id.Subject, "source", id.Source,
+				"rc_user_id", u.ID, "rc_username", u.Username, "linked_subject", taken.Holder)
 			continue
 		}
-		l := store.Link{Subject: id.Subject, UserID: u.ID, Username: u.Username, ProfileHash: p.ProfileDigest(id), UpdatedAt: p.now().UTC(), Secret: secret}
+		if err != nil {
+			return store.Link{}, err
+		}
 		if created && id.AvatarURL != "" {
 			p.setAvatar(ctx, u.ID, id)
 		}
-		if err := p.st.PutLink(ctx, l); err != nil {
-			return store.Link{}, err
-		}
-		return l, nil
+		return linked, nil
 	}
-	return store.Link{}, fmt.Errorf("%w: usernames %q and its suffixed form belong to other Rocket.Chat users", ErrConflict, base)
+	return store.Link{}, fmt.Errorf("%w: usernames %q belong to other Rocket.Chat users", ErrConflict, candidates)
+}
+
+// Candidates are the usernames a person may get, in order: an unfinished
+// creation's username (pending, if any), the mapped name base, and its
+// suffixed form (WithSuffix), without repeats.
+func Candidates(base, subject, pending string) []string {
+	out := make([]string, 0, 3)
+	for _, c := range []string{pending, base, WithSuffix(base, subject)} {
+		if c != "" && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// CheckEmail refuses (ErrReservedEmail) an identity whose e-mail is in the
+// placeholder domain: only rcsso hands those addresses out.
+func CheckEmail(id identity.Identity, placeholderDomain string) error {
+	_, domain, ok := strings.Cut(strings.TrimSpace(id.Email), "@")
+	if ok && strings.EqualFold(strings.TrimSuffix(domain, "."), placeholderDomain) {
+		return ErrReservedEmail
+	}
+	return nil
 }
 
 // usernameSource is the website user name before mapping.
@@ -166,30 +251,16 @@ func UsernameSource(tmpl *template.Template, id identity.Identity) string {
 	return b.String()
 }
 
-func (p *Provisioner) email(id identity.Identity) string {
-	e, _ := AccountEmail(id, p.cfg.PlaceholderEmailDomain)
-	return e
-}
-
 // AccountEmail is the e-mail address a Rocket.Chat account gets for id: the
-// identity's own when the source vouches for it (verified true), otherwise a
-// placeholder "<digest of the subject>@<placeholderDomain>" (verified
-// false), so rcsso never claims an address nobody verified.
+// identity's own when the source vouches for it (verified true) and it is
+// not in the placeholder domain, otherwise a placeholder "<digest of the
+// subject>@<placeholderDomain>" (verified false), so rcsso never claims an
+// address nobody verified.
 func AccountEmail(id identity.Identity, placeholderDomain string) (string, bool) {
-	if e := strings.TrimSpace(id.Email); e != "" && id.EmailVerified {
+	if e := strings.TrimSpace(id.Email); e != "" && id.EmailVerified && CheckEmail(id, placeholderDomain) == nil {
 		return e, true
 	}
 	return Digest(id.Subject)[:20] + "@" + placeholderDomain, false
-}
-
-// owns reports whether u is the person with e-mail email.
-func owns(u rocketchat.User, email string) bool {
-	for _, e := range u.Emails {
-		if strings.EqualFold(e.Address, email) {
-			return true
-		}
-	}
-	return false
 }
 
 func (p *Provisioner) find(ctx context.Context, username string) (*rocketchat.User, error) {
@@ -206,9 +277,10 @@ func (p *Provisioner) find(ctx context.Context, username string) (*rocketchat.Us
 }
 
 // password returns the password for a new user. In password mode it is
-// kept (sealed) in a pending link before users.create, so a retry after a
-// users.create that timed out but succeeded uses the same password.
-func (p *Provisioner) password(ctx context.Context, id identity.Identity, pending store.Link) (string, []byte, error) {
+// kept sealed in the pending link (Ensure writes it before users.create),
+// so a retry after a users.create that timed out but succeeded uses the
+// same password.
+func (p *Provisioner) password(id identity.Identity, pending store.Link) (string, []byte, error) {
 	if p.cfg.PasswordSealer == nil {
 		return rand.Text() + rand.Text(), nil, nil // nobody learns it
 	}
@@ -219,9 +291,7 @@ func (p *Provisioner) password(ctx context.Context, id identity.Identity, pendin
 		}
 	}
 	pw := rand.Text() + rand.Text()
-	secret := p.cfg.PasswordSealer.Seal([]byte(pw), id.Subject)
-	err := p.st.PutLink(ctx, store.Link{Subject: id.Subject, Secret: secret, UpdatedAt: p.now().UTC()})
-	return pw, secret, err
+	return pw, p.cfg.PasswordSealer.Seal([]byte(pw), id.Subject), nil
 }
 
 func (p *Provisioner) create(ctx context.Context, id identity.Identity, username, email, password string) (*rocketchat.User, error) {

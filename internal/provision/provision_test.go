@@ -2,9 +2,11 @@ package provision_test
 
 import (
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,10 +79,11 @@ func TestUsernameTakenBySomeoneElseGetsSuffix(t *testing.T) {
 }
 
 func TestExistingUserWithSameEmailIsAdopted(t *testing.T) {
-	// A retry after a users.create that timed out but succeeded, or a person
-	// who already had a Rocket.Chat account with the website's verified e-mail.
-	p, emu := setup(t, "8.x")
-	uid, err := emu.AddUser(rcemu.NewUser{Username: "bob", Name: "Bob", Email: "Bob@Example.test"})
+	// A person who already had a Rocket.Chat account with the website's
+	// verified e-mail, on a workspace that opted in (provisioning.adopt:
+	// verified-email).
+	p, emu := setupWith(t, "8.x", provision.Config{Adopt: provision.AdoptVerifiedEmail})
+	uid, err := emu.AddUser(rcemu.NewUser{Username: "bob", Name: "Bob", Email: "Bob@Example.test", Verified: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +93,131 @@ func TestExistingUserWithSameEmailIsAdopted(t *testing.T) {
 	}
 	if emu.Stats().UsersCreateCalls != 0 {
 		t.Fatal("created a duplicate user")
+	}
+}
+
+// Attack (issue: account takeover by adoption): with the default policy a
+// Rocket.Chat user rcsso did not create is never linked, even when its
+// username and verified e-mail match; the person gets a clear conflict.
+func TestPreexistingUserNotAdoptedByDefault(t *testing.T) {
+	p, emu := setup(t, "8.x")
+	uid, err := emu.AddUser(rcemu.NewUser{Username: "bob", Name: "Bob", Email: "bob@example.test", Verified: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := p.Ensure(t.Context(), identity.Identity{Subject: "jwt:bob", Username: "bob", Email: "bob@example.test", EmailVerified: true})
+	if l.UserID == uid || !errors.Is(err, provision.ErrConflict) {
+		t.Fatalf("Ensure = %+v, %v; want ErrConflict and no link to %s", l, err, uid)
+	}
+}
+
+// Attack: an address the source vouches for, held unverified by a
+// Rocket.Chat user (anybody may type it when registering), is not enough
+// even under verified-email.
+func TestAdoptionNeedsVerifiedAddressInRocketChat(t *testing.T) {
+	p, emu := setupWith(t, "8.x", provision.Config{Adopt: provision.AdoptVerifiedEmail})
+	uid, err := emu.AddUser(rcemu.NewUser{Username: "bob", Email: "bob@example.test", Verified: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := p.Ensure(t.Context(), identity.Identity{Subject: "jwt:bob", Username: "bob", Email: "bob@example.test", EmailVerified: true})
+	if l.UserID == uid || err == nil {
+		t.Fatalf("Ensure = %+v, %v; want a refusal, not user %s", l, err, uid)
+	}
+}
+
+// Attack (issue: account takeover by adoption): once carol's Rocket.Chat
+// user is linked to her subject, no other subject gets it, whatever
+// username case, e-mail (her placeholder, her real address) or adoption
+// policy it comes with.
+func TestLinkedUserIsNeverHandedToAnotherSubject(t *testing.T) {
+	for _, policy := range []provision.AdoptPolicy{provision.AdoptNever, provision.AdoptVerifiedEmail} {
+		t.Run(string(policy), func(t *testing.T) {
+			p, emu := setupWith(t, "8.x", provision.Config{Adopt: policy})
+			carol, err := p.Ensure(t.Context(), identity.Identity{Subject: "header:carol", Source: "header", Username: "carol"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dave, err := p.Ensure(t.Context(), identity.Identity{Subject: "header:dave", Source: "header", Username: "dave", Email: "dave@example.test", EmailVerified: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			placeholder, _ := provision.AccountEmail(identity.Identity{Subject: "header:carol"}, "users.rcsso.invalid")
+			attacks := []identity.Identity{
+				{Subject: "header:CAROL", Source: "header", Username: "CAROL", Email: placeholder, EmailVerified: true},
+				{Subject: "header:CAROL", Source: "header", Username: "CAROL", Email: placeholder},
+				{Subject: "header:Dave", Source: "header", Username: "Dave", Email: "dave@example.test", EmailVerified: true},
+				{Subject: "jwt:666", Source: "jwt", Username: "dave", Email: "dave@example.test", EmailVerified: true},
+				{Subject: "jwt:667", Source: "jwt", Username: "dаve", Email: "dave@example.test", EmailVerified: true}, // Cyrillic а
+			}
+			for _, a := range attacks {
+				l, err := p.Ensure(t.Context(), a)
+				if l.UserID == carol.UserID || l.UserID == dave.UserID {
+					t.Fatalf("%+v got a victim's Rocket.Chat user %s", a, l.UserID)
+				}
+				if !errors.Is(err, provision.ErrConflict) {
+					t.Errorf("%s: Ensure = %+v, %v; want ErrConflict", a.Subject, l, err)
+				}
+			}
+			if n := emu.UserCount(); n != 2 { // carol, dave (the count leaves the admin out)
+				t.Errorf("%d Rocket.Chat users, want 2 (no half-created attacker accounts)", n)
+			}
+		})
+	}
+}
+
+// A users.create that timed out but succeeded is rcsso's own creation: the
+// retry links it, under the default policy too (store.Link.CreatingUsername).
+func TestRetryAfterCreateTimeoutLinksOwnCreation(t *testing.T) {
+	emu, err := rcemu.New(rcemu.Config{Profile: "8.x", AdminPassword: "pw", AdminPAT: "pat", BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lose atomic.Bool
+	lose.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/users.create" && lose.Swap(false) {
+			// Rocket.Chat creates the user; the answer never arrives.
+			emu.Handler().ServeHTTP(httptest.NewRecorder(), r)
+			http.Error(w, "upstream timed out", http.StatusGatewayTimeout)
+			return
+		}
+		emu.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	rc, _ := rocketchat.New(rocketchat.Options{BaseURL: srv.URL})
+	st := memory.New()
+	p := provision.New(rc, rcadmin.PAT{UserID: emu.AdminID(), AuthToken: "pat"}, st, provision.Config{}, nil)
+	id := identity.Identity{Subject: "local:gina", Username: "gina", Email: "gina@example.test", EmailVerified: true}
+	if _, err := p.Ensure(t.Context(), id); err == nil {
+		t.Fatal("first Ensure succeeded although users.create's answer was lost")
+	}
+	pending, err := st.GetLink(t.Context(), id.Subject)
+	if err != nil || pending.CreatingUsername != "gina" || pending.UserID != "" {
+		t.Fatalf("pending link = %+v, %v", pending, err)
+	}
+	l, err := p.Ensure(t.Context(), id)
+	u, _ := emu.UserByUsername("gina")
+	if err != nil || l.UserID != u.ID || l.CreatingUsername != "" {
+		t.Fatalf("retry = %+v, %v; want the user created by the lost call, %s", l, err, u.ID)
+	}
+	if emu.UserCount() != 1 {
+		t.Fatalf("%d users, want gina only", emu.UserCount())
+	}
+}
+
+// Attack: an e-mail in the placeholder domain is refused from every
+// source, vouched for or not.
+func TestPlaceholderDomainEmailRefused(t *testing.T) {
+	p, emu := setup(t, "8.x")
+	for _, verified := range []bool{true, false} {
+		_, err := p.Ensure(t.Context(), identity.Identity{Subject: "jwt:x", Username: "x", Email: "abc@USERS.rcsso.invalid", EmailVerified: verified})
+		if !errors.Is(err, provision.ErrReservedEmail) {
+			t.Fatalf("verified=%v: Ensure = %v, want ErrReservedEmail", verified, err)
+		}
+	}
+	if emu.UserCount() != 0 {
+		t.Fatal("a user was created")
 	}
 }
 

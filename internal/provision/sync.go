@@ -36,7 +36,12 @@ func (p *Provisioner) ProfileDigest(id identity.Identity) string {
 func (p *Provisioner) fields(id identity.Identity) [nFields]string {
 	var f [nFields]string
 	f[fName] = id.Name
-	f[fEmail] = p.email(id)
+	// Only an address the source vouches for is synced: an unvouched one
+	// (or none) leaves Rocket.Chat's e-mail as it is, never replacing a
+	// real address with a placeholder.
+	if e, vouched := AccountEmail(id, p.cfg.PlaceholderEmailDomain); vouched {
+		f[fEmail] = e
+	}
 	f[fAvatar] = id.AvatarURL
 	if id.Roles != nil {
 		f[fRoles] = strings.Join(p.roles(id), ",")
@@ -59,12 +64,20 @@ func Roles(base []string, id identity.Identity) []string {
 	return out
 }
 
+// errSkip ends an UpdateLink without writing.
+var errSkip = errors.New("provision: nothing to write")
+
 // Sync brings the Rocket.Chat user of id up to date with id's profile:
-// users.update for a changed name, e-mail (kept verified) or roles (only
-// when the identity source manages roles), users.setAvatar for a changed
-// avatar URL. It writes only what changed, at most once per SyncInterval per
-// person. It reports whether Rocket.Chat now has id's profile (false when the
-// subject has no link yet or the interval has not passed).
+// users.update for a changed name, e-mail (only one the identity source
+// vouches for; kept verified except in minting mode password) or roles
+// (only when the identity source manages roles), users.setAvatar for a
+// changed avatar URL. It writes only what changed, at most once per
+// SyncInterval per person (across rcsso instances: the interval is claimed
+// in the store before Rocket.Chat is called), and writes only its own link
+// fields (ProfileHash, ProfileSyncedAt). It reports whether Rocket.Chat now
+// has id's profile (false when the subject has no link yet or the interval
+// has not passed). An identity with an e-mail in the placeholder domain is
+// refused (ErrReservedEmail).
 func (p *Provisioner) Sync(ctx context.Context, id identity.Identity) (bool, error) {
 	l, err := p.st.GetLink(ctx, id.Subject)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && l.UserID == "") {
@@ -77,40 +90,58 @@ func (p *Provisioner) Sync(ctx context.Context, id identity.Identity) (bool, err
 	if l.ProfileHash == want {
 		return true, nil
 	}
+	if err := CheckEmail(id, p.cfg.PlaceholderEmailDomain); err != nil {
+		return false, err
+	}
 	now := p.now().UTC()
-	if now.Sub(l.UpdatedAt) < p.cfg.SyncInterval {
+	l, err = p.st.UpdateLink(ctx, id.Subject, func(x *store.Link) error {
+		if x.UserID != l.UserID || x.ProfileHash == want || now.Sub(x.ProfileSyncedAt) < p.cfg.SyncInterval {
+			return errSkip
+		}
+		x.ProfileSyncedAt = now
+		return nil
+	})
+	if errors.Is(err, errSkip) {
 		return false, nil
 	}
+	if err != nil {
+		return false, err
+	}
 	have := strings.Split(l.ProfileHash, ".")
-	changed := func(i int) bool { return len(have) != nFields || have[i] != strings.Split(want, ".")[i] }
+	wantParts := strings.Split(want, ".")
+	changed := func(i int) bool { return len(have) != nFields || have[i] != wantParts[i] }
 	f := p.fields(id)
 	var data rocketchat.UpdateUserData
 	dirty := false
 	if changed(fName) && f[fName] != "" {
 		data.Name, dirty = &f[fName], true
 	}
-	if changed(fEmail) {
-		verified := true
+	if changed(fEmail) && f[fEmail] != "" {
+		verified := p.cfg.PasswordSealer == nil
 		data.Email, data.Verified, dirty = &f[fEmail], &verified, true
 	}
 	if changed(fRoles) && id.Roles != nil {
 		data.Roles, dirty = p.roles(id), true
 	}
-	l.UpdatedAt = now
 	if dirty {
 		_, err := rcadmin.Do(ctx, p.admin, func(cr rocketchat.Credentials) (rocketchat.User, error) {
 			return p.rc.UpdateUser(ctx, cr, l.UserID, data)
 		})
 		if err != nil {
-			_ = p.st.PutLink(ctx, l) // honour the interval before retrying
-			return false, err
+			return false, err // the interval is claimed: the retry waits for it
 		}
 	}
 	if changed(fAvatar) && id.AvatarURL != "" {
 		p.setAvatar(ctx, l.UserID, id)
 	}
-	l.ProfileHash = want
-	if err := p.st.PutLink(ctx, l); err != nil {
+	_, err = p.st.UpdateLink(ctx, id.Subject, func(x *store.Link) error {
+		if x.UserID != l.UserID {
+			return errSkip // re-provisioned meanwhile: that link is not this sync's
+		}
+		x.ProfileHash = want
+		return nil
+	})
+	if err != nil && !errors.Is(err, errSkip) {
 		return false, err
 	}
 	p.log.Info("synced rocket.chat profile", "subject", id.Subject, "rc_user_id", l.UserID)

@@ -250,6 +250,19 @@ func (s *Server) UserByID(id string) (UserSnapshot, bool) {
 	return snapshot(u), true
 }
 
+// UserIDByResumeToken returns the _id of the user a resume token logs in
+// as (Rocket.Chat looks up services.resume.loginTokens.hashedToken, spec
+// §2.2), for tests that check whose account a token opens.
+func (s *Server) UserIDByResumeToken(token string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, _ := s.st.byToken(hashToken(token))
+	if u == nil {
+		return "", false
+	}
+	return u.id, true
+}
+
 func snapshot(u *user) UserSnapshot {
 	return UserSnapshot{
 		ID: u.id, Username: u.username, Name: u.name, Emails: slices.Clone(u.emails), Active: u.active,

@@ -1,6 +1,7 @@
 package rocketchat
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -60,6 +61,31 @@ type User struct {
 	// CustomFields are the user's custom fields (only the declared
 	// Accounts_CustomFields keys; values are usually strings).
 	CustomFields map[string]any `json:"customFields,omitempty"`
+	// CreatedAt is when the user was created; users.info shows it only to
+	// callers with view-full-other-user-info (Rocket.Chat
+	// apps/meteor/server/lib/getFullUserData.ts, fullFields). Zero when
+	// absent or unreadable.
+	CreatedAt Time `json:"createdAt,omitzero"`
+}
+
+// Time is a Rocket.Chat REST date (an ISO 8601 string such as
+// "2026-11-30T15:37:53.123Z"). A value that is absent, null or not a date
+// decodes as the zero time instead of failing the whole answer.
+type Time struct{ time.Time }
+
+// UnmarshalJSON implements json.Unmarshaler leniently.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) != nil {
+		t.Time = time.Time{}
+		return nil
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		v = time.Time{}
+	}
+	t.Time = v
+	return nil
 }
 
 // LoginResult is the data of a successful POST /api/v1/login

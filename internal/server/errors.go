@@ -13,6 +13,7 @@ import (
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/provision"
 	"github.com/rcsso/rcsso/internal/rocketchat"
+	"github.com/rcsso/rcsso/internal/store"
 )
 
 // Error is an error with the HTTP status and the message shown to the
@@ -24,7 +25,9 @@ import (
 //	mint.ErrChatLoggedOut          → 401 (logged out on the chat side, spec §1.7)
 //	*mint.ThrottledError           → 503 + Retry-After
 //	errOrigin                      → 403
-//	provision.ErrConflict          → 409
+//	store.ErrConflict              → 409 (provision.ErrConflict and every
+//	                                 mode's conflict wrap it; a Rocket.Chat
+//	                                 user linked to another subject too)
 //	Rocket.Chat rate limit (429)   → 503 + Retry-After
 //	Rocket.Chat unreachable / 5xx  → 503
 //	other Rocket.Chat refusals     → 502
@@ -68,7 +71,9 @@ func classify(err error) (int, string, int) {
 		return http.StatusUnauthorized, "you logged out of the chat", 0
 	case errors.Is(err, identity.ErrSourceUnavailable):
 		return http.StatusBadGateway, "the website cannot tell who you are right now; try again shortly", 0
-	case errors.Is(err, provision.ErrConflict):
+	case errors.Is(err, provision.ErrReservedEmail):
+		return http.StatusConflict, "your e-mail address is in a domain reserved for chat accounts without one; ask the site administrator", 0
+	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, "your chat account conflicts with another Rocket.Chat user; ask the site administrator", 0
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "Rocket.Chat did not answer in time", 0

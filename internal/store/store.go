@@ -59,18 +59,39 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
-// Link records the Rocket.Chat user that belongs to a website subject.
+// Link records the Rocket.Chat user that belongs to a website subject. It is
+// a security boundary: a Rocket.Chat user id is linked to at most one
+// subject (every backend enforces it; see ErrLinkTaken), so nothing a
+// visitor sends can hand another person's chat account to them.
 type Link struct {
 	// Subject is the stable website subject; the primary key.
 	Subject string
-	// UserID is the Rocket.Chat user _id (17 chars in real servers).
+	// UserID is the Rocket.Chat user _id (17 chars in real servers); empty
+	// while the user is not known yet (a creation in progress, mode oauth
+	// before the first login).
 	UserID string
 	// Username is the Rocket.Chat username chosen at provisioning.
 	Username string
 	// ProfileHash is a digest of the profile last written to Rocket.Chat, so
 	// that profile sync writes only on change.
 	ProfileHash string
-	// UpdatedAt is the last write time (UTC).
+	// ProfileSyncedAt is when profile sync last wrote (or tried to write) the
+	// profile to Rocket.Chat; zero if never. It spaces syncs out.
+	ProfileSyncedAt time.Time
+	// LastMintAt is when rcsso last obtained a new token for the person, by
+	// any rcsso instance sharing the store; zero if never. It bounds minting
+	// to one token per person per minting.min_interval.
+	LastMintAt time.Time
+	// CreatingUsername is the username of a Rocket.Chat user rcsso asked for
+	// (users.create, a MongoDB insert) without seeing the answer yet, and
+	// CreatingAt when: written before the call, cleared when the user is
+	// linked. A retry after a timeout or crash may adopt that user as rcsso's
+	// own creation; no other pre-existing user is adopted unless
+	// provisioning.adopt allows it.
+	CreatingUsername string
+	CreatingAt       time.Time
+	// UpdatedAt is the last write time (UTC), set by the store on every
+	// UpdateLink.
 	UpdatedAt time.Time
 	// Secret is the sealed per-person Rocket.Chat password (minting mode
 	// "password" only); nil otherwise. A link with a Secret and no UserID is
@@ -108,6 +129,31 @@ type Code struct {
 	Origin string
 	// ExpiresAt bounds its life (UTC; seconds, not minutes).
 	ExpiresAt time.Time
+	// Profile is the person's identity as the website's back end gave it
+	// (opaque to the store; JSON written by the server), so that redeeming
+	// the code acts for the whole person, not a bare subject.
+	Profile []byte
+}
+
+// ErrLinkTaken is returned (wrapped in a *LinkTakenError, which also
+// wraps ErrConflict) when an UpdateLink would link a Rocket.Chat user id
+// that is already linked to another subject.
+var ErrLinkTaken = errors.New("store: the Rocket.Chat user is linked to another subject")
+
+// LinkTakenError names the subject that holds a Rocket.Chat user id.
+type LinkTakenError struct {
+	UserID string
+	// Holder is the subject the user id is linked to.
+	Holder string
+}
+
+func (e *LinkTakenError) Error() string {
+	return "store: Rocket.Chat user " + e.UserID + " is already linked to subject " + e.Holder
+}
+
+// Is makes errors.Is match ErrLinkTaken and ErrConflict.
+func (e *LinkTakenError) Is(target error) bool {
+	return target == ErrLinkTaken || target == ErrConflict
 }
 
 // Store is rcsso's state. All methods are safe for concurrent use and honour
@@ -145,8 +191,21 @@ type Store interface {
 
 	// GetLink returns the link for subject; ErrNotFound.
 	GetLink(ctx context.Context, subject string) (Link, error)
-	// PutLink inserts or replaces the link for l.Subject.
-	PutLink(ctx context.Context, l Link) error
+	// LinkByUserID returns the link holding a Rocket.Chat user id;
+	// ErrNotFound. userID must not be empty.
+	LinkByUserID(ctx context.Context, userID string) (Link, error)
+	// UpdateLink is the only way to write a link: it reads subject's link
+	// (a Link with only Subject set when there is none), calls update on it
+	// and stores the result, atomically with respect to every other
+	// UpdateLink and DeleteLink on the same store, across processes. update
+	// may run more than once (a backend may retry after a conflict) and
+	// must not block; it must not change Subject. When update returns an
+	// error nothing is written and that error is returned as is. Writing a
+	// UserID that another subject holds fails with a *LinkTakenError
+	// (errors.Is ErrLinkTaken and ErrConflict) and writes nothing. The
+	// store sets UpdatedAt to the time of the write. It returns the link as
+	// stored.
+	UpdateLink(ctx context.Context, subject string, update func(*Link) error) (Link, error)
 	// DeleteLink removes the link of subject; nil if absent.
 	DeleteLink(ctx context.Context, subject string) error
 
@@ -164,6 +223,13 @@ type Store interface {
 	// calls for one code, exactly one succeeds.
 	ConsumeCode(ctx context.Context, h string) (Code, error)
 
+	// UseOnce records key as used until expiresAt and reports whether this
+	// call was its first use; a key seen before and not yet expired gives
+	// false. Of concurrent calls for one key exactly one gets true. It
+	// backs every single-use value that is not a Code: webhook MACs, OAuth
+	// authorization codes, OIDC state, JWT ids. Backends purge expired keys.
+	UseOnce(ctx context.Context, key string, expiresAt time.Time) (bool, error)
+
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 	// Close releases resources.
@@ -177,6 +243,9 @@ type Locker interface {
 	// TryLock takes the lease on key for ttl if nobody holds an unexpired
 	// one. It returns a token to pass to Unlock and whether it got the lease.
 	TryLock(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
+	// Renew extends the lease to ttl from now if token still holds it, and
+	// reports whether it does.
+	Renew(ctx context.Context, key, token string, ttl time.Duration) (bool, error)
 	// Unlock releases the lease if token still holds it.
 	Unlock(ctx context.Context, key, token string) error
 }

@@ -34,8 +34,11 @@ type Config struct {
 	GroupsHeader string
 	// RoleMap maps a group to a Rocket.Chat role (an allow-list).
 	RoleMap map[string]string
-	// EmailVerified says whether the proxy's e-mail is vouched for (default
-	// true: the proxy authenticated the person).
+	// EmailVerified says whether the proxy vouches for the e-mail it sends
+	// (configuration key email_verified, default false): a proxy that
+	// authenticated the person has not necessarily verified their address,
+	// and an unvouched address is never used to create or adopt a
+	// Rocket.Chat account.
 	EmailVerified bool
 }
 

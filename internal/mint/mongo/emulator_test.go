@@ -12,6 +12,7 @@ import (
 
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
+	"github.com/rcsso/rcsso/internal/provision"
 	"github.com/rcsso/rcsso/internal/rcemu"
 	"github.com/rcsso/rcsso/internal/store/memory"
 	"github.com/rcsso/rcsso/internal/testing/mongotest"
@@ -139,8 +140,9 @@ func TestEmulatorUsesMintedTokens(t *testing.T) {
 	}
 }
 
-// TestEmulatorCreatedUserAdopted: a user created through the emulator's
-// users.create is found by e-mail and linked, not duplicated.
+// TestEmulatorCreatedUserAdopted: with provisioning.adopt verified-email, a
+// user created through the emulator's users.create is found by e-mail and
+// linked, not duplicated.
 func TestEmulatorCreatedUserAdopted(t *testing.T) {
 	s, base, u := emulator(t, rcemu.Config{})
 	admin := map[string]string{"X-User-Id": s.AdminID(), "X-Auth-Token": emuPAT}
@@ -150,7 +152,7 @@ func TestEmulatorCreatedUserAdopted(t *testing.T) {
 		t.Fatalf("users.create: %d %v", st, body)
 	}
 	id := body["user"].(map[string]any)["_id"]
-	l, err := NewProvisioner(u, memory.New(), Config{}, nil).Ensure(t.Context(), jane())
+	l, err := NewProvisioner(u, memory.New(), Config{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), jane())
 	if err != nil || l.UserID != id || l.Username != "jd" {
 		t.Fatalf("Ensure = %+v, %v; want user %v", l, err, id)
 	}
@@ -171,7 +173,7 @@ func TestEmulatorEmail2FA(t *testing.T) {
 		t.Fatalf("users.create: %d %v", st, body)
 	}
 	id := identity.Identity{Subject: "s:sam", Username: "sam", Email: "sam@example.com", EmailVerified: true}
-	l, err := newProv(t, u, nil).Ensure(t.Context(), id)
+	l, err := NewProvisioner(u, memory.New(), Config{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,12 +14,15 @@ import (
 
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/provision"
+	"github.com/rcsso/rcsso/internal/rocketchat"
 	"github.com/rcsso/rcsso/internal/store"
 )
 
 // ErrConflict means Rocket.Chat already has a different person under both
 // usernames rcsso would use for an identity; rcsso takes no account over.
-var ErrConflict = errors.New("mongo provision: Rocket.Chat has a conflicting user")
+// It wraps provision.ErrConflict (and so store.ErrConflict): the HTTP layer
+// answers 409.
+var ErrConflict = fmt.Errorf("mongo provision: %w", provision.ErrConflict)
 
 // Config sets what new Rocket.Chat users look like.
 type Config struct {
@@ -33,6 +36,9 @@ type Config struct {
 	// Usernames is the Rocket.Chat username rule (UTF8_User_Names_Validation);
 	// the zero value is Rocket.Chat's default.
 	Usernames provision.UsernameRule
+	// Adopt says which pre-existing Rocket.Chat users may be linked
+	// (provision.AdoptPolicy; zero value never).
+	Adopt provision.AdoptPolicy
 	// UsernameTemplate, when set, builds the website user name from the
 	// identity (fields .Username, .Name, .Email, .EmailLocal, .Subject)
 	// before it is mapped onto the rule, as in package provision.
@@ -73,22 +79,23 @@ func NewProvisioner(users *Users, st store.Store, cfg Config, log *slog.Logger) 
 	return &Provisioner{users: users, st: st, cfg: cfg, log: log}
 }
 
-// Ensure returns the link of id, finding or creating its Rocket.Chat user:
+// Ensure returns the link of id, finding or creating its Rocket.Chat user,
+// with the same rules as the REST provisioner (provision.Provisioner.Ensure):
 //  1. rcsso's link, if its user still exists;
-//  2. the user holding id's e-mail (its verified e-mail, else its
-//     placeholder address; case-insensitive);
-//  3. the user with the mapped username (or a case variant of it) if that
-//     user holds the e-mail, else the username with provision.WithSuffix;
-//     a free username gets a new document (spec §5, no password, no
-//     services.email2fa). A duplicate-key error (another rcsso process was
-//     faster) re-reads and adopts the winner when it is the same person.
+//  2. for each candidate username (an unfinished creation's, the mapped
+//     one, the suffixed one; a case variant counts as taken): a free one
+//     gets a new document (spec §5, no password, no services.email2fa),
+//     recorded as pending in the link before the insert; a taken one is
+//     linked only when provision.MayAdopt allows it and no other subject
+//     holds it. A duplicate-key error (the username or the e-mail is
+//     someone else's) re-reads the username and applies the same rule.
 //
-// Errors: ErrConflict, or a MongoDB / store error, wrapped with what was
-// being done.
+// Errors: ErrConflict, provision.ErrReservedEmail, or a MongoDB / store
+// error, wrapped with what was being done.
 func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.Link, error) {
 	l, err := p.st.GetLink(ctx, id.Subject)
 	switch {
-	case err == nil:
+	case err == nil && l.UserID != "":
 		ok, err := p.users.exists(ctx, l.UserID)
 		if err != nil {
 			return store.Link{}, fmt.Errorf("mongo provision: looking up user %s of %s: %w", l.UserID, id.Subject, err)
@@ -97,71 +104,140 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 			return l, nil
 		}
 		p.log.Warn("linked rocket.chat user no longer exists; provisioning again", "subject", id.Subject, "rc_user_id", l.UserID)
-	case !errors.Is(err, store.ErrNotFound):
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return store.Link{}, err
+	}
+	if err := provision.CheckEmail(id, p.cfg.PlaceholderEmailDomain); err != nil {
 		return store.Link{}, err
 	}
 	if err := p.users.EnsureIndexes(ctx); err != nil {
 		return store.Link{}, fmt.Errorf("mongo provision: %w", err)
 	}
 	email, verified := p.email(id)
-	u, err := p.users.byEmail(ctx, email)
-	if err != nil {
-		return store.Link{}, fmt.Errorf("mongo provision: looking up the e-mail of %s: %w", id.Subject, err)
-	}
-	if u != nil {
-		return p.link(ctx, id, u, false)
+	// Only a creation started by an earlier call, whose outcome rcsso never
+	// saw, counts as rcsso's own (see provision.Provisioner.Ensure).
+	earlier := l
+	if verified && p.cfg.Adopt == provision.AdoptVerifiedEmail {
+		// MongoDB can find the user holding the e-mail whatever its
+		// username (the REST API cannot).
+		u, err := p.users.byEmail(ctx, email)
+		if err != nil {
+			return store.Link{}, fmt.Errorf("mongo provision: looking up the e-mail of %s: %w", id.Subject, err)
+		}
+		if u != nil {
+			if ok, why := provision.MayAdopt(p.cfg.Adopt, id, earlier, candidate(u), email, verified); ok {
+				linked, err := p.link(ctx, id, u, false)
+				var taken *store.LinkTakenError
+				if !errors.As(err, &taken) {
+					if err == nil {
+						p.log.Info("linking an existing rocket.chat user", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username, "reason", why)
+					}
+					return linked, err
+				}
+				p.log.Warn("refused: the Rocket.Chat user holding this e-mail is linked to another person", "subject", id.Subject, "source", id.Source,
+					"rc_user_id", u.ID, "linked_subject", taken.Holder)
+			}
+		}
 	}
 	base := p.cfg.Usernames.Map(p.usernameSource(id), id.Subject)
-	for _, username := range []string{base, provision.WithSuffix(base, id.Subject)} {
+	candidates := provision.Candidates(base, id.Subject, l.CreatingUsername)
+	for _, username := range candidates {
 		u, err := p.users.byUsername(ctx, username)
 		if err != nil {
 			return store.Link{}, fmt.Errorf("mongo provision: looking up username %q: %w", username, err)
 		}
 		created := false
 		if u == nil {
+			// The unique index on emails.address would refuse the insert
+			// (not every MongoDB-compatible server enforces it on arrays):
+			// an address someone else holds is a conflict, said up front.
+			if other, err := p.users.byEmail(ctx, email); err != nil {
+				return store.Link{}, fmt.Errorf("mongo provision: looking up the e-mail of %s: %w", id.Subject, err)
+			} else if other != nil {
+				p.log.Warn("refused: the person's e-mail belongs to another Rocket.Chat user", "subject", id.Subject, "source", id.Source, "rc_user_id", other.ID)
+				return store.Link{}, fmt.Errorf("%w: the e-mail address of %s is used by another Rocket.Chat user; change it on one side or link them by hand", ErrConflict, id.Subject)
+			}
 			if p.beforeInsert != nil {
 				p.beforeInsert(username)
+			}
+			if l, err = p.st.UpdateLink(ctx, id.Subject, func(x *store.Link) error {
+				x.CreatingUsername, x.CreatingAt = username, p.cfg.Now().UTC()
+				return nil
+			}); err != nil {
+				return store.Link{}, err
 			}
 			u, err = p.insert(ctx, id, username, email, verified)
 			created = err == nil
 			if mongodrv.IsDuplicateKeyError(err) {
-				// Another process created this person, or someone took the
-				// username, between the look-up and the insert.
-				if u, err = p.users.byEmail(ctx, email); err == nil && u == nil {
-					u, err = p.users.byUsername(ctx, username)
-				}
-				if err != nil {
+				// Someone took the username, or the e-mail is someone
+				// else's, between the look-up and the insert.
+				if u, err = p.users.byUsername(ctx, username); err != nil {
 					return store.Link{}, fmt.Errorf("mongo provision: re-reading after a duplicate key for %q: %w", username, err)
 				}
 				if u == nil {
-					return store.Link{}, fmt.Errorf("mongo provision: inserting %q hit a unique index but no user holds the username or e-mail (deleted meanwhile?); try again", username)
+					p.log.Warn("refused: the person's e-mail belongs to another Rocket.Chat user", "subject", id.Subject, "source", id.Source, "rc_username", username)
+					return store.Link{}, fmt.Errorf("%w: the e-mail address of %s is used by another Rocket.Chat user; change it on one side or link them by hand", ErrConflict, id.Subject)
 				}
 			} else if err != nil {
 				return store.Link{}, fmt.Errorf("mongo provision: inserting user %q for %s: %w", username, id.Subject, err)
 			}
 		}
-		if !owns(u, email) {
-			p.log.Info("rocket.chat username taken by another person, trying the suffixed one", "subject", id.Subject, "rc_username", username)
+		if !created {
+			if holder, err := p.st.LinkByUserID(ctx, u.ID); err == nil && holder.Subject != id.Subject {
+				p.log.Warn("refused: this Rocket.Chat user is linked to another person; trying the next username", "subject", id.Subject, "source", id.Source,
+					"rc_user_id", u.ID, "rc_username", u.Username, "linked_subject", holder.Subject)
+				continue
+			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return store.Link{}, err
+			}
+			ok, why := provision.MayAdopt(p.cfg.Adopt, id, earlier, candidate(u), email, verified)
+			if !ok {
+				p.log.Info("rocket.chat username belongs to a user rcsso may not link; trying the next one", "subject", id.Subject, "rc_username", username, "reason", why)
+				continue
+			}
+			p.log.Info("linking an existing rocket.chat user", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username, "reason", why)
+		}
+		linked, err := p.link(ctx, id, u, created)
+		var taken *store.LinkTakenError
+		if errors.As(err, &taken) && !created {
+			p.log.Warn("refused: this Rocket.Chat user is linked to another person; trying the next username", "subject", id.Subject, "source", id.Source,
+				"rc_user_id", u.ID, "rc_username", u.Username, "linked_subject", taken.Holder)
 			continue
 		}
-		return p.link(ctx, id, u, created)
+		return linked, err
 	}
-	return store.Link{}, fmt.Errorf("%w: usernames %q and its suffixed form belong to other Rocket.Chat users", ErrConflict, base)
+	return store.Link{}, fmt.Errorf("%w: usernames %q belong to other Rocket.Chat users", ErrConflict, candidates)
 }
+
+// candidate is u as provision.MayAdopt sees it.
+func candidate(u *userDoc) provision.Candidate {
+	c := provision.Candidate{ID: u.ID, Username: u.Username, CreatedAt: u.CreatedAt}
+	for _, e := range u.Emails {
+		c.Emails = append(c.Emails, rocketchat.Email{Address: e.Address, Verified: e.Verified})
+	}
+	return c
+}
+
+// errSkip ends an UpdateLink without writing.
+var errSkip = errors.New("mongo provision: nothing to write")
 
 // link records u as id's Rocket.Chat user.
 func (p *Provisioner) link(ctx context.Context, id identity.Identity, u *userDoc, created bool) (store.Link, error) {
-	l := store.Link{Subject: id.Subject, UserID: u.ID, Username: u.Username, UpdatedAt: p.cfg.Now().UTC()}
-	if created {
-		l.ProfileHash = p.ProfileDigest(id)
-	}
-	if err := p.st.PutLink(ctx, l); err != nil {
+	now := p.cfg.Now().UTC()
+	l, err := p.st.UpdateLink(ctx, id.Subject, func(x *store.Link) error {
+		x.UserID, x.Username = u.ID, u.Username
+		x.CreatingUsername, x.CreatingAt = "", time.Time{}
+		x.ProfileHash, x.ProfileSyncedAt = "", time.Time{}
+		if created {
+			x.ProfileHash, x.ProfileSyncedAt = p.ProfileDigest(id), now
+		}
+		return nil
+	})
+	if err != nil {
 		return store.Link{}, err
 	}
 	if created {
 		p.log.Info("created rocket.chat user in mongodb", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username)
-	} else {
-		p.log.Info("linked existing rocket.chat user", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username)
 	}
 	return l, nil
 }
@@ -214,27 +290,26 @@ func (p *Provisioner) usernameSource(id identity.Identity) string {
 	return provision.UsernameSource(p.cfg.UsernameTemplate, id)
 }
 
-// owns reports whether u holds the e-mail address (case-insensitively).
-func owns(u *userDoc, email string) bool {
-	for _, e := range u.Emails {
-		if strings.EqualFold(e.Address, email) {
-			return true
-		}
-	}
-	return false
-}
-
 // ProfileDigest implements mint.ProfileSyncer: a digest of the name, the
 // account e-mail (and whether it is verified) and, when the source manages
 // roles, the roles rcsso writes. Avatars are not synced in this mode
 // (Rocket.Chat keeps avatar images in its file store, not in users).
 func (p *Provisioner) ProfileDigest(id identity.Identity) string {
-	email, verified := p.email(id)
 	roles := "-"
 	if id.Roles != nil {
 		roles = strings.Join(p.roles(id), ",")
 	}
-	return provision.Digest(strings.Join([]string{strings.TrimSpace(id.Name), email, fmt.Sprint(verified), roles}, "\x00"))[:16]
+	return provision.Digest(strings.Join([]string{strings.TrimSpace(id.Name), p.syncedEmail(id), roles}, "\x00"))[:16]
+}
+
+// syncedEmail is the e-mail profile sync writes: one the identity source
+// vouches for, else "" (Rocket.Chat's address is left alone; a placeholder
+// never replaces a real address).
+func (p *Provisioner) syncedEmail(id identity.Identity) string {
+	if e, vouched := p.email(id); vouched {
+		return e
+	}
+	return ""
 }
 
 // Sync implements mint.ProfileSyncer: when id's profile differs from the
@@ -253,10 +328,12 @@ func (p *Provisioner) Sync(ctx context.Context, id identity.Identity) (bool, err
 	if l.ProfileHash == want {
 		return true, nil
 	}
-	email, verified := p.email(id)
-	set := bson.D{
-		{Key: "emails", Value: bson.A{bson.D{{Key: "address", Value: email}, {Key: "verified", Value: verified}}}},
-		{Key: "_updatedAt", Value: mongoTime(p.cfg.Now())},
+	if err := provision.CheckEmail(id, p.cfg.PlaceholderEmailDomain); err != nil {
+		return false, err
+	}
+	set := bson.D{{Key: "_updatedAt", Value: mongoTime(p.cfg.Now())}}
+	if email := p.syncedEmail(id); email != "" {
+		set = append(set, bson.E{Key: "emails", Value: bson.A{bson.D{{Key: "address", Value: email}, {Key: "verified", Value: true}}}})
 	}
 	if name := strings.TrimSpace(id.Name); name != "" {
 		set = append(set, bson.E{Key: "name", Value: name})
@@ -271,8 +348,14 @@ func (p *Provisioner) Sync(ctx context.Context, id identity.Identity) (bool, err
 	if _, err := p.users.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: l.UserID}}, bson.D{{Key: "$set", Value: set}}); err != nil {
 		return false, fmt.Errorf("mongo: syncing the profile of user %s: %w", l.UserID, err)
 	}
-	l.ProfileHash, l.UpdatedAt = want, p.cfg.Now().UTC()
-	if err := p.st.PutLink(ctx, l); err != nil {
+	_, err = p.st.UpdateLink(ctx, id.Subject, func(x *store.Link) error {
+		if x.UserID != l.UserID {
+			return errSkip // re-provisioned meanwhile: that link is not this sync's
+		}
+		x.ProfileHash, x.ProfileSyncedAt = want, p.cfg.Now().UTC()
+		return nil
+	})
+	if err != nil && !errors.Is(err, errSkip) {
 		return false, err
 	}
 	p.log.Info("synced rocket.chat profile in mongodb", "subject", id.Subject, "rc_user_id", l.UserID)

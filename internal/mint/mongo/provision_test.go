@@ -15,6 +15,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/provision"
+	"github.com/rcsso/rcsso/internal/sealer"
 	"github.com/rcsso/rcsso/internal/store/memory"
 )
 
@@ -107,7 +108,7 @@ func TestProvisionAdoptsExistingUser(t *testing.T) {
 	// Created in Rocket.Chat, e-mail in another case, other username.
 	insertRC(t, u, "RCUSER00000000001", "jdoe", "Jane@Example.COM", nil)
 	st := memory.New()
-	l, err := newProv(t, u, st).Ensure(t.Context(), jane())
+	l, err := NewProvisioner(u, st, Config{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), jane())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func TestProvisionAdoptsExistingUser(t *testing.T) {
 	}
 	// By username, when the e-mail matches exactly.
 	insertRC(t, u, "RCUSER00000000002", "bob", "bob@example.com", nil)
-	l, err = newProv(t, u, st).Ensure(t.Context(), identity.Identity{Subject: "s:bob", Username: "bob", Email: "bob@example.com", EmailVerified: true})
+	l, err = NewProvisioner(u, st, Config{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), identity.Identity{Subject: "s:bob", Username: "bob", Email: "bob@example.com", EmailVerified: true})
 	if err != nil || l.UserID != "RCUSER00000000002" {
 		t.Fatalf("link = %+v, %v", l, err)
 	}
@@ -172,11 +173,17 @@ func TestProvisionLinkedUserDeleted(t *testing.T) {
 }
 
 // TestProvisionRace: 20 concurrent first requests for one person in two
-// rcsso processes (two Provisioners, two stores, two MongoDB clients) end
-// with one Rocket.Chat user.
+// rcsso processes (two brokers and Provisioners with their own MongoDB
+// clients, sharing rcsso's store as a deployment does) end with one
+// Rocket.Chat user.
 func TestProvisionRace(t *testing.T) {
 	uri := newUsersURI(t)
-	procs := []*Provisioner{newProv(t, connect(t, uri), memory.New()), newProv(t, connect(t, uri), memory.New())}
+	st := memory.New()
+	seal, _ := sealer.New(make([]byte, 32))
+	brokers := make([]*mint.Broker, 2)
+	for i := range brokers {
+		brokers[i] = mint.NewBroker(st, seal, linkMinter{}, newProv(t, connect(t, uri), st), mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: time.Hour}, nil)
+	}
 	var wg sync.WaitGroup
 	ids := make([]string, 20)
 	errs := make([]error, 20)
@@ -184,8 +191,8 @@ func TestProvisionRace(t *testing.T) {
 	for i := range 20 {
 		wg.Go(func() {
 			<-start
-			l, err := procs[i%2].Ensure(t.Context(), jane())
-			ids[i], errs[i] = l.UserID, err
+			tok, err := brokers[i%2].Token(t.Context(), jane(), false)
+			ids[i], errs[i] = tok.UserID, err
 		})
 	}
 	close(start)
@@ -204,6 +211,13 @@ func TestProvisionRace(t *testing.T) {
 	}
 }
 
+// linkMinter hands out a fake token for the linked user.
+type linkMinter struct{}
+
+func (linkMinter) Mint(_ context.Context, req mint.Request) (mint.Token, error) {
+	return mint.Token{Value: "t-" + req.Link.UserID, UserID: req.Link.UserID}, nil
+}
+
 // TestProvisionDuplicateKey drives the duplicate-key paths
 // deterministically: another process inserts between the look-up and the
 // insert.
@@ -214,13 +228,25 @@ func TestProvisionDuplicateKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The same person, created by "another rcsso": adopted.
+	// A user with the person's username and e-mail appears between the
+	// look-up and the insert: not rcsso's creation, so with the default
+	// policy it is not linked, and the e-mail makes it a conflict.
 	p.beforeInsert = func(username string) {
-		insertRC(t, u, "OTHERPROCESS00001", username, "jane@example.com", bson.D{})
+		if username == "jane.doe" {
+			insertRC(t, u, "OTHERPROCESS00001", username, "jane@example.com", bson.D{})
+		}
 	}
 	l, err := p.Ensure(t.Context(), jane())
-	if err != nil || l.UserID != "OTHERPROCESS00001" {
-		t.Fatalf("Ensure = %+v, %v; want the other process's user", l, err)
+	if !errors.Is(err, provision.ErrConflict) || l.UserID == "OTHERPROCESS00001" {
+		t.Fatalf("Ensure = %+v, %v; want ErrConflict", l, err)
+	}
+	if n := count(t, u, bson.D{}); n != 1 {
+		t.Fatalf("%d documents, want only the other one (nothing half-created)", n)
+	}
+	// With provisioning.adopt verified-email, the same person is linked.
+	adopting := NewProvisioner(u, memory.New(), Config{Adopt: provision.AdoptVerifiedEmail}, nil)
+	if l, err = adopting.Ensure(t.Context(), jane()); err != nil || l.UserID != "OTHERPROCESS00001" {
+		t.Fatalf("Ensure (verified-email) = %+v, %v; want the existing user", l, err)
 	}
 
 	// Someone else took the username meanwhile: the suffixed one.

@@ -152,9 +152,10 @@ func (u *Users) checkUnique(ctx context.Context, keys []string) error {
 
 // userDoc is the part of a users document rcsso reads.
 type userDoc struct {
-	ID       string     `bson:"_id"`
-	Username string     `bson:"username"`
-	Emails   []emailDoc `bson:"emails"`
+	ID        string     `bson:"_id"`
+	Username  string     `bson:"username"`
+	Emails    []emailDoc `bson:"emails"`
+	CreatedAt time.Time  `bson:"createdAt"`
 }
 
 // emailDoc is one element of emails (spec §5).
@@ -163,7 +164,7 @@ type emailDoc struct {
 	Verified bool   `bson:"verified"`
 }
 
-var userProjection = bson.D{{Key: "_id", Value: 1}, {Key: "username", Value: 1}, {Key: "emails", Value: 1}}
+var userProjection = bson.D{{Key: "_id", Value: 1}, {Key: "username", Value: 1}, {Key: "emails", Value: 1}, {Key: "createdAt", Value: 1}}
 
 // findOne returns the user matching filter, nil when none.
 func (u *Users) findOne(ctx context.Context, filter bson.D) (*userDoc, error) {

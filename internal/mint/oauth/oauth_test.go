@@ -182,8 +182,10 @@ func TestProvisionerEnsure(t *testing.T) {
 	if err != nil || l.Subject != alice.Subject || l.UserID != "" || l.Username != "" {
 		t.Fatalf("no link yet: %+v, %v", l, err)
 	}
-	want := store.Link{Subject: alice.Subject, UserID: "u1", Username: "alice", UpdatedAt: time.Unix(1, 0).UTC()}
-	if err := st.PutLink(context.Background(), want); err != nil {
+	if _, err := st.UpdateLink(context.Background(), alice.Subject, func(l *store.Link) error {
+		l.UserID, l.Username = "u1", "alice"
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if l, err := p.Ensure(context.Background(), alice); err != nil || l.UserID != "u1" || l.Subject != alice.Subject {

@@ -32,7 +32,9 @@ type Store struct {
 	accounts map[string]store.Account // key: lower-cased username
 	sessions map[string]store.Session // key: IDHash
 	links    map[string]store.Link    // key: Subject
+	byUser   map[string]string        // Rocket.Chat user id → Subject
 	locks    map[string]lease
+	used     map[string]time.Time // UseOnce key → expiry
 	codes    map[string]store.Code
 	tokens   map[string]store.Token // key: Subject
 }
@@ -45,7 +47,9 @@ func New() *Store {
 		accounts: make(map[string]store.Account),
 		sessions: make(map[string]store.Session),
 		links:    make(map[string]store.Link),
+		byUser:   make(map[string]string),
 		locks:    make(map[string]lease),
+		used:     make(map[string]time.Time),
 		codes:    make(map[string]store.Code),
 		tokens:   make(map[string]store.Token),
 	}
@@ -195,23 +199,61 @@ func (s *Store) GetLink(ctx context.Context, subject string) (store.Link, error)
 	if !ok {
 		return store.Link{}, wrap("get link", store.ErrNotFound)
 	}
-	return l, nil
+	return cloneLink(l), nil
 }
 
-// PutLink implements store.Store.
-func (s *Store) PutLink(ctx context.Context, l store.Link) error {
+// LinkByUserID implements store.Store; ErrNotFound if absent.
+func (s *Store) LinkByUserID(ctx context.Context, userID string) (store.Link, error) {
 	if err := ctx.Err(); err != nil {
-		return wrap("put link", err)
+		return store.Link{}, wrap("link by user id", err)
 	}
-	l.UpdatedAt = norm(l.UpdatedAt)
-	if !l.ChatLoggedOutAt.IsZero() {
-		l.ChatLoggedOutAt = norm(l.ChatLoggedOutAt)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	subject, ok := s.byUser[userID]
+	if !ok || userID == "" {
+		return store.Link{}, wrap("link by user id", store.ErrNotFound)
 	}
-	l.Secret = bytes.Clone(l.Secret)
+	return cloneLink(s.links[subject]), nil
+}
+
+// UpdateLink implements store.Store under the store's write lock.
+func (s *Store) UpdateLink(ctx context.Context, subject string, update func(*store.Link) error) (store.Link, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Link{}, wrap("update link", err)
+	}
 	s.mu.Lock()
-	s.links[l.Subject] = l
-	s.mu.Unlock()
-	return nil
+	defer s.mu.Unlock()
+	old, ok := s.links[subject]
+	if !ok {
+		old = store.Link{Subject: subject}
+	}
+	l := cloneLink(old)
+	if err := update(&l); err != nil {
+		return store.Link{}, err
+	}
+	l.Subject = subject
+	if holder, ok := s.byUser[l.UserID]; ok && l.UserID != "" && holder != subject {
+		return store.Link{}, wrap("update link", &store.LinkTakenError{UserID: l.UserID, Holder: holder})
+	}
+	for _, t := range []*time.Time{&l.ChatLoggedOutAt, &l.ProfileSyncedAt, &l.LastMintAt, &l.CreatingAt} {
+		if !t.IsZero() {
+			*t = norm(*t)
+		}
+	}
+	l.UpdatedAt = norm(time.Now())
+	if old.UserID != "" && old.UserID != l.UserID {
+		delete(s.byUser, old.UserID)
+	}
+	if l.UserID != "" {
+		s.byUser[l.UserID] = subject
+	}
+	s.links[subject] = l
+	return cloneLink(l), nil
+}
+
+func cloneLink(l store.Link) store.Link {
+	l.Secret = bytes.Clone(l.Secret)
+	return l
 }
 
 // GetToken implements store.Store; ErrNotFound if absent. The returned
@@ -251,6 +293,9 @@ func (s *Store) DeleteLink(ctx context.Context, subject string) error {
 		return wrap("delete link", err)
 	}
 	s.mu.Lock()
+	if l, ok := s.links[subject]; ok && l.UserID != "" {
+		delete(s.byUser, l.UserID)
+	}
 	delete(s.links, subject)
 	s.mu.Unlock()
 	return nil
@@ -299,6 +344,48 @@ func (s *Store) TryLock(ctx context.Context, key string, ttl time.Duration) (str
 	return token, true, nil
 }
 
+// Renew implements store.Locker.
+func (s *Store) Renew(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, wrap("renew lock", err)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.locks[key]
+	if !ok || l.token != token || !l.expires.After(now) {
+		return false, nil
+	}
+	s.locks[key] = lease{token: token, expires: now.Add(ttl)}
+	return true, nil
+}
+
+// UseOnce implements store.Store.
+func (s *Store) UseOnce(ctx context.Context, key string, expiresAt time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, wrap("use once", err)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if exp, ok := s.used[key]; ok && exp.After(now) {
+		return false, nil
+	}
+	if len(s.used) >= purgeScan {
+		n := 0
+		for k, exp := range s.used {
+			if !exp.After(now) {
+				delete(s.used, k)
+			}
+			if n++; n >= purgeScan {
+				break
+			}
+		}
+	}
+	s.used[key] = norm(expiresAt)
+	return true, nil
+}
+
 // Unlock implements store.Locker.
 func (s *Store) Unlock(ctx context.Context, key, token string) error {
 	s.mu.Lock()
@@ -315,6 +402,7 @@ func (s *Store) PutCode(ctx context.Context, c store.Code) error {
 		return wrap("put code", err)
 	}
 	c.ExpiresAt = norm(c.ExpiresAt)
+	c.Profile = bytes.Clone(c.Profile)
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -339,5 +427,6 @@ func (s *Store) ConsumeCode(ctx context.Context, h string) (store.Code, error) {
 	if !ok || !c.ExpiresAt.After(time.Now()) {
 		return store.Code{}, wrap("consume code", store.ErrNotFound)
 	}
+	c.Profile = bytes.Clone(c.Profile)
 	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -69,6 +70,58 @@ CREATE TABLE tokens (
 	validated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
+	// 2: the link is a security boundary (one subject per Rocket.Chat user),
+	// link fields owned by profile sync, minting and provisioning, code
+	// profiles, single-use keys. checkLinkOwners runs first: a database
+	// in which one Rocket.Chat user is linked to several subjects (an
+	// account takeover by adoption, possible before this version) is
+	// refused with the subjects to review.
+	`
+ALTER TABLE links ADD COLUMN profile_synced_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE links ADD COLUMN last_mint_at      INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE links ADD COLUMN creating_username TEXT    NOT NULL DEFAULT '';
+ALTER TABLE links ADD COLUMN creating_at       INTEGER NOT NULL DEFAULT 0;
+UPDATE links SET profile_synced_at = updated_at;
+CREATE UNIQUE INDEX links_user_id ON links (user_id) WHERE user_id <> '';
+ALTER TABLE codes ADD COLUMN profile BLOB;
+CREATE TABLE used (
+	key        TEXT    NOT NULL PRIMARY KEY,
+	expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX used_expires_at ON used (expires_at);
+`,
+}
+
+// checks run before the migration of the same index (to version i+1).
+var checks = map[int]func(context.Context, *sql.Tx) error{1: checkLinkOwners}
+
+// checkLinkOwners refuses a database in which a Rocket.Chat user id is
+// linked to more than one subject, naming them: rcsso cannot tell which
+// person the account belongs to.
+func checkLinkOwners(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT user_id, group_concat(subject, ', ') FROM links
+WHERE user_id <> '' GROUP BY user_id HAVING count(*) > 1 ORDER BY user_id LIMIT 20`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var bad []string
+	for rows.Next() {
+		var uid, subjects string
+		if err := rows.Scan(&uid, &subjects); err != nil {
+			return err
+		}
+		bad = append(bad, fmt.Sprintf("Rocket.Chat user %s is linked to %s", uid, subjects))
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%s; one Rocket.Chat user must belong to one person: find out whose account it is, "+
+			"then remove the other links (sqlite3 <store.path> \"DELETE FROM links WHERE subject = '<subject>'\") and start again",
+			strings.Join(bad, "; "))
+	}
+	return nil
 }
 
 // migrate brings the schema to len(migrations) in one transaction (BEGIN
@@ -98,6 +151,11 @@ func migrate(ctx context.Context, db *sql.DB) (err error) {
 		return fmt.Errorf("database schema version %d is newer than this binary supports (%d)", current, len(migrations))
 	}
 	for v := current; v < len(migrations); v++ {
+		if check := checks[v]; check != nil {
+			if err := check(ctx, tx); err != nil {
+				return fmt.Errorf("migration %d: %w", v+1, err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 			return fmt.Errorf("migration %d: %w", v+1, err)
 		}

@@ -278,38 +278,115 @@ func (s *Store) DeleteSessionsBySubject(ctx context.Context, subject string) (in
 	return int(n), nil
 }
 
-// GetLink implements store.Store; ErrNotFound if absent.
-func (s *Store) GetLink(ctx context.Context, subject string) (store.Link, error) {
-	l := store.Link{Subject: subject}
-	var updated, loggedOut int64
-	err := s.db.QueryRowContext(ctx, `SELECT user_id, username, profile_hash, updated_at, chat_logged_out_at, secret
-FROM links WHERE subject = ?`, subject).Scan(&l.UserID, &l.Username, &l.ProfileHash, &updated, &loggedOut, &l.Secret)
+const linkColumns = `subject, user_id, username, profile_hash, profile_synced_at, last_mint_at,
+creating_username, creating_at, updated_at, chat_logged_out_at, secret`
+
+// rowScanner is *sql.Row or *sql.Rows.
+type rowScanner interface{ Scan(...any) error }
+
+func scanLink(r rowScanner) (store.Link, error) {
+	var l store.Link
+	var synced, minted, creating, updated, loggedOut int64
+	err := r.Scan(&l.Subject, &l.UserID, &l.Username, &l.ProfileHash, &synced, &minted,
+		&l.CreatingUsername, &creating, &updated, &loggedOut, &l.Secret)
 	if err != nil {
-		return store.Link{}, wrap("get link", notFound(err))
+		return store.Link{}, err
 	}
 	l.UpdatedAt = fromMillis(updated)
-	if loggedOut != 0 {
-		l.ChatLoggedOutAt = fromMillis(loggedOut)
+	l.ProfileSyncedAt, l.LastMintAt, l.CreatingAt, l.ChatLoggedOutAt = fromOptMillis(synced), fromOptMillis(minted), fromOptMillis(creating), fromOptMillis(loggedOut)
+	return l, nil
+}
+
+// optMillis stores a zero time as 0 ("never").
+func optMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return millis(t)
+}
+
+func fromOptMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return fromMillis(ms)
+}
+
+// GetLink implements store.Store; ErrNotFound if absent.
+func (s *Store) GetLink(ctx context.Context, subject string) (store.Link, error) {
+	l, err := scanLink(s.db.QueryRowContext(ctx, `SELECT `+linkColumns+` FROM links WHERE subject = ?`, subject))
+	if err != nil {
+		return store.Link{}, wrap("get link", notFound(err))
 	}
 	return l, nil
 }
 
-// PutLink implements store.Store.
-func (s *Store) PutLink(ctx context.Context, l store.Link) error {
-	var loggedOut int64
-	if !l.ChatLoggedOutAt.IsZero() {
-		loggedOut = millis(l.ChatLoggedOutAt)
+// LinkByUserID implements store.Store; ErrNotFound if absent.
+func (s *Store) LinkByUserID(ctx context.Context, userID string) (store.Link, error) {
+	if userID == "" {
+		return store.Link{}, wrap("link by user id", store.ErrNotFound)
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO links (subject, user_id, username, profile_hash, updated_at, chat_logged_out_at, secret)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+	l, err := scanLink(s.db.QueryRowContext(ctx, `SELECT `+linkColumns+` FROM links WHERE user_id = ?`, userID))
+	if err != nil {
+		return store.Link{}, wrap("link by user id", notFound(err))
+	}
+	return l, nil
+}
+
+// UpdateLink implements store.Store in one write transaction (BEGIN
+// IMMEDIATE), so concurrent updates, from this process or another one on the
+// same file, are serialised. The unique index links_user_id backs the
+// one-subject-per-user rule.
+func (s *Store) UpdateLink(ctx context.Context, subject string, update func(*store.Link) error) (_ store.Link, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return store.Link{}, wrap("update link", err)
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		if rerr := ignoreDone(tx.Rollback()); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
+	l, err := scanLink(tx.QueryRowContext(ctx, `SELECT `+linkColumns+` FROM links WHERE subject = ?`, subject))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		l = store.Link{Subject: subject}
+	case err != nil:
+		return store.Link{}, wrap("update link", err)
+	}
+	if err := update(&l); err != nil {
+		return store.Link{}, err
+	}
+	l.Subject = subject
+	if l.UserID != "" {
+		var holder string
+		err := tx.QueryRowContext(ctx, `SELECT subject FROM links WHERE user_id = ? AND subject <> ?`, l.UserID, subject).Scan(&holder)
+		switch {
+		case err == nil:
+			return store.Link{}, wrap("update link", &store.LinkTakenError{UserID: l.UserID, Holder: holder})
+		case !errors.Is(err, sql.ErrNoRows):
+			return store.Link{}, wrap("update link", err)
+		}
+	}
+	l.UpdatedAt = fromMillis(time.Now().UnixMilli())
+	if _, err := tx.ExecContext(ctx, `INSERT INTO links (`+linkColumns+`)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (subject) DO UPDATE SET
-	user_id = excluded.user_id, username = excluded.username,
-	profile_hash = excluded.profile_hash, updated_at = excluded.updated_at,
-	chat_logged_out_at = excluded.chat_logged_out_at, secret = excluded.secret`,
-		l.Subject, l.UserID, l.Username, l.ProfileHash, millis(l.UpdatedAt), loggedOut, l.Secret); err != nil {
-		return wrap("put link", err)
+	user_id = excluded.user_id, username = excluded.username, profile_hash = excluded.profile_hash,
+	profile_synced_at = excluded.profile_synced_at, last_mint_at = excluded.last_mint_at,
+	creating_username = excluded.creating_username, creating_at = excluded.creating_at,
+	updated_at = excluded.updated_at, chat_logged_out_at = excluded.chat_logged_out_at, secret = excluded.secret`,
+		subject, l.UserID, l.Username, l.ProfileHash, optMillis(l.ProfileSyncedAt), optMillis(l.LastMintAt),
+		l.CreatingUsername, optMillis(l.CreatingAt), millis(l.UpdatedAt), optMillis(l.ChatLoggedOutAt), l.Secret); err != nil {
+		return store.Link{}, wrap("update link", err)
 	}
-	return nil
+	if err := tx.Commit(); err != nil {
+		return store.Link{}, wrap("update link: commit", err)
+	}
+	return l, nil
 }
 
 // GetToken implements store.Store; ErrNotFound if absent. It is one
@@ -431,6 +508,43 @@ WHERE locks.expires_at <= ?`, key, token, now.Add(ttl).UnixMilli(), now.UnixMill
 	return token, n == 1, nil
 }
 
+// Renew implements store.Locker.
+func (s *Store) Renew(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+	now := time.Now()
+	res, err := s.db.ExecContext(ctx, `UPDATE locks SET expires_at = ? WHERE key = ? AND token = ? AND expires_at > ?`,
+		now.Add(ttl).UnixMilli(), key, token, now.UnixMilli())
+	if err != nil {
+		return false, wrap("renew lock", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, wrap("renew lock", err)
+	}
+	return n == 1, nil
+}
+
+// UseOnce implements store.Store with one conditional upsert (a key whose
+// record expired is taken again); it also purges a bounded batch of expired
+// keys.
+func (s *Store) UseOnce(ctx context.Context, key string, expiresAt time.Time) (bool, error) {
+	now := time.Now().UnixMilli()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM used WHERE key IN
+(SELECT key FROM used WHERE expires_at <= ? LIMIT ?)`, now, purgeBatch); err != nil {
+		return false, wrap("use once: purge", err)
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO used (key, expires_at) VALUES (?, ?)
+ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE used.expires_at <= ?`,
+		key, millis(expiresAt), now)
+	if err != nil {
+		return false, wrap("use once", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, wrap("use once", err)
+	}
+	return n == 1, nil
+}
+
 // Unlock implements store.Locker.
 func (s *Store) Unlock(ctx context.Context, key, token string) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM locks WHERE key = ? AND token = ?`, key, token); err != nil {
@@ -444,8 +558,8 @@ func (s *Store) PutCode(ctx context.Context, c store.Code) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM codes WHERE expires_at <= ?`, time.Now().UnixMilli()); err != nil {
 		return wrap("put code: purge", err)
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO codes (hash, subject, origin, expires_at) VALUES (?, ?, ?, ?)`,
-		c.Hash, c.Subject, c.Origin, millis(c.ExpiresAt)); err != nil {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO codes (hash, subject, origin, expires_at, profile) VALUES (?, ?, ?, ?, ?)`,
+		c.Hash, c.Subject, c.Origin, millis(c.ExpiresAt), c.Profile); err != nil {
 		return wrap("put code", err)
 	}
 	return nil
@@ -456,8 +570,8 @@ func (s *Store) PutCode(ctx context.Context, c store.Code) error {
 func (s *Store) ConsumeCode(ctx context.Context, h string) (store.Code, error) {
 	c := store.Code{Hash: h}
 	var exp int64
-	err := s.db.QueryRowContext(ctx, `DELETE FROM codes WHERE hash = ? RETURNING subject, origin, expires_at`, h).
-		Scan(&c.Subject, &c.Origin, &exp)
+	err := s.db.QueryRowContext(ctx, `DELETE FROM codes WHERE hash = ? RETURNING subject, origin, expires_at, profile`, h).
+		Scan(&c.Subject, &c.Origin, &exp, &c.Profile)
 	if err != nil {
 		return store.Code{}, wrap("consume code", notFound(err))
 	}

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -88,7 +89,11 @@ func TestFileReopenAndMode(t *testing.T) {
 	if err := s.db.QueryRowContext(ctx, `SELECT group_concat(version) FROM schema_version`).Scan(&versions); err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprint(len(migrations)); versions != want {
+	var all []string
+	for v := range migrations {
+		all = append(all, fmt.Sprint(v+1))
+	}
+	if want := strings.Join(all, ","); versions != want {
 		t.Errorf("schema_version rows = %q, want %q (migrations applied once)", versions, want)
 	}
 	if err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&journal); err != nil {
@@ -274,5 +279,47 @@ func TestHotPathQueryPlans(t *testing.T) {
 		if len(plan) != 1 || !strings.HasPrefix(plan[0], "SEARCH") || !strings.Contains(plan[0], "PRIMARY KEY") {
 			t.Errorf("plan for %q = %q, want one primary-key SEARCH", q, plan)
 		}
+	}
+}
+
+// TestMigrationRefusesSharedLinks: a version-1 database in which one
+// Rocket.Chat user is linked to two subjects (the account takeover by
+// adoption that version 2 prevents) is not silently upgraded: Open fails
+// naming the user and both subjects; a clean version-1 database upgrades
+// and keeps its links.
+func TestMigrationRefusesSharedLinks(t *testing.T) {
+	ctx := context.Background()
+	v1 := func(t *testing.T, links ...[2]string) string {
+		path := filepath.Join(t.TempDir(), "v1.db")
+		db, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		for _, q := range []string{`CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY, applied_at INTEGER NOT NULL)`,
+			migrations[0], `INSERT INTO schema_version VALUES (1, 0)`} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, l := range links {
+			if _, err := db.ExecContext(ctx, `INSERT INTO links (subject, user_id, username, profile_hash, updated_at) VALUES (?, ?, 'x', '', 1)`, l[0], l[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return path
+	}
+	_, err := Open(ctx, v1(t, [2]string{"header:carol", "u-carol"}, [2]string{"header:CAROL", "u-carol"}, [2]string{"header:dave", "u-dave"}))
+	if err == nil || !strings.Contains(err.Error(), "u-carol") || !strings.Contains(err.Error(), "header:carol") || !strings.Contains(err.Error(), "header:CAROL") {
+		t.Fatalf("Open(v1 with a shared link) = %v, want a refusal naming u-carol, header:carol and header:CAROL", err)
+	}
+	s, err := Open(ctx, v1(t, [2]string{"header:carol", "u-carol"}, [2]string{"header:dave", "u-dave"}))
+	if err != nil {
+		t.Fatalf("Open(clean v1): %v", err)
+	}
+	defer s.Close()
+	l, err := s.LinkByUserID(ctx, "u-dave")
+	if err != nil || l.Subject != "header:dave" {
+		t.Fatalf("LinkByUserID after upgrade = %+v, %v", l, err)
 	}
 }

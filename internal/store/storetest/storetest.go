@@ -51,6 +51,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentTokens", testConcurrentTokens},
 		{"Locker", testLocker},
 		{"Codes", testCodes},
+		{"LinkUpdate", testLinkUpdate},
+		{"LinkOneSubjectPerUser", testLinkOneSubjectPerUser},
+		{"LinkUpdateRace", testLinkUpdateRace},
+		{"UseOnce", testUseOnce},
+		{"LockerRenew", testLockerRenew},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,15 +134,39 @@ func checkLink(t *testing.T, got, want store.Link) {
 		got.Username != want.Username || got.ProfileHash != want.ProfileHash {
 		t.Errorf("link = %+v, want %+v", got, want)
 	}
-	checkTime(t, "Link.UpdatedAt", got.UpdatedAt, want.UpdatedAt)
+	if got.CreatingUsername != want.CreatingUsername {
+		t.Errorf("Link.CreatingUsername = %q, want %q", got.CreatingUsername, want.CreatingUsername)
+	}
+	if d := time.Since(got.UpdatedAt); d < -time.Second || d > time.Minute || got.UpdatedAt.Location() != time.UTC {
+		t.Errorf("Link.UpdatedAt = %v, want the time of the last write, in UTC", got.UpdatedAt)
+	}
 	if !bytes.Equal(got.Secret, want.Secret) {
 		t.Errorf("Link.Secret = %x, want %x", got.Secret, want.Secret)
 	}
-	if got.ChatLoggedOutAt.IsZero() != want.ChatLoggedOutAt.IsZero() {
-		t.Errorf("Link.ChatLoggedOutAt = %v, want %v", got.ChatLoggedOutAt, want.ChatLoggedOutAt)
-	} else if !want.ChatLoggedOutAt.IsZero() {
-		checkTime(t, "Link.ChatLoggedOutAt", got.ChatLoggedOutAt, want.ChatLoggedOutAt)
+	for _, f := range []struct {
+		name      string
+		got, want time.Time
+	}{
+		{"ChatLoggedOutAt", got.ChatLoggedOutAt, want.ChatLoggedOutAt},
+		{"ProfileSyncedAt", got.ProfileSyncedAt, want.ProfileSyncedAt},
+		{"LastMintAt", got.LastMintAt, want.LastMintAt},
+		{"CreatingAt", got.CreatingAt, want.CreatingAt},
+	} {
+		if f.got.IsZero() != f.want.IsZero() {
+			t.Errorf("Link.%s = %v, want %v", f.name, f.got, f.want)
+		} else if !f.want.IsZero() {
+			checkTime(t, "Link."+f.name, f.got, f.want)
+		}
 	}
+}
+
+// putLink writes l whole through UpdateLink.
+func putLink(ctx context.Context, s store.Store, l store.Link) error {
+	_, err := s.UpdateLink(ctx, l.Subject, func(old *store.Link) error {
+		*old = l
+		return nil
+	})
+	return err
 }
 
 func checkToken(t *testing.T, got, want store.Token) {
@@ -397,7 +426,7 @@ func testLinkCRUD(t *testing.T, s store.Store) {
 	wantErr(t, "GetLink(absent)", err, store.ErrNotFound)
 
 	a := store.Link{Subject: "local:alice", UserID: "aBcDeFgHiJkLmNoPq", Username: "alice", ProfileHash: "h1", UpdatedAt: now()}
-	noErr(t, "PutLink", s.PutLink(ctx, a))
+	noErr(t, "PutLink", putLink(ctx, s, a))
 	got, err := s.GetLink(ctx, "local:alice")
 	noErr(t, "GetLink", err)
 	checkLink(t, got, a)
@@ -405,14 +434,16 @@ func testLinkCRUD(t *testing.T, s store.Store) {
 	b := a
 	b.UserID, b.Username, b.ProfileHash, b.UpdatedAt = "zYxWvUtSrQpOnMlKj", "alice.2", "h2", now().Add(time.Minute)
 	b.ChatLoggedOutAt = now().Add(2 * time.Minute)
+	b.ProfileSyncedAt, b.LastMintAt = now().Add(-time.Minute), now().Add(-2*time.Minute)
+	b.CreatingUsername, b.CreatingAt = "alice.2", now().Add(-3*time.Minute)
 	b.Secret = []byte{0, 1, 2, 0xff}
-	noErr(t, "PutLink(replace)", s.PutLink(ctx, b))
+	noErr(t, "PutLink(replace)", putLink(ctx, s, b))
 	got, err = s.GetLink(ctx, "local:alice")
 	noErr(t, "GetLink", err)
 	checkLink(t, got, b)
 
 	c := store.Link{Subject: "local:bob", UserID: "u2", Username: "bob", UpdatedAt: now()}
-	noErr(t, "PutLink(bob)", s.PutLink(ctx, c))
+	noErr(t, "PutLink(bob)", putLink(ctx, s, c))
 	got, err = s.GetLink(ctx, "local:alice")
 	noErr(t, "GetLink", err)
 	checkLink(t, got, b)
@@ -496,7 +527,7 @@ func testKeysCaseSensitive(t *testing.T, s store.Store) {
 	noErr(t, "PutToken", s.PutToken(ctx, token("local:Alice", "u1", []byte{1})))
 	_, err := s.GetToken(ctx, "local:alice")
 	wantErr(t, "GetToken(other case)", err, store.ErrNotFound)
-	noErr(t, "PutLink", s.PutLink(ctx, store.Link{Subject: "local:Alice", UserID: "u1", UpdatedAt: now()}))
+	noErr(t, "PutLink", putLink(ctx, s, store.Link{Subject: "local:Alice", UserID: "u1", UpdatedAt: now()}))
 	_, err = s.GetLink(ctx, "local:alice")
 	wantErr(t, "GetLink(other case)", err, store.ErrNotFound)
 	noErr(t, "PutSession", s.PutSession(ctx, session("AbC", "local:Alice", now().Add(time.Hour))))
@@ -535,7 +566,7 @@ func testTimeRoundTrip(t *testing.T, s store.Store) {
 	checkSession(t, gotS, ss)
 
 	l := store.Link{Subject: "local:timer", UserID: "u", Username: "timer", UpdatedAt: t4}
-	noErr(t, "PutLink", s.PutLink(ctx, l))
+	noErr(t, "PutLink", putLink(ctx, s, l))
 	gotL, err := s.GetLink(ctx, "local:timer")
 	noErr(t, "GetLink", err)
 	checkLink(t, gotL, l)
@@ -585,7 +616,7 @@ func testContextCanceled(t *testing.T, s store.Store) {
 	// Some data, so that calls could succeed if they ignored ctx.
 	noErr(t, "CreateAccount", s.CreateAccount(bg, account("alice")))
 	noErr(t, "PutSession", s.PutSession(bg, session("h", "local:alice", now().Add(time.Hour))))
-	noErr(t, "PutLink", s.PutLink(bg, store.Link{Subject: "local:alice", UserID: "u", UpdatedAt: now()}))
+	noErr(t, "PutLink", putLink(bg, s, store.Link{Subject: "local:alice", UserID: "u", UpdatedAt: now()}))
 	noErr(t, "PutToken", s.PutToken(bg, token("local:alice", "u", []byte{1})))
 
 	ctx, cancel := context.WithCancel(bg)
@@ -604,8 +635,13 @@ func testContextCanceled(t *testing.T, s store.Store) {
 			_, err := s.DeleteSessionsBySubject(ctx, "local:alice")
 			return err
 		},
-		"GetLink":     func() error { _, err := s.GetLink(ctx, "local:alice"); return err },
-		"PutLink":     func() error { return s.PutLink(ctx, store.Link{Subject: "local:bob", UpdatedAt: now()}) },
+		"GetLink":      func() error { _, err := s.GetLink(ctx, "local:alice"); return err },
+		"UpdateLink":   func() error { return putLink(ctx, s, store.Link{Subject: "local:bob", UpdatedAt: now()}) },
+		"LinkByUserID": func() error { _, err := s.LinkByUserID(ctx, "u"); return err },
+		"UseOnce": func() error {
+			_, err := s.UseOnce(ctx, "k", time.Now().Add(time.Minute))
+			return err
+		},
 		"GetToken":    func() error { _, err := s.GetToken(ctx, "local:alice"); return err },
 		"PutToken":    func() error { return s.PutToken(ctx, token("local:bob", "u", []byte{2})) },
 		"DeleteToken": func() error { return s.DeleteToken(ctx, "local:alice") },
@@ -627,6 +663,11 @@ func testContextCanceled(t *testing.T, s store.Store) {
 	noErr(t, "GetToken(after cancelled delete)", err)
 	_, err = s.GetToken(bg, "local:bob")
 	wantErr(t, "GetToken(after cancelled put)", err, store.ErrNotFound)
+	_, err = s.GetLink(bg, "local:bob")
+	wantErr(t, "GetLink(after cancelled update)", err, store.ErrNotFound)
+	if first, err := s.UseOnce(bg, "k", time.Now().Add(time.Minute)); err != nil || !first {
+		t.Errorf("UseOnce after a cancelled UseOnce = %v, %v; want the key unused", first, err)
+	}
 }
 
 func testConcurrentTokens(t *testing.T, s store.Store) {
@@ -804,4 +845,228 @@ func testCodes(t *testing.T, s store.Store) {
 	noErr(t, "PutCode(expired)", s.PutCode(ctx, store.Code{Hash: "h2", Subject: "s", Origin: "o", ExpiresAt: time.Now().Add(-time.Second)}))
 	_, err = s.ConsumeCode(ctx, "h2")
 	wantErr(t, "ConsumeCode(expired)", err, store.ErrNotFound)
+}
+
+// testLinkUpdate: UpdateLink sees the stored link (or one with only the
+// subject), writes what the updater leaves, and writes nothing when the
+// updater fails.
+func testLinkUpdate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var seen store.Link
+	got, err := s.UpdateLink(ctx, "local:alice", func(l *store.Link) error {
+		seen = *l
+		l.UserID, l.Username = "u-alice", "alice"
+		return nil
+	})
+	noErr(t, "UpdateLink(create)", err)
+	if seen.Subject != "local:alice" || seen.UserID != "" || !seen.UpdatedAt.IsZero() {
+		t.Errorf("updater of an absent link saw %+v, want only the subject", seen)
+	}
+	want := store.Link{Subject: "local:alice", UserID: "u-alice", Username: "alice"}
+	checkLink(t, got, want)
+	stored, err := s.GetLink(ctx, "local:alice")
+	noErr(t, "GetLink", err)
+	checkLink(t, stored, want)
+
+	boom := errors.New("updater refuses")
+	_, err = s.UpdateLink(ctx, "local:alice", func(l *store.Link) error {
+		l.Username = "changed"
+		return boom
+	})
+	if err != boom {
+		t.Fatalf("UpdateLink with a failing updater = %v, want the updater's error as is", err)
+	}
+	stored, _ = s.GetLink(ctx, "local:alice")
+	checkLink(t, stored, want)
+
+	// The updater cannot move the record to another subject.
+	_, err = s.UpdateLink(ctx, "local:alice", func(l *store.Link) error {
+		l.Subject = "local:mallory"
+		l.ProfileHash = "p"
+		return nil
+	})
+	noErr(t, "UpdateLink(subject changed)", err)
+	_, err = s.GetLink(ctx, "local:mallory")
+	wantErr(t, "GetLink(mallory)", err, store.ErrNotFound)
+	stored, _ = s.GetLink(ctx, "local:alice")
+	want.ProfileHash = "p"
+	checkLink(t, stored, want)
+
+	byUser, err := s.LinkByUserID(ctx, "u-alice")
+	noErr(t, "LinkByUserID", err)
+	checkLink(t, byUser, want)
+	_, err = s.LinkByUserID(ctx, "u-nobody")
+	wantErr(t, "LinkByUserID(absent)", err, store.ErrNotFound)
+	_, err = s.LinkByUserID(ctx, "")
+	wantErr(t, "LinkByUserID(empty)", err, store.ErrNotFound)
+}
+
+// testLinkOneSubjectPerUser: a Rocket.Chat user id linked to one subject
+// is never linked to another (the account-takeover boundary); it is free
+// again once its link is deleted or moved to another user id.
+func testLinkOneSubjectPerUser(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	noErr(t, "link carol", putLink(ctx, s, store.Link{Subject: "header:carol", UserID: "u-carol", Username: "carol"}))
+	// Two creations in progress (no user id yet) do not collide.
+	noErr(t, "pending 1", putLink(ctx, s, store.Link{Subject: "header:p1", CreatingUsername: "x", CreatingAt: now()}))
+	noErr(t, "pending 2", putLink(ctx, s, store.Link{Subject: "header:p2", CreatingUsername: "x", CreatingAt: now()}))
+
+	_, err := s.UpdateLink(ctx, "header:CAROL", func(l *store.Link) error {
+		l.UserID, l.Username = "u-carol", "carol"
+		return nil
+	})
+	wantErr(t, "UpdateLink(another subject, same user)", err, store.ErrLinkTaken)
+	wantErr(t, "UpdateLink(another subject, same user)", err, store.ErrConflict)
+	var taken *store.LinkTakenError
+	if !errors.As(err, &taken) || taken.Holder != "header:carol" || taken.UserID != "u-carol" {
+		t.Fatalf("error %v does not name the holder header:carol", err)
+	}
+	if _, err := s.GetLink(ctx, "header:CAROL"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused link was written (GetLink err = %v)", err)
+	}
+	// An existing link of another subject cannot be pointed at carol's user either.
+	noErr(t, "link dave", putLink(ctx, s, store.Link{Subject: "header:dave", UserID: "u-dave", Username: "dave"}))
+	_, err = s.UpdateLink(ctx, "header:dave", func(l *store.Link) error {
+		l.UserID = "u-carol"
+		return nil
+	})
+	wantErr(t, "UpdateLink(move to a taken user)", err, store.ErrLinkTaken)
+	got, _ := s.GetLink(ctx, "header:dave")
+	if got.UserID != "u-dave" {
+		t.Fatalf("dave's link changed to %q after a refused update", got.UserID)
+	}
+	// The holder itself may rewrite its link.
+	noErr(t, "carol again", putLink(ctx, s, store.Link{Subject: "header:carol", UserID: "u-carol", Username: "carol", ProfileHash: "h"}))
+	// Once carol's link moves to another user id, the old one is free.
+	noErr(t, "carol moves", putLink(ctx, s, store.Link{Subject: "header:carol", UserID: "u-carol-2", Username: "carol"}))
+	noErr(t, "dave takes the freed id", putLink(ctx, s, store.Link{Subject: "header:dave", UserID: "u-carol", Username: "dave"}))
+	// And after a delete.
+	noErr(t, "DeleteLink", s.DeleteLink(ctx, "header:carol"))
+	noErr(t, "p1 takes the deleted link's id", putLink(ctx, s, store.Link{Subject: "header:p1", UserID: "u-carol-2"}))
+	// Concurrent claims of one free user id by many subjects: exactly one wins.
+	var wins atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			_, err := s.UpdateLink(ctx, fmt.Sprintf("jwt:claimant-%d", i), func(l *store.Link) error {
+				l.UserID = "u-contested"
+				return nil
+			})
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, store.ErrLinkTaken):
+				t.Errorf("claimant %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d subjects linked to one Rocket.Chat user, want 1", wins.Load())
+	}
+}
+
+// testLinkUpdateRace: concurrent read-modify-writes of one link lose
+// nothing (each updater appends one mark; all marks survive), and writers
+// of different fields never undo each other.
+func testLinkUpdateRace(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 24
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := s.UpdateLink(ctx, "local:alice", func(l *store.Link) error {
+				l.ProfileHash += "x"
+				if i == n/2 {
+					l.ChatLoggedOutAt = now()
+				}
+				return nil
+			})
+			if err != nil {
+				t.Errorf("UpdateLink %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := s.GetLink(ctx, "local:alice")
+	noErr(t, "GetLink", err)
+	if len(got.ProfileHash) != n {
+		t.Fatalf("%d of %d concurrent updates survived (lost updates)", len(got.ProfileHash), n)
+	}
+	if got.ChatLoggedOutAt.IsZero() {
+		t.Fatal("a concurrent update erased ChatLoggedOutAt written by another")
+	}
+}
+
+// testUseOnce: the first use of a key wins, even under concurrency; keys
+// are independent and case-sensitive; an expired key can be used again.
+func testUseOnce(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	exp := time.Now().Add(time.Minute)
+	first, err := s.UseOnce(ctx, "webhook:ab", exp)
+	noErr(t, "UseOnce", err)
+	if !first {
+		t.Fatal("first use refused")
+	}
+	if again, _ := s.UseOnce(ctx, "webhook:ab", exp); again {
+		t.Fatal("second use accepted")
+	}
+	if other, _ := s.UseOnce(ctx, "webhook:AB", exp); !other {
+		t.Fatal("keys must be case-sensitive")
+	}
+	var wins atomic.Int64
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if ok, err := s.UseOnce(ctx, "race", exp); err == nil && ok {
+				wins.Add(1)
+			} else if err != nil {
+				t.Errorf("UseOnce: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent first uses, want 1", wins.Load())
+	}
+	past := time.Now().Add(-time.Second)
+	noErr(t, "UseOnce(expired)", func() error { _, err := s.UseOnce(ctx, "old", past); return err }())
+	if ok, _ := s.UseOnce(ctx, "old", exp); !ok {
+		t.Fatal("an expired key was still refused")
+	}
+	for i := range 300 { // purging keeps working past any batch size
+		if ok, err := s.UseOnce(ctx, fmt.Sprintf("bulk-%d", i), time.Now().Add(time.Minute)); err != nil || !ok {
+			t.Fatalf("UseOnce(bulk-%d) = %v, %v", i, ok, err)
+		}
+	}
+	if again, _ := s.UseOnce(ctx, "webhook:ab", exp); again {
+		t.Fatal("an unexpired key was forgotten")
+	}
+}
+
+// testLockerRenew: only the holder renews, and only an unexpired lease.
+func testLockerRenew(t *testing.T, s store.Store) {
+	l, ok := s.(store.Locker)
+	if !ok {
+		t.Skip("store has no Locker capability")
+	}
+	ctx := context.Background()
+	tok, got, err := l.TryLock(ctx, "mint:a", time.Minute)
+	noErr(t, "TryLock", err)
+	if !got {
+		t.Fatal("free key not locked")
+	}
+	if ok, err := l.Renew(ctx, "mint:a", "stranger", time.Minute); err != nil || ok {
+		t.Fatalf("Renew by a stranger = %v, %v", ok, err)
+	}
+	if ok, err := l.Renew(ctx, "mint:a", tok, time.Minute); err != nil || !ok {
+		t.Fatalf("Renew by the holder = %v, %v", ok, err)
+	}
+	tok2, got, _ := l.TryLock(ctx, "mint:b", -time.Second) // already expired
+	if !got {
+		t.Fatal("mint:b not locked")
+	}
+	if ok, _ := l.Renew(ctx, "mint:b", tok2, time.Minute); ok {
+		t.Fatal("an expired lease was renewed (someone else may hold it by now)")
+	}
 }
