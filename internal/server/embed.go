@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -25,13 +26,27 @@ import (
 //
 //	GET  /embed.js       the script and the <rocketchat-embed> element
 //	POST /embed/token    same-site host pages: credentials: include → {"token"}
-//	POST /embed/codes    the website's back end (signed like /webhooks/*):
-//	                     {"subject","origin",…} → {"code","expires_in"}
+//	POST /embed/codes    the website's back end (signed like /webhooks/*,
+//	                     timestamp within 60 s): {"subject","origin",…} →
+//	                     {"code","expires_in"}
 //	POST /embed/redeem   host pages on another site: {"code"} → {"token"};
 //	                     single use, bound to the person and to the origin
 
 // CodeTTL is how long a single-use code lives.
 const CodeTTL = 60 * time.Second
+
+// codesWindow bounds how old (or early) a signed /embed/codes request may
+// be: a captured request is useless a minute later.
+const codesWindow = 60 * time.Second
+
+// codeProfile is the person a code is for, as the website's back end
+// described them (store.Code.Profile).
+type codeProfile struct {
+	Username      string `json:"username,omitempty"`
+	Name          string `json:"name,omitempty"`
+	Email         string `json:"email,omitempty"`
+	EmailVerified bool   `json:"email_verified,omitempty"`
+}
 
 // embedCORS answers CORS for the website's own origins (host pages): exact
 // origins, credentials, Vary: Origin; anything else gets 403 and no CORS.
@@ -91,7 +106,7 @@ func (s *Server) writeEmbedToken(w http.ResponseWriter, r *http.Request, id iden
 // origin (website back end, signed like the webhooks). The token is
 // obtained now, so redeeming is a cache hit.
 func (s *Server) embedCodes(w http.ResponseWriter, r *http.Request) error {
-	b, err := s.verifyWebhook(w, r, false)
+	b, err := s.verifyWebhook(w, r, codesWindow, false)
 	if err != nil {
 		return err
 	}
@@ -110,7 +125,9 @@ func (s *Server) embedCodes(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	code := rand.Text() + rand.Text()
-	err = s.o.Store.PutCode(r.Context(), store.Code{Hash: hashCode(code), Subject: b.Subject, Origin: b.Origin, ExpiresAt: time.Now().Add(CodeTTL).UTC()})
+	profile, _ := json.Marshal(codeProfile{Username: id.Username, Name: id.Name, Email: id.Email, EmailVerified: id.EmailVerified})
+	err = s.o.Store.PutCode(r.Context(), store.Code{Hash: hashCode(code), Subject: b.Subject, Origin: b.Origin,
+		ExpiresAt: time.Now().Add(CodeTTL).UTC(), Profile: profile})
 	if err != nil {
 		return err
 	}
@@ -139,7 +156,15 @@ func (s *Server) embedRedeem(w http.ResponseWriter, r *http.Request) error {
 		s.log.Warn("single-use code presented by another origin", "origin", sanitizeOrigin(r.Header.Get("Origin")), "subject", c.Subject)
 		return &Error{Status: http.StatusUnauthorized, Message: "unknown, used or expired code"}
 	}
-	return s.writeEmbedToken(w, r, identity.Identity{Subject: c.Subject})
+	// Act for the whole person the back end described, so that profile
+	// sync compares like with like (a bare subject would read as "no
+	// e-mail, no name").
+	var p codeProfile
+	if err := json.Unmarshal(c.Profile, &p); err != nil {
+		return fmt.Errorf("reading the person of a single-use code: %w", err)
+	}
+	return s.writeEmbedToken(w, r, identity.Identity{Subject: c.Subject, Source: "code", Username: p.Username, Name: p.Name,
+		Email: p.Email, EmailVerified: p.EmailVerified})
 }
 
 func hashCode(code string) string {

@@ -85,8 +85,7 @@ type Server struct {
 	returnTo func(string) string
 	limiter  *FailureLimiter
 
-	replays replayCache
-	calls   callLog
+	calls callLog
 
 	readyMu   sync.Mutex
 	readyAt   time.Time

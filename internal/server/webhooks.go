@@ -7,11 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -22,7 +22,11 @@ import (
 // is "v1=" + hex(HMAC-SHA256(secret, timestamp + "." + body)); several
 // comma-separated signatures are accepted (secret rotation). A timestamp
 // more than 5 minutes away from rcsso's clock, or a signature already seen,
-// is refused (403, 409): a captured request cannot be replayed.
+// is refused (403, 409): a captured request cannot be replayed. What is
+// remembered is the MAC itself (the decoded bytes, so the same signature in
+// upper case is the same signature), in the store: it survives a restart and
+// is shared by every rcsso instance on that store. /embed/codes is signed
+// the same way but valid for 60 s and not one-shot (see embedCodes).
 //
 // Body: {"subject": "local:alice"} or {"source": "jwt", "id": "u-1001"};
 // deprovision adds "action": "deactivate" (default) or "delete".
@@ -48,38 +52,13 @@ type webhookBody struct {
 	EmailVerified bool   `json:"email_verified"`
 }
 
-// replayCache remembers signatures seen within the window.
-type replayCache struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
-}
-
-func (c *replayCache) firstUse(sig string, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.seen == nil {
-		c.seen = map[string]time.Time{}
-	}
-	if len(c.seen) > 10_000 {
-		for k, t := range c.seen {
-			if now.Sub(t) > 2*webhookWindow {
-				delete(c.seen, k)
-			}
-		}
-	}
-	if _, dup := c.seen[sig]; dup {
-		return false
-	}
-	c.seen[sig] = now
-	return true
-}
-
-// verifyWebhook checks the signature and returns the parsed body. With
-// once, a signature already seen is refused (webhooks are one-shot
+// verifyWebhook checks the signature and returns the parsed body. window
+// bounds the distance between X-Rcsso-Timestamp and rcsso's clock. With
+// once, a MAC already seen is refused (webhooks are one-shot
 // notifications); /embed/codes passes false, since a back end may rightly
 // ask twice in one second for the same person (two tabs), and each answer
 // is a fresh single-use code bound to an allowed origin.
-func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request, once bool) (webhookBody, error) {
+func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request, window time.Duration, once bool) (webhookBody, error) {
 	if len(s.o.WebhookSecret) == 0 {
 		return webhookBody{}, &Error{Status: http.StatusNotFound, Message: "webhooks are off: set webhooks.secret"}
 	}
@@ -93,15 +72,15 @@ func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request, once bool
 		return webhookBody{}, &Error{Status: http.StatusForbidden, Message: "missing or malformed X-Rcsso-Timestamp"}
 	}
 	now := time.Now()
-	if d := now.Sub(time.Unix(sec, 0)); d > webhookWindow || d < -webhookWindow {
-		return webhookBody{}, &Error{Status: http.StatusForbidden, Message: "X-Rcsso-Timestamp is more than 5 minutes off: check the clocks"}
+	if d := now.Sub(time.Unix(sec, 0)); d > window || d < -window {
+		return webhookBody{}, &Error{Status: http.StatusForbidden, Message: fmt.Sprintf("X-Rcsso-Timestamp is more than %s off: send the current time, and check the clocks", window)}
 	}
 	mac := hmac.New(sha256.New, s.o.WebhookSecret)
 	mac.Write([]byte(ts))
 	mac.Write([]byte("."))
 	mac.Write(body)
 	want := mac.Sum(nil)
-	var matched string
+	matched := false
 	for part := range strings.SplitSeq(r.Header.Get("X-Rcsso-Signature"), ",") {
 		v, ok := strings.CutPrefix(strings.TrimSpace(part), "v1=")
 		if !ok {
@@ -109,15 +88,24 @@ func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request, once bool
 		}
 		got, err := hex.DecodeString(v)
 		if err == nil && hmac.Equal(got, want) {
-			matched = v
+			matched = true
 			break
 		}
 	}
-	if matched == "" {
+	if !matched {
 		return webhookBody{}, &Error{Status: http.StatusForbidden, Message: "bad X-Rcsso-Signature"}
 	}
-	if once && !s.replays.firstUse(matched, now) {
-		return webhookBody{}, &Error{Status: http.StatusConflict, Message: "this webhook was already delivered (replay refused)"}
+	if once {
+		// The key is the MAC rcsso computed, not the text sent: every
+		// spelling of one signature is one key. It is kept past the
+		// window, so the timestamp check refuses the request by then.
+		first, err := s.o.Store.UseOnce(r.Context(), "webhook-mac:"+hex.EncodeToString(want), now.Add(2*window))
+		if err != nil {
+			return webhookBody{}, err
+		}
+		if !first {
+			return webhookBody{}, &Error{Status: http.StatusConflict, Message: "this webhook was already delivered (replay refused)"}
+		}
 	}
 	var b webhookBody
 	if err := json.Unmarshal(body, &b); err != nil {
@@ -135,7 +123,7 @@ func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request, once bool
 // logoutWebhook ends every rcsso session of the person and their
 // Rocket.Chat session.
 func (s *Server) logoutWebhook(w http.ResponseWriter, r *http.Request) error {
-	b, err := s.verifyWebhook(w, r, true)
+	b, err := s.verifyWebhook(w, r, webhookWindow, true)
 	if err != nil {
 		return err
 	}
@@ -155,7 +143,7 @@ func (s *Server) logoutWebhook(w http.ResponseWriter, r *http.Request) error {
 // deprovisionWebhook deactivates or deletes the person's Rocket.Chat user
 // and ends their sessions.
 func (s *Server) deprovisionWebhook(w http.ResponseWriter, r *http.Request) error {
-	b, err := s.verifyWebhook(w, r, true)
+	b, err := s.verifyWebhook(w, r, webhookWindow, true)
 	if err != nil {
 		return err
 	}
