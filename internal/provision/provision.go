@@ -104,8 +104,8 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		return store.Link{}, err
 	}
 	email := p.email(id)
-	base := p.cfg.Usernames.Map(p.usernameSource(id), id.Subject)
-	for _, username := range []string{base, WithSuffix(base, id.Subject)} {
+	candidates := p.cfg.Usernames.Candidates(p.usernameSource(id), id.Subject)
+	for _, username := range candidates {
 		u, err := p.find(ctx, username)
 		if err != nil {
 			return store.Link{}, err
@@ -127,7 +127,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 			}
 		}
 		if !owns(*u, email) {
-			p.log.Info("rocket.chat username taken by another person, trying the suffixed one", "subject", id.Subject, "rc_username", username)
+			p.log.Info("rocket.chat username taken by another person, trying the fallback", "subject", id.Subject, "rc_username", username)
 			continue
 		}
 		l := store.Link{Subject: id.Subject, UserID: u.ID, Username: u.Username, ProfileHash: p.ProfileDigest(id), UpdatedAt: p.now().UTC(), Secret: secret}
@@ -139,7 +139,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		}
 		return l, nil
 	}
-	return store.Link{}, fmt.Errorf("%w: usernames %q and its suffixed form belong to other Rocket.Chat users", ErrConflict, base)
+	return store.Link{}, fmt.Errorf("%w: usernames %q and %q belong to other Rocket.Chat users", ErrConflict, candidates[0], candidates[1])
 }
 
 // usernameSource is the website user name before mapping.

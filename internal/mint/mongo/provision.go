@@ -78,8 +78,8 @@ func NewProvisioner(users *Users, st store.Store, cfg Config, log *slog.Logger) 
 //  2. the user holding id's e-mail (its verified e-mail, else its
 //     placeholder address; case-insensitive);
 //  3. the user with the mapped username (or a case variant of it) if that
-//     user holds the e-mail, else the username with provision.WithSuffix;
-//     a free username gets a new document (spec §5, no password, no
+//     user holds the e-mail, else the fallback username (the two of
+//     provision.UsernameRule.Candidates); a free username gets a new document (spec §5, no password, no
 //     services.email2fa). A duplicate-key error (another rcsso process was
 //     faster) re-reads and adopts the winner when it is the same person.
 //
@@ -111,8 +111,8 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 	if u != nil {
 		return p.link(ctx, id, u, false)
 	}
-	base := p.cfg.Usernames.Map(p.usernameSource(id), id.Subject)
-	for _, username := range []string{base, provision.WithSuffix(base, id.Subject)} {
+	candidates := p.cfg.Usernames.Candidates(p.usernameSource(id), id.Subject)
+	for _, username := range candidates {
 		u, err := p.users.byUsername(ctx, username)
 		if err != nil {
 			return store.Link{}, fmt.Errorf("mongo provision: looking up username %q: %w", username, err)
@@ -146,7 +146,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		}
 		return p.link(ctx, id, u, created)
 	}
-	return store.Link{}, fmt.Errorf("%w: usernames %q and its suffixed form belong to other Rocket.Chat users", ErrConflict, base)
+	return store.Link{}, fmt.Errorf("%w: usernames %q and %q belong to other Rocket.Chat users", ErrConflict, candidates[0], candidates[1])
 }
 
 // link records u as id's Rocket.Chat user.
