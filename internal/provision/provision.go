@@ -127,8 +127,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		return store.Link{}, err
 	}
 	email, vouched := AccountEmail(id, p.cfg.PlaceholderEmailDomain)
-	base := p.cfg.Usernames.Map(p.usernameSource(id), id.Subject)
-	candidates := Candidates(base, id.Subject, l.CreatingUsername)
+	candidates := Candidates(l.CreatingUsername, p.cfg.Usernames.Candidates(p.usernameSource(id), id.Subject))
 	// Only a creation started by an earlier call, whose outcome rcsso never
 	// saw, counts as rcsso's own: a user that appears under the name this
 	// call just asked for (users.create answered "already in use") was made
@@ -204,12 +203,12 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 	return store.Link{}, fmt.Errorf("%w: usernames %q belong to other Rocket.Chat users", ErrConflict, candidates)
 }
 
-// Candidates are the usernames a person may get, in order: an unfinished
-// creation's username (pending, if any), the mapped name base, and its
-// suffixed form (WithSuffix), without repeats.
-func Candidates(base, subject, pending string) []string {
+// Candidates are the usernames Ensure tries for a person, in order: an
+// unfinished creation's username (pending, if any), then the rule's two
+// (UsernameRule.Candidates), without repeats.
+func Candidates(pending string, rule [2]string) []string {
 	out := make([]string, 0, 3)
-	for _, c := range []string{pending, base, WithSuffix(base, subject)} {
+	for _, c := range []string{pending, rule[0], rule[1]} {
 		if c != "" && !slices.Contains(out, c) {
 			out = append(out, c)
 		}

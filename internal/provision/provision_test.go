@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -49,7 +50,7 @@ func TestCreateThenReuseLink(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			u, ok := emu.UserByUsername("jose.alvarez")
+			u, ok := emu.UserByUsername(provision.WithSuffix("jose.alvarez", "local:josé")) // lossy: suffixed
 			if !ok || u.ID != l.UserID || u.Name != "José Álvarez" || !u.Emails[0].Verified || len(u.Roles) != 1 || u.Roles[0] != "user" {
 				t.Fatalf("created %+v (link %+v)", u, l)
 			}
@@ -75,6 +76,66 @@ func TestUsernameTakenBySomeoneElseGetsSuffix(t *testing.T) {
 	}
 	if emu.UserCount() != 2 {
 		t.Fatalf("users = %d", emu.UserCount())
+	}
+}
+
+// TestSquatterDoesNotTakeTheCleanName: issue 8, item 3. A website user
+// whose name only resembles someone else's visits first; the person whose
+// name is already a valid Rocket.Chat username still gets it unchanged.
+func TestSquatterDoesNotTakeTheCleanName(t *testing.T) {
+	p, emu := setup(t, "8.x")
+	for i, tc := range []struct{ squatter, stem, real string }{
+		{"henry_", "henry", "henry"},
+		{"Irene.", "irene", "Irene"},
+		{"\uff4aack", "jack", "jack"},           // fullwidth j
+		{"\u0430lice", "alice", "alice"},        // Cyrillic а
+		{"ADM\u0130N.", "admin", "admin"},       // reserved either way
+		{"\u202eecila", "ecila", "ecila"},       // right-to-left override
+		{"he\u200bnry.x", "henry.x", "henry.x"}, // zero-width space
+	} {
+		squatter := identity.Identity{Subject: fmt.Sprintf("local:squatter%d", i), Username: tc.squatter,
+			Email: fmt.Sprintf("squatter%d@example.test", i), EmailVerified: true}
+		ls, err := p.Ensure(t.Context(), squatter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := provision.WithSuffix(tc.stem, squatter.Subject); ls.Username != want {
+			t.Errorf("%q visiting first got @%s, want @%s", tc.squatter, ls.Username, want)
+		}
+		real := identity.Identity{Subject: fmt.Sprintf("local:real%d", i), Username: tc.real,
+			Email: fmt.Sprintf("real%d@example.test", i), EmailVerified: true}
+		lr, err := p.Ensure(t.Context(), real)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := strings.ToLower(tc.real)
+		if tc.real == "admin" {
+			want = provision.WithSuffix("admin", real.Subject)
+		}
+		if lr.Username != want {
+			t.Errorf("the real %q visiting after %q got @%s, want @%s", tc.real, tc.squatter, lr.Username, want)
+		}
+		if u, ok := emu.UserByUsername(want); !ok || u.ID != lr.UserID {
+			t.Errorf("Rocket.Chat has @%s as %+v, want the real %q", want, u, tc.real)
+		}
+	}
+}
+
+// TestSuffixedNameTakenFallsBackOnce: when the suffixed name a lossy name
+// maps to belongs to someone else, provisioning falls back to a longer
+// suffix, not to the same suffix twice.
+func TestSuffixedNameTakenFallsBackOnce(t *testing.T) {
+	p, emu := setup(t, "8.x")
+	id := identity.Identity{Subject: "local:h2", Username: "henry_", Email: "h2@example.test", EmailVerified: true}
+	if _, err := emu.AddUser(rcemu.NewUser{Username: provision.WithSuffix("henry", id.Subject), Email: "other@example.test"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := p.Ensure(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "henry-" + provision.Digest(id.Subject)[:12]; l.Username != want {
+		t.Fatalf("username %q, want %q", l.Username, want)
 	}
 }
 

@@ -62,7 +62,7 @@ func newProv(t *testing.T, u *Users, st store.Store) *Provisioner {
 }
 
 func jane() identity.Identity {
-	return identity.Identity{Subject: "local:jane", Source: "local", Username: "Jane Doe", Name: "Jane Doe",
+	return identity.Identity{Subject: "local:jane", Source: "local", Username: "jane.doe", Name: "Jane Doe",
 		Email: "jane@example.com", EmailVerified: true}
 }
 

@@ -139,8 +139,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 			}
 		}
 	}
-	base := p.cfg.Usernames.Map(p.usernameSource(id), id.Subject)
-	candidates := provision.Candidates(base, id.Subject, l.CreatingUsername)
+	candidates := provision.Candidates(l.CreatingUsername, p.cfg.Usernames.Candidates(p.usernameSource(id), id.Subject))
 	for _, username := range candidates {
 		u, err := p.users.byUsername(ctx, username)
 		if err != nil {
