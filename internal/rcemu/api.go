@@ -93,10 +93,10 @@ func invalidParams(msg string) reply { return meteorFailure("invalid-params", ms
 // credentials, per profile (spec §4.0).
 func (s *Server) unauthorized() reply {
 	const msg = "You must be logged in to do this."
-	switch s.profile {
-	case profile6:
+	switch {
+	case s.profile < profile7:
 		return reply{status: http.StatusUnauthorized, body: map[string]any{"status": "error", "message": msg}}
-	case profile7:
+	case s.profile < profile8:
 		return reply{status: http.StatusUnauthorized, body: map[string]any{"success": false, "error": msg, "status": "error", "message": msg}}
 	}
 	return reply{status: http.StatusUnauthorized, body: map[string]any{"success": false, "error": msg}}

@@ -11,10 +11,11 @@ import (
 
 // Config configures a Server. Only AdminPassword is required.
 type Config struct {
-	// Profile selects the emulated Rocket.Chat generation (spec §8): "8.x"
-	// (default), "7.x" or "6.x". It decides the /api/info version, the
-	// error envelopes (§4.0, §4.1), users.createToken gating (§4.7) and the
-	// web client's API-URL fetch (§1.3).
+	// Profile selects the emulated Rocket.Chat version (spec §8): "5.x",
+	// "6.x", "7.x", "8.x" (default), "8.7" or "9.0" (ProfileNames). It
+	// decides the /api/info version, the error envelopes (§4.0, §4.1),
+	// users.createToken gating (§4.7) and the web client generation
+	// (clientGen) with its API URL behaviour (§1.3).
 	Profile string
 	// AdminUsername is the username of the initial admin (default "admin").
 	AdminUsername string
@@ -113,7 +114,7 @@ func (c *Config) EnableIframeAuth(iframeURL, apiURL, apiMethod string) {
 // function after fs.Parse: it applies --iframe-url/--api-url through
 // EnableIframeAuth when either was given.
 func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
-	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "emulated Rocket.Chat version profile: 8.x, 7.x or 6.x")
+	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "emulated Rocket.Chat version profile: "+ProfileNames)
 	fs.StringVar(&cfg.AdminUsername, "admin-username", cfg.AdminUsername, "username of the initial admin (default admin)")
 	fs.StringVar(&cfg.AdminPassword, "admin-password", cfg.AdminPassword, "password of the initial admin (required)")
 	fs.StringVar(&cfg.AdminUserID, "admin-user-id", cfg.AdminUserID, "fixed _id of the admin (default random)")
@@ -132,38 +133,76 @@ func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
 	}
 }
 
-// profile is a parsed Config.Profile.
+// profile is a parsed Config.Profile: the emulated Rocket.Chat version as
+// major*100+minor, so profiles compare in release order (profile7 <
+// profile87 < profile9).
 type profile int
 
+// The profiles. Each names the version GET /api/info reports; the web
+// client's generation follows from it (clientGen).
 const (
-	profile6 profile = 6
-	profile7 profile = 7
-	profile8 profile = 8
+	profile5  profile = 504 // 5.4.0: XHR client (generation X)
+	profile6  profile = 610 // 6.10.0: fetch client before the refactor (F1)
+	profile7  profile = 710 // 7.10.0: fetch client after refactor #36022 (F2)
+	profile8  profile = 800 // 8.0.0: current client (L)
+	profile87 profile = 807 // 8.7.0: createToken permission check restored (#40768), server-side OAuth flow
+	profile9  profile = 900 // 9.0.0: Custom OAuth needs the oauth-enterprise module; 403 error-forbidden (#43214)
 )
 
-func parseProfile(s string) (profile, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "", "8", "8.x", "8.0", "8.0.0":
-		return profile8, nil
-	case "7", "7.x", "7.10", "7.10.0":
-		return profile7, nil
-	case "6", "6.x", "6.10", "6.10.0":
-		return profile6, nil
-	}
-	return 0, fmt.Errorf("rcemu: unknown profile %q (want 8.x, 7.x or 6.x)", s)
+var profiles = []struct {
+	p     profile
+	names []string
+}{
+	{profile5, []string{"5", "5.x", "5.4", "5.4.0"}},
+	{profile6, []string{"6", "6.x", "6.10", "6.10.0"}},
+	{profile7, []string{"7", "7.x", "7.10", "7.10.0"}},
+	{profile8, []string{"", "8", "8.x", "8.0", "8.0.0"}},
+	{profile87, []string{"8.7", "8.7.x", "8.7.0"}},
+	{profile9, []string{"9", "9.x", "9.0", "9.0.0"}},
 }
 
-func (p profile) String() string { return fmt.Sprintf("%d.x", int(p)) }
+// ProfileNames lists the accepted Config.Profile values, oldest first.
+const ProfileNames = "5.x, 6.x, 7.x, 8.x (default), 8.7 or 9.0"
+
+func parseProfile(s string) (profile, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	for _, e := range profiles {
+		for _, n := range e.names {
+			if s == n {
+				return e.p, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("rcemu: unknown profile %q (want %s)", s, ProfileNames)
+}
+
+// String is the profile's short name: "6.x", "8.7", "9.0".
+func (p profile) String() string {
+	if p == profile87 || p == profile9 {
+		return fmt.Sprintf("%d.%d", int(p)/100, int(p)%100)
+	}
+	return fmt.Sprintf("%d.x", int(p)/100)
+}
 
 // version is what GET /api/info reports.
-func (p profile) version() string {
-	switch p {
-	case profile6:
-		return "6.10.0"
-	case profile7:
-		return "7.10.0"
+func (p profile) version() string { return fmt.Sprintf("%d.%d.0", int(p)/100, int(p)%100) }
+
+// clientGen is the web client generation of a Rocket.Chat version (see
+// rocketchat-2026.md §1.1): "x" 3.x–6.1 (XHR), "f1" 6.2–7.7 (fetch,
+// RocketChat/Rocket.Chat apps/meteor/client/views/root/MainLayout/useIframeLogin.ts),
+// "f2" 7.8–7.10 (after refactor #36022: apps/meteor/client/hooks/iframe/useIframe.ts),
+// "l" 7.11 and later (after #36866 and #36919: apps/meteor/client/views/root/hooks/useIframe.ts
+// and useIframeLoginListener.ts).
+func (p profile) clientGen() string {
+	switch {
+	case p < 602:
+		return "x"
+	case p < 708:
+		return "f1"
+	case p < 711:
+		return "f2"
 	}
-	return "8.0.0"
+	return "l"
 }
 
 func (c *Config) withDefaults() (Config, error) {

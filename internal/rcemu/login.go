@@ -270,7 +270,7 @@ func (s *Server) loginFailure(e *meteorError) reply {
 	if e.details != nil {
 		body["details"] = e.details
 	}
-	if s.profile == profile7 {
+	if s.profile >= profile7 && s.profile < profile8 {
 		body["success"] = false
 	}
 	return reply{status: http.StatusUnauthorized, body: body}

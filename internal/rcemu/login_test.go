@@ -10,12 +10,12 @@ import (
 )
 
 func TestInfoVersionPerProfile(t *testing.T) {
-	for p, v := range map[string]string{"6.x": "6.10.0", "7.x": "7.10.0", "8.x": "8.0.0", "": "8.0.0"} {
+	for p, v := range map[string]string{"5.x": "5.4.0", "6.x": "6.10.0", "7.x": "7.10.0", "8.x": "8.0.0", "": "8.0.0", "8.7": "8.7.0", "9.0": "9.0.0"} {
 		_, ts := newTestServer(t, Config{Profile: p})
 		newClient(t, ts).get("/api/info").wantStatus(t, 200).wantBody(t, `{"version":"`+v+`","success":true}`)
 	}
-	if _, err := New(Config{AdminPassword: "x", Profile: "5.x"}); err == nil {
-		t.Fatal("New accepted profile 5.x")
+	if _, err := New(Config{AdminPassword: "x", Profile: "4.x"}); err == nil {
+		t.Fatal("New accepted profile 4.x")
 	}
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("New accepted an empty AdminPassword")

@@ -181,6 +181,7 @@ func (s *Server) handleEmuSettings(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"profile":  s.profile.String(),
 		"version":  s.profile.version(),
+		"client":   s.profile.clientGen(),
 		"settings": s.publicSettings(),
 	})
 }

@@ -158,7 +158,7 @@ func (s *Server) handleUsersInfo(c *call) reply {
 // ALLOW_UNSAFE_QUERY_AND_FIELDS_API_PARAMS is set.
 func (s *Server) handleUsersList(c *call) reply {
 	var filter map[string]any
-	if q := c.query.Get("query"); q != "" && s.profile == profile6 {
+	if q := c.query.Get("query"); q != "" && s.profile < profile7 {
 		if err := json.Unmarshal([]byte(q), &filter); err != nil {
 			return meteorFailure("error-invalid-query", "Invalid query parameter provided: `"+q+"`", nil)
 		}
