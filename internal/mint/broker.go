@@ -200,6 +200,9 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 	if err := b.checkLoggedOut(ctx, id, false); err != nil {
 		return Token{}, err
 	}
+	if err := b.checkDeactivated(ctx, id.Subject); err != nil {
+		return Token{}, err
+	}
 	rec, err := b.st.GetToken(ctx, id.Subject)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -226,8 +229,18 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 			// rcsso deletes the tokens it revokes before revoking them, so a
 			// cached token that Rocket.Chat rejects was ended on Rocket.Chat's
 			// side: the person logged out of the chat (or an admin logged
-			// them out). Do not log them straight back in.
-			return Token{}, b.markLoggedOut(ctx, id)
+			// them out): do not log them straight back in. Unless the user
+			// itself is gone (re-provision) or deactivated (say so).
+			switch state, err := b.checkUser(ctx, id.Subject); {
+			case err != nil:
+				return Token{}, err
+			case state == UserGone:
+				// Fall through to provisioning a new user.
+			case state == UserDeactivated:
+				return Token{}, ErrDeactivated
+			default:
+				return Token{}, b.markLoggedOut(ctx, id)
+			}
 		}
 	}
 	if prev, err := b.st.GetLink(ctx, id.Subject); err == nil && !prev.LastMintAt.IsZero() {
@@ -244,6 +257,22 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 		return Token{}, err
 	}
 	t, err := b.minter.Mint(ctx, Request{Identity: id, Link: link})
+	if err != nil && link.UserID != "" && refused(err) {
+		// Rocket.Chat refused to mint for the linked user: find out whether
+		// it still exists (one call, only on this failure path).
+		switch state, cerr := b.checkUser(ctx, id.Subject); {
+		case cerr != nil:
+			return Token{}, errors.Join(err, cerr)
+		case state == UserDeactivated:
+			return Token{}, ErrDeactivated
+		case state == UserGone:
+			if link, err = b.prov.Ensure(ctx, id); err != nil {
+				b.logTaken(id, err)
+				return Token{}, err
+			}
+			t, err = b.minter.Mint(ctx, Request{Identity: id, Link: link})
+		}
+	}
 	if err != nil {
 		return Token{}, err
 	}
@@ -456,6 +485,108 @@ func (b *Broker) Forget(ctx context.Context, subject string, revoke bool) (bool,
 		}
 	}
 	return true, nil
+}
+
+// checkUser asks the provisioner (UserChecker) about subject's linked
+// Rocket.Chat user. A user that is gone is unlinked here, so that the next
+// Ensure provisions a new one; without a UserChecker every user counts as
+// active.
+func (b *Broker) checkUser(ctx context.Context, subject string) (UserState, error) {
+	uc, ok := b.prov.(UserChecker)
+	if !ok {
+		return UserActive, nil
+	}
+	l, err := b.st.GetLink(ctx, subject)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && l.UserID == "") {
+		return UserGone, nil
+	}
+	if err != nil {
+		return UserActive, err
+	}
+	state, err := uc.CheckUser(ctx, l)
+	if err != nil {
+		return UserActive, fmt.Errorf("asking Rocket.Chat about the linked user: %w", err)
+	}
+	switch state {
+	case UserGone:
+		if err := b.st.DeleteToken(ctx, subject); err != nil {
+			return state, err
+		}
+		_, err := b.st.UpdateLink(ctx, subject, func(x *store.Link) error {
+			if x.UserID != l.UserID {
+				return nil // re-linked meanwhile
+			}
+			x.UserID, x.Username, x.ProfileHash, x.ProfileSyncedAt = "", "", "", time.Time{}
+			x.ChatLoggedOutAt, x.LastMintAt = time.Time{}, time.Time{}
+			return nil
+		})
+		if err != nil {
+			return state, err
+		}
+		b.log.Warn("the person's Rocket.Chat user no longer exists (deleted, or Rocket.Chat restored from an older backup); provisioning a new one",
+			"subject", subject, "previous_rc_user_id", l.UserID)
+	case UserDeactivated:
+		if err := b.st.DeleteToken(ctx, subject); err != nil {
+			return state, err
+		}
+		if _, err := b.st.UpdateLink(ctx, subject, func(x *store.Link) error {
+			x.DeactivatedAt = b.now().UTC()
+			return nil
+		}); err != nil {
+			return state, err
+		}
+		b.log.Info("the person's Rocket.Chat user is deactivated; not minting", "subject", subject, "rc_user_id", l.UserID)
+	case UserActive:
+		if !l.DeactivatedAt.IsZero() {
+			if _, err := b.st.UpdateLink(ctx, subject, func(x *store.Link) error {
+				x.DeactivatedAt = time.Time{}
+				return nil
+			}); err != nil {
+				return state, err
+			}
+			b.log.Info("the person's Rocket.Chat user is active again", "subject", subject, "rc_user_id", l.UserID)
+		}
+	}
+	return state, nil
+}
+
+// deactivatedRecheck is how long rcsso believes "deactivated" before
+// asking Rocket.Chat again (an administrator may turn the user back on).
+const deactivatedRecheck = time.Minute
+
+// checkDeactivated returns ErrDeactivated while the person's Rocket.Chat
+// user is known to be deactivated, asking Rocket.Chat again at most once
+// per deactivatedRecheck.
+func (b *Broker) checkDeactivated(ctx context.Context, subject string) error {
+	l, err := b.st.GetLink(ctx, subject)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && l.DeactivatedAt.IsZero()) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if b.now().Sub(l.DeactivatedAt) < deactivatedRecheck {
+		return ErrDeactivated
+	}
+	state, err := b.checkUser(ctx, subject)
+	if err != nil {
+		return err
+	}
+	if state == UserDeactivated {
+		return ErrDeactivated
+	}
+	return nil
+}
+
+// refused reports whether err is Rocket.Chat refusing a request (a 4xx
+// other than a rate limit), as opposed to being unreachable or slow.
+func refused(err error) bool {
+	var rce *rocketchat.Error
+	if !errors.As(err, &rce) || rce.Status < 400 || rce.Status > 499 {
+		return false
+	}
+	_, limited := rocketchat.IsRateLimited(err)
+	return !limited
 }
 
 // logTaken logs a refusal to hand one person's chat account to another,

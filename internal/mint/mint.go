@@ -44,6 +44,34 @@ var ErrRejected = errors.New("mint: Rocket.Chat rejected the cached token")
 // on the IFrame URL (Broker.Resume).
 var ErrChatLoggedOut = errors.New("mint: the person logged out of the chat")
 
+// ErrDeactivated means the person's Rocket.Chat user exists but is
+// deactivated (an administrator, or a deprovision webhook, turned it off):
+// no token can log them in, and the IFrame URL says so instead of offering
+// a login that cannot work.
+var ErrDeactivated = errors.New("mint: the person's Rocket.Chat user is deactivated")
+
+// UserState is what Rocket.Chat says about a linked user.
+type UserState int
+
+// User states (UserChecker).
+const (
+	// UserActive: the user exists and may log in.
+	UserActive UserState = iota
+	// UserDeactivated: the user exists with active: false.
+	UserDeactivated
+	// UserGone: Rocket.Chat has no user with that id (deleted, or the
+	// server was restored from a backup older than the user).
+	UserGone
+)
+
+// UserChecker is an optional Provisioner capability: it asks Rocket.Chat
+// about the linked user (one call). The Broker uses it only when something
+// failed (a cached token was rejected, a mint was refused), to tell a
+// chat-side logout from a user that vanished or was deactivated.
+type UserChecker interface {
+	CheckUser(ctx context.Context, l store.Link) (UserState, error)
+}
+
 // ThrottledError means a new token for this person was minted less than
 // the minimum interval ago; minting again could only push their other
 // sessions out of Rocket.Chat's 50-token list.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/rcadmin"
 	"github.com/rcsso/rcsso/internal/rocketchat"
 	"github.com/rcsso/rcsso/internal/store"
@@ -157,6 +158,24 @@ func (p *Provisioner) setAvatar(ctx context.Context, userID string, id identity.
 	if err != nil {
 		p.log.Warn("rocket.chat refused the avatar URL", "subject", id.Subject, "rc_user_id", userID, "err", err)
 	}
+}
+
+// CheckUser implements mint.UserChecker with users.info by id (as the
+// service account): not found is mint.UserGone, active: false is
+// mint.UserDeactivated.
+func (p *Provisioner) CheckUser(ctx context.Context, l store.Link) (mint.UserState, error) {
+	u, err := rcadmin.Do(ctx, p.admin, func(cr rocketchat.Credentials) (rocketchat.User, error) {
+		return p.rc.UserInfoByID(ctx, cr, l.UserID)
+	})
+	switch {
+	case rocketchat.IsNotFound(err):
+		return mint.UserGone, nil
+	case err != nil:
+		return mint.UserActive, err
+	case !u.Active:
+		return mint.UserDeactivated, nil
+	}
+	return mint.UserActive, nil
 }
 
 // ErrUnknownSubject means rcsso has no Rocket.Chat user for the subject.

@@ -23,6 +23,7 @@ import (
 //	identity.ErrNotLoggedIn        → 401 (only this: "not logged in on the website")
 //	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
 //	mint.ErrChatLoggedOut          → 401 (logged out on the chat side, spec §1.7)
+//	mint.ErrDeactivated            → 403 (the Rocket.Chat user is deactivated)
 //	*mint.ThrottledError           → 503 + Retry-After
 //	errOrigin                      → 403
 //	store.ErrConflict              → 409 (provision.ErrConflict and every
@@ -66,6 +67,8 @@ func classify(err error) (int, string, int) {
 	switch {
 	case errors.Is(err, identity.ErrNotLoggedIn):
 		return http.StatusUnauthorized, "not logged in on the website", 0
+	case errors.Is(err, mint.ErrDeactivated):
+		return http.StatusForbidden, "your chat account is deactivated; ask the site administrator", 0
 	case errors.Is(err, mint.ErrChatLoggedOut):
 		// Rocket.Chat shows the IFrame URL, which offers to log in again.
 		return http.StatusUnauthorized, "you logged out of the chat", 0

@@ -90,6 +90,10 @@ type Link struct {
 	// provisioning.adopt allows it.
 	CreatingUsername string
 	CreatingAt       time.Time
+	// DeactivatedAt is when rcsso last found the person's Rocket.Chat user
+	// deactivated; zero if not. While it is recent rcsso answers "your chat
+	// account is deactivated" without asking Rocket.Chat again.
+	DeactivatedAt time.Time
 	// UpdatedAt is the last write time (UTC), set by the store on every
 	// UpdateLink.
 	UpdatedAt time.Time

@@ -13,6 +13,7 @@ import (
 	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/provision"
 	"github.com/rcsso/rcsso/internal/rocketchat"
 	"github.com/rcsso/rcsso/internal/store"
@@ -206,6 +207,21 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		return linked, err
 	}
 	return store.Link{}, fmt.Errorf("%w: usernames %q belong to other Rocket.Chat users", ErrConflict, candidates)
+}
+
+// CheckUser implements mint.UserChecker: no document is mint.UserGone,
+// active: false is mint.UserDeactivated.
+func (p *Provisioner) CheckUser(ctx context.Context, l store.Link) (mint.UserState, error) {
+	u, err := p.users.byID(ctx, l.UserID)
+	switch {
+	case err != nil:
+		return mint.UserActive, fmt.Errorf("mongo: looking up user %s: %w", l.UserID, err)
+	case u == nil:
+		return mint.UserGone, nil
+	case u.Active != nil && !*u.Active:
+		return mint.UserDeactivated, nil
+	}
+	return mint.UserActive, nil
 }
 
 // candidate is u as provision.MayAdopt sees it.

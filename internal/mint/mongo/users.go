@@ -156,6 +156,7 @@ type userDoc struct {
 	Username  string     `bson:"username"`
 	Emails    []emailDoc `bson:"emails"`
 	CreatedAt time.Time  `bson:"createdAt"`
+	Active    *bool      `bson:"active"`
 }
 
 // emailDoc is one element of emails (spec §5).
@@ -164,7 +165,7 @@ type emailDoc struct {
 	Verified bool   `bson:"verified"`
 }
 
-var userProjection = bson.D{{Key: "_id", Value: 1}, {Key: "username", Value: 1}, {Key: "emails", Value: 1}, {Key: "createdAt", Value: 1}}
+var userProjection = bson.D{{Key: "_id", Value: 1}, {Key: "username", Value: 1}, {Key: "emails", Value: 1}, {Key: "createdAt", Value: 1}, {Key: "active", Value: 1}}
 
 // findOne returns the user matching filter, nil when none.
 func (u *Users) findOne(ctx context.Context, filter bson.D) (*userDoc, error) {
@@ -183,6 +184,11 @@ func (u *Users) findOne(ctx context.Context, filter bson.D) (*userDoc, error) {
 func (u *Users) exists(ctx context.Context, id string) (bool, error) {
 	d, err := u.findOne(ctx, bson.D{{Key: "_id", Value: id}})
 	return d != nil, err
+}
+
+// byID finds the user with _id id, nil when none.
+func (u *Users) byID(ctx context.Context, id string) (*userDoc, error) {
+	return u.findOne(ctx, bson.D{{Key: "_id", Value: id}})
 }
 
 // byEmail finds the user holding addr in emails.address, case-insensitively

@@ -235,7 +235,7 @@ func (s *Store) UpdateLink(ctx context.Context, subject string, update func(*sto
 	if holder, ok := s.byUser[l.UserID]; ok && l.UserID != "" && holder != subject {
 		return store.Link{}, wrap("update link", &store.LinkTakenError{UserID: l.UserID, Holder: holder})
 	}
-	for _, t := range []*time.Time{&l.ChatLoggedOutAt, &l.ProfileSyncedAt, &l.LastMintAt, &l.CreatingAt} {
+	for _, t := range []*time.Time{&l.ChatLoggedOutAt, &l.ProfileSyncedAt, &l.LastMintAt, &l.CreatingAt, &l.DeactivatedAt} {
 		if !t.IsZero() {
 			*t = norm(*t)
 		}

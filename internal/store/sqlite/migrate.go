@@ -81,6 +81,7 @@ ALTER TABLE links ADD COLUMN profile_synced_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE links ADD COLUMN last_mint_at      INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE links ADD COLUMN creating_username TEXT    NOT NULL DEFAULT '';
 ALTER TABLE links ADD COLUMN creating_at       INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE links ADD COLUMN deactivated_at    INTEGER NOT NULL DEFAULT 0;
 UPDATE links SET profile_synced_at = updated_at;
 CREATE UNIQUE INDEX links_user_id ON links (user_id) WHERE user_id <> '';
 ALTER TABLE codes ADD COLUMN profile BLOB;

@@ -279,21 +279,22 @@ func (s *Store) DeleteSessionsBySubject(ctx context.Context, subject string) (in
 }
 
 const linkColumns = `subject, user_id, username, profile_hash, profile_synced_at, last_mint_at,
-creating_username, creating_at, updated_at, chat_logged_out_at, secret`
+creating_username, creating_at, deactivated_at, updated_at, chat_logged_out_at, secret`
 
 // rowScanner is *sql.Row or *sql.Rows.
 type rowScanner interface{ Scan(...any) error }
 
 func scanLink(r rowScanner) (store.Link, error) {
 	var l store.Link
-	var synced, minted, creating, updated, loggedOut int64
+	var synced, minted, creating, deactivated, updated, loggedOut int64
 	err := r.Scan(&l.Subject, &l.UserID, &l.Username, &l.ProfileHash, &synced, &minted,
-		&l.CreatingUsername, &creating, &updated, &loggedOut, &l.Secret)
+		&l.CreatingUsername, &creating, &deactivated, &updated, &loggedOut, &l.Secret)
 	if err != nil {
 		return store.Link{}, err
 	}
 	l.UpdatedAt = fromMillis(updated)
 	l.ProfileSyncedAt, l.LastMintAt, l.CreatingAt, l.ChatLoggedOutAt = fromOptMillis(synced), fromOptMillis(minted), fromOptMillis(creating), fromOptMillis(loggedOut)
+	l.DeactivatedAt = fromOptMillis(deactivated)
 	return l, nil
 }
 
@@ -373,14 +374,15 @@ func (s *Store) UpdateLink(ctx context.Context, subject string, update func(*sto
 	}
 	l.UpdatedAt = fromMillis(time.Now().UnixMilli())
 	if _, err := tx.ExecContext(ctx, `INSERT INTO links (`+linkColumns+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (subject) DO UPDATE SET
 	user_id = excluded.user_id, username = excluded.username, profile_hash = excluded.profile_hash,
 	profile_synced_at = excluded.profile_synced_at, last_mint_at = excluded.last_mint_at,
 	creating_username = excluded.creating_username, creating_at = excluded.creating_at,
+	deactivated_at = excluded.deactivated_at,
 	updated_at = excluded.updated_at, chat_logged_out_at = excluded.chat_logged_out_at, secret = excluded.secret`,
 		subject, l.UserID, l.Username, l.ProfileHash, optMillis(l.ProfileSyncedAt), optMillis(l.LastMintAt),
-		l.CreatingUsername, optMillis(l.CreatingAt), millis(l.UpdatedAt), optMillis(l.ChatLoggedOutAt), l.Secret); err != nil {
+		l.CreatingUsername, optMillis(l.CreatingAt), optMillis(l.DeactivatedAt), millis(l.UpdatedAt), optMillis(l.ChatLoggedOutAt), l.Secret); err != nil {
 		return store.Link{}, wrap("update link", err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -151,6 +151,7 @@ func checkLink(t *testing.T, got, want store.Link) {
 		{"ProfileSyncedAt", got.ProfileSyncedAt, want.ProfileSyncedAt},
 		{"LastMintAt", got.LastMintAt, want.LastMintAt},
 		{"CreatingAt", got.CreatingAt, want.CreatingAt},
+		{"DeactivatedAt", got.DeactivatedAt, want.DeactivatedAt},
 	} {
 		if f.got.IsZero() != f.want.IsZero() {
 			t.Errorf("Link.%s = %v, want %v", f.name, f.got, f.want)
@@ -436,6 +437,7 @@ func testLinkCRUD(t *testing.T, s store.Store) {
 	b.ChatLoggedOutAt = now().Add(2 * time.Minute)
 	b.ProfileSyncedAt, b.LastMintAt = now().Add(-time.Minute), now().Add(-2*time.Minute)
 	b.CreatingUsername, b.CreatingAt = "alice.2", now().Add(-3*time.Minute)
+	b.DeactivatedAt = now().Add(-4 * time.Minute)
 	b.Secret = []byte{0, 1, 2, 0xff}
 	noErr(t, "PutLink(replace)", putLink(ctx, s, b))
 	got, err = s.GetLink(ctx, "local:alice")
