@@ -234,10 +234,35 @@ type Store interface {
 	// authorization codes, OIDC state, JWT ids. Backends purge expired keys.
 	UseOnce(ctx context.Context, key string, expiresAt time.Time) (bool, error)
 
+	// Count adds delta to the fixed-window counter key and returns its new
+	// value and when its window ends. A counter that does not exist, or
+	// whose window ended, starts at 0 with a window of window from now.
+	// Concurrent calls never lose an increment. It backs limits shared by
+	// every rcsso on the store (failed logins, the Rocket.Chat call budget).
+	Count(ctx context.Context, key string, delta int64, window time.Duration) (int64, time.Time, error)
+	// ResetCount deletes the counter key; nil if absent.
+	ResetCount(ctx context.Context, key string) error
+
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 	// Close releases resources.
 	Close() error
+}
+
+// ChangeFeed is an optional Store capability: a broadcast channel shared
+// by every rcsso on the store, which keeps each instance's in-process cache
+// coherent (a logout on one instance is honoured by the others within a
+// second). Delivery is at most once and unordered across subjects; a
+// subscriber that missed messages (a reconnect) is told so by a call with
+// subject "" and must drop its whole cache.
+type ChangeFeed interface {
+	// Publish announces that subject's cached state (link, token) changed.
+	Publish(ctx context.Context, subject string) error
+	// Subscribe calls fn for every subject published on the store, by any
+	// instance including this one, until ctx is done. fn must not block.
+	// It returns once the subscription is established; delivery goes on in
+	// the background.
+	Subscribe(ctx context.Context, fn func(subject string)) error
 }
 
 // Locker is an optional Store capability: a short lease on a key shared by

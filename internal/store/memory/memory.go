@@ -35,11 +35,29 @@ type Store struct {
 	byUser   map[string]string        // Rocket.Chat user id → Subject
 	locks    map[string]lease
 	used     map[string]time.Time // UseOnce key → expiry
+	counters map[string]counter
+
+	subsMu sync.Mutex
+	subs   map[*subscriber]struct{}
 	codes    map[string]store.Code
 	tokens   map[string]store.Token // key: Subject
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store      = (*Store)(nil)
+	_ store.Locker     = (*Store)(nil)
+	_ store.ChangeFeed = (*Store)(nil)
+)
+
+type subscriber struct {
+	ctx context.Context
+	fn  func(string)
+}
+
+type counter struct {
+	n     int64
+	until time.Time
+}
 
 // New returns an empty Store.
 func New() *Store {
@@ -50,6 +68,8 @@ func New() *Store {
 		byUser:   make(map[string]string),
 		locks:    make(map[string]lease),
 		used:     make(map[string]time.Time),
+		counters: make(map[string]counter),
+		subs:     make(map[*subscriber]struct{}),
 		codes:    make(map[string]store.Code),
 		tokens:   make(map[string]store.Token),
 	}
@@ -429,4 +449,80 @@ func (s *Store) ConsumeCode(ctx context.Context, h string) (store.Code, error) {
 	}
 	c.Profile = bytes.Clone(c.Profile)
 	return c, nil
+}
+
+// Count implements store.Store.
+func (s *Store) Count(ctx context.Context, key string, delta int64, window time.Duration) (int64, time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, time.Time{}, wrap("count", err)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.counters[key]
+	if !ok || !c.until.After(now) {
+		if len(s.counters) >= purgeScan {
+			n := 0
+			for k, old := range s.counters {
+				if !old.until.After(now) {
+					delete(s.counters, k)
+				}
+				if n++; n >= purgeScan {
+					break
+				}
+			}
+		}
+		c = counter{until: norm(now.Add(window))}
+	}
+	c.n += delta
+	s.counters[key] = c
+	return c.n, c.until, nil
+}
+
+// ResetCount implements store.Store.
+func (s *Store) ResetCount(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("reset count", err)
+	}
+	s.mu.Lock()
+	delete(s.counters, key)
+	s.mu.Unlock()
+	return nil
+}
+
+// Publish implements store.ChangeFeed: every subscriber of this Store (one
+// process) is called before Publish returns.
+func (s *Store) Publish(ctx context.Context, subject string) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("publish", err)
+	}
+	s.subsMu.Lock()
+	subs := make([]*subscriber, 0, len(s.subs))
+	for sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.subsMu.Unlock()
+	for _, sub := range subs {
+		if sub.ctx.Err() == nil {
+			sub.fn(subject)
+		}
+	}
+	return nil
+}
+
+// Subscribe implements store.ChangeFeed.
+func (s *Store) Subscribe(ctx context.Context, fn func(string)) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("subscribe", err)
+	}
+	key := &subscriber{ctx: ctx, fn: fn}
+	s.subsMu.Lock()
+	s.subs[key] = struct{}{}
+	s.subsMu.Unlock()
+	context.AfterFunc(ctx, func() {
+		s.subsMu.Lock()
+		delete(s.subs, key)
+		s.subsMu.Unlock()
+	})
+	return nil
 }

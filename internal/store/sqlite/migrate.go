@@ -72,7 +72,7 @@ CREATE TABLE tokens (
 `,
 	// 2: the link is a security boundary (one subject per Rocket.Chat user),
 	// link fields owned by profile sync, minting and provisioning, code
-	// profiles, single-use keys. checkLinkOwners runs first: a database
+	// profiles, single-use keys, shared counters, the change feed. checkLinkOwners runs first: a database
 	// in which one Rocket.Chat user is linked to several subjects (an
 	// account takeover by adoption, possible before this version) is
 	// refused with the subjects to review.
@@ -90,6 +90,16 @@ CREATE TABLE used (
 	expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX used_expires_at ON used (expires_at);
+CREATE TABLE counters (
+	key      TEXT    NOT NULL PRIMARY KEY,
+	value    INTEGER NOT NULL,
+	reset_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE changes (
+	seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+	subject TEXT    NOT NULL,
+	at      INTEGER NOT NULL
+);
 `,
 }
 

@@ -57,7 +57,11 @@ type Store struct {
 	getToken   *sql.Stmt
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store      = (*Store)(nil)
+	_ store.Locker     = (*Store)(nil)
+	_ store.ChangeFeed = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the SQLite database at path and brings its
 // schema up to date. path is a file system path; a new file is created with
@@ -582,4 +586,116 @@ func (s *Store) ConsumeCode(ctx context.Context, h string) (store.Code, error) {
 		return store.Code{}, wrap("consume code", store.ErrNotFound)
 	}
 	return c, nil
+}
+
+// Count implements store.Store with one upsert: a counter whose window
+// ended starts again.
+func (s *Store) Count(ctx context.Context, key string, delta int64, window time.Duration) (int64, time.Time, error) {
+	now := time.Now()
+	var n, reset int64
+	err := s.db.QueryRowContext(ctx, `INSERT INTO counters (key, value, reset_at) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+	value = CASE WHEN counters.reset_at <= ? THEN excluded.value ELSE counters.value + excluded.value END,
+	reset_at = CASE WHEN counters.reset_at <= ? THEN excluded.reset_at ELSE counters.reset_at END
+RETURNING value, reset_at`, key, delta, now.Add(window).UnixMilli(), now.UnixMilli(), now.UnixMilli()).Scan(&n, &reset)
+	if err != nil {
+		return 0, time.Time{}, wrap("count", err)
+	}
+	if n == delta && reset == now.Add(window).UnixMilli() {
+		// A new window: purge a bounded batch of ended ones.
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM counters WHERE key IN
+(SELECT key FROM counters WHERE reset_at <= ? LIMIT ?)`, now.UnixMilli(), purgeBatch); err != nil {
+			return 0, time.Time{}, wrap("count: purge", err)
+		}
+	}
+	return n, fromMillis(reset), nil
+}
+
+// ResetCount implements store.Store.
+func (s *Store) ResetCount(ctx context.Context, key string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM counters WHERE key = ?`, key); err != nil {
+		return wrap("reset count", err)
+	}
+	return nil
+}
+
+// feedPoll is how often a subscriber reads the changes table: well under
+// the one second in which every instance must honour a logout.
+const feedPoll = 200 * time.Millisecond
+
+// feedKeep is how long a row stays in the changes table.
+const feedKeep = time.Minute
+
+// Publish implements store.ChangeFeed: a row in the changes table, which
+// every process sharing the file polls.
+func (s *Store) Publish(ctx context.Context, subject string) error {
+	now := time.Now().UnixMilli()
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO changes (subject, at) VALUES (?, ?)`, subject, now); err != nil {
+		return wrap("publish", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM changes WHERE seq IN
+(SELECT seq FROM changes WHERE at < ? ORDER BY seq LIMIT ?)`, now-feedKeep.Milliseconds(), purgeBatch); err != nil {
+		return wrap("publish: purge", err)
+	}
+	return nil
+}
+
+// Subscribe implements store.ChangeFeed by polling the changes table every
+// 200 ms from the newest row at the time of the call. A poll that fails, or
+// that finds rows already purged (a subscriber that fell more than a minute
+// behind), reports subject "" (drop everything).
+func (s *Store) Subscribe(ctx context.Context, fn func(string)) error {
+	var last int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM changes`).Scan(&last); err != nil {
+		return wrap("subscribe", err)
+	}
+	go func() {
+		tick := time.NewTicker(feedPoll)
+		defer tick.Stop()
+		failed := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			next, err := s.poll(ctx, last, fn)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				if !failed {
+					fn("")
+				}
+				failed = true
+			case err == nil:
+				if failed {
+					fn("") // changes may have been missed while failing
+				}
+				failed, last = false, next
+			}
+		}
+	}()
+	return nil
+}
+
+func (s *Store) poll(ctx context.Context, after int64, fn func(string)) (int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, subject FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000`, after)
+	if err != nil {
+		return after, err
+	}
+	defer rows.Close()
+	first := true
+	for rows.Next() {
+		var seq int64
+		var subject string
+		if err := rows.Scan(&seq, &subject); err != nil {
+			return after, err
+		}
+		if first && seq > after+1 && after > 0 {
+			fn("") // rows in between were purged before this poll saw them
+		}
+		first = false
+		fn(subject)
+		after = seq
+	}
+	return after, rows.Err()
 }

@@ -56,6 +56,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LinkUpdateRace", testLinkUpdateRace},
 		{"UseOnce", testUseOnce},
 		{"LockerRenew", testLockerRenew},
+		{"Count", testCount},
+		{"ChangeFeed", testChangeFeed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1070,5 +1072,109 @@ func testLockerRenew(t *testing.T, s store.Store) {
 	}
 	if ok, _ := l.Renew(ctx, "mint:b", tok2, time.Minute); ok {
 		t.Fatal("an expired lease was renewed (someone else may hold it by now)")
+	}
+}
+
+// testCount: increments add up, even concurrently; the window ends; keys
+// are independent; ResetCount starts over.
+func testCount(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	n, until, err := s.Count(ctx, "login:ip:192.0.2.1", 1, time.Minute)
+	noErr(t, "Count", err)
+	if n != 1 || until.Before(time.Now().Add(50*time.Second)) || until.After(time.Now().Add(61*time.Second)) {
+		t.Fatalf("Count = %d until %v; want 1 until about a minute from now", n, until)
+	}
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Go(func() {
+			if _, _, err := s.Count(ctx, "login:ip:192.0.2.1", 1, time.Minute); err != nil {
+				t.Errorf("Count: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	n, until2, err := s.Count(ctx, "login:ip:192.0.2.1", 0, time.Minute)
+	noErr(t, "Count(0)", err)
+	if n != 31 {
+		t.Fatalf("after 31 increments the counter is %d (lost updates)", n)
+	}
+	if !sameTime(until, until2) {
+		t.Errorf("the window moved: %v, then %v", until, until2)
+	}
+	if n, _, _ := s.Count(ctx, "login:ip:192.0.2.2", 5, time.Minute); n != 5 {
+		t.Errorf("another key = %d, want 5", n)
+	}
+	if n, _, _ := s.Count(ctx, "login:ip:192.0.2.1", -1, time.Minute); n != 30 {
+		t.Errorf("after -1: %d, want 30", n)
+	}
+	noErr(t, "ResetCount", s.ResetCount(ctx, "login:ip:192.0.2.1"))
+	noErr(t, "ResetCount(absent)", s.ResetCount(ctx, "nothing"))
+	if n, _, _ := s.Count(ctx, "login:ip:192.0.2.1", 1, time.Minute); n != 1 {
+		t.Errorf("after ResetCount: %d, want 1", n)
+	}
+	if _, _, err := s.Count(ctx, "short", 7, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, _, err := s.Count(ctx, "short", 1, time.Minute)
+		noErr(t, "Count(short)", err)
+		if n == 1 {
+			break // the 1 ms window ended: a new one
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an ended window kept counting: %d", n)
+		}
+	}
+}
+
+// testChangeFeed: a subscriber hears what is published, by this handle
+// (and, for shared backends, by others), until its context ends.
+func testChangeFeed(t *testing.T, s store.Store) {
+	f, ok := s.(store.ChangeFeed)
+	if !ok {
+		t.Skip("store has no ChangeFeed capability")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 100)
+	noErr(t, "Subscribe", f.Subscribe(ctx, func(subject string) { got <- subject }))
+	noErr(t, "Publish", f.Publish(context.Background(), "local:alice"))
+	noErr(t, "Publish", f.Publish(context.Background(), "local:bob"))
+	seen := map[string]bool{}
+	timeout := time.After(5 * time.Second)
+	for !seen["local:alice"] || !seen["local:bob"] {
+		select {
+		case sub := <-got:
+			seen[sub] = true
+		case <-timeout:
+			t.Fatalf("after 5 s the subscriber heard %v, want local:alice and local:bob", seen)
+		}
+	}
+	cancel()
+	// After cancel, nothing more arrives (allow an in-flight delivery).
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	again := make(chan string, 100)
+	noErr(t, "Subscribe(2)", f.Subscribe(ctx2, func(subject string) { again <- subject }))
+	noErr(t, "Publish", f.Publish(context.Background(), "local:carol"))
+	select {
+	case sub := <-again:
+		if sub != "local:carol" && sub != "" {
+			t.Fatalf("second subscriber heard %q first, want local:carol", sub)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("second subscriber heard nothing")
+	}
+	for {
+		select {
+		case sub := <-got:
+			if sub == "local:carol" {
+				t.Fatal("a cancelled subscription still delivered")
+			}
+			continue
+		default:
+		}
+		break
 	}
 }
