@@ -21,6 +21,7 @@ import (
 //
 //	identity.ErrNotLoggedIn        → 401 (only this: "not logged in on the website")
 //	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
+//	identity.ErrMalformedRequest   → 400 (an identity header sent twice)
 //	mint.ErrChatLoggedOut          → 401 (logged out on the chat side, spec §1.7)
 //	*mint.ThrottledError           → 503 + Retry-After
 //	errOrigin                      → 403
@@ -66,6 +67,8 @@ func classify(err error) (int, string, int) {
 	case errors.Is(err, mint.ErrChatLoggedOut):
 		// Rocket.Chat shows the IFrame URL, which offers to log in again.
 		return http.StatusUnauthorized, "you logged out of the chat", 0
+	case errors.Is(err, identity.ErrMalformedRequest):
+		return http.StatusBadRequest, "the request carries conflicting identity headers; the site administrator must make the proxy in front of rcsso replace them", 0
 	case errors.Is(err, identity.ErrSourceUnavailable):
 		return http.StatusBadGateway, "the website cannot tell who you are right now; try again shortly", 0
 	case errors.Is(err, provision.ErrConflict):

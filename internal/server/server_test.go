@@ -261,3 +261,19 @@ func TestActivateStorageAccess(t *testing.T) {
 		t.Fatal("storage access offered to a hostile origin")
 	}
 }
+
+// An identity header sent twice through the trusted proxy (the proxy added
+// its own instead of replacing the client's) is a 400 with a JSON error,
+// not a login as the first value, and mints nothing.
+func TestDuplicateIdentityHeaderIs400(t *testing.T) {
+	s, m, _ := newTestServer(t)
+	r := httptest.NewRequest("GET", "/api/rocketchat/token", nil)
+	r.RemoteAddr = "192.0.2.1:4000"
+	r.Header.Set("Origin", rcOrigin)
+	r.Header["X-Forwarded-User"] = []string{"mallory", "alice"}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, r)
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "conflicting identity headers") || m.n.Load() != 0 {
+		t.Fatalf("status %d body %s mints %d", w.Code, w.Body, m.n.Load())
+	}
+}
