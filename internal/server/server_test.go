@@ -277,3 +277,71 @@ func TestDuplicateIdentityHeaderIs400(t *testing.T) {
 		t.Fatalf("status %d body %s mints %d", w.Code, w.Body, m.n.Load())
 	}
 }
+
+// countingSource recognises everyone as alice and counts the look-ups.
+type countingSource struct{ n atomic.Int64 }
+
+func (c *countingSource) Name() string { return "counting" }
+func (c *countingSource) Identify(*http.Request) (identity.Identity, error) {
+	c.n.Add(1)
+	return identity.Identity{Subject: "counting:alice", Source: "counting", Username: "alice"}, nil
+}
+
+// A cross-site page cannot make rcsso provision or mint by loading the API
+// URL as an image/script (no-cors GET: no Origin header) or by navigating
+// to it (link, form, iframe): Fetch Metadata refuses those with 403 before
+// the identity source is even asked. Real Rocket.Chat clients (cors-mode
+// fetch/XHR), clients without Fetch Metadata and a visitor typing the URL
+// still get their token; the CORS answers are unchanged.
+func TestAPIURLFetchMetadata(t *testing.T) {
+	s, m, _ := newTestServer(t)
+	src := &countingSource{}
+	s.o.Identity = identity.Chain{src}
+	refused := []struct {
+		name, method string
+		hdr          map[string]string
+	}{
+		{"cross-site no-cors GET (img src)", "GET", map[string]string{"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "image"}},
+		{"cross-site no-cors GET (script src)", "GET", map[string]string{"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "script"}},
+		{"same-site no-cors GET", "GET", map[string]string{"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "image"}},
+		{"no-cors POST from Rocket.Chat's origin", "POST", map[string]string{"Origin": rcOrigin, "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "empty"}},
+		{"cross-site navigation (link)", "GET", map[string]string{"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"}},
+		{"cross-site navigation (iframe)", "GET", map[string]string{"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "iframe"}},
+		{"cross-site navigation (old Chrome frame)", "GET", map[string]string{"Sec-Fetch-Mode": "nested-navigate", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "iframe"}},
+		{"cross-site navigation from Rocket.Chat's origin (form post)", "POST", map[string]string{"Origin": rcOrigin, "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "document"}},
+	}
+	for _, c := range refused {
+		w := do(s, c.method, "/api/rocketchat/token", c.hdr, "")
+		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), `"error":"the API URL`) || w.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s: status %d %s, want 403 with a JSON error", c.name, w.Code, w.Body)
+		}
+		if w.Header().Get("Access-Control-Allow-Origin") != "" || !strings.Contains(strings.Join(w.Header().Values("Vary"), ","), "Origin") {
+			t.Errorf("%s: CORS headers %v", c.name, w.Header())
+		}
+	}
+	if n := src.n.Load(); n != 0 || m.n.Load() != 0 {
+		t.Fatalf("refused requests reached the identity source %d times and minted %d tokens", n, m.n.Load())
+	}
+	allowed := []struct {
+		name, method string
+		hdr          map[string]string
+	}{
+		{"Rocket.Chat fetch (cors)", "POST", map[string]string{"Origin": rcOrigin, "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "empty"}},
+		{"Rocket.Chat XHR (cors, same-site)", "GET", map[string]string{"Origin": rcOrigin, "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "empty"}},
+		{"no Fetch Metadata (mobile app, curl)", "GET", nil},
+		{"typed into the address bar", "GET", map[string]string{"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "none", "Sec-Fetch-Dest": "document"}},
+		{"same-site navigation", "GET", map[string]string{"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "document"}},
+	}
+	for _, c := range allowed {
+		w := do(s, c.method, "/api/rocketchat/token", c.hdr, "")
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "loginToken") {
+			t.Errorf("%s: status %d %s, want 200 with a token", c.name, w.Code, w.Body)
+		}
+		if o := c.hdr["Origin"]; o != "" && w.Header().Get("Access-Control-Allow-Origin") != o {
+			t.Errorf("%s: ACAO %q", c.name, w.Header().Get("Access-Control-Allow-Origin"))
+		}
+	}
+	if n := src.n.Load(); n != int64(len(allowed)) {
+		t.Fatalf("identity source asked %d times for %d allowed requests", n, len(allowed))
+	}
+}
