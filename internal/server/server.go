@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -151,10 +152,8 @@ func New(o Options) *Server {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
 	mux.Handle("GET /readyz", s.handle(s.readyz, false))
-	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
-	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error {
-		return &Error{Status: http.StatusNotFound, Message: "not found"}
-	}, false))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", s.handle(s.static, false)))
+	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }, false))
 	s.handler = s.common(mux)
 	return s
 }
@@ -247,12 +246,26 @@ func (s *Server) framable(next http.Handler) http.Handler {
 	})
 }
 
-func staticHandler() http.Handler {
-	fs := http.FileServerFS(web.Static)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		fs.ServeHTTP(w, r)
-	})
+// errNotFound is the 404 of unknown paths.
+var errNotFound = &Error{Status: http.StatusNotFound, Message: "not found"}
+
+// static serves web.Static below /static/ (the prefix stripped). A name
+// that is not a valid io/fs path (invalid UTF-8 such as the overlong
+// "%c0%ae%c0%ae", "..", empty elements, backslashes), a missing file and a
+// directory are all 404s through the error table: embed.FS answers
+// fs.ErrInvalid for invalid names, which http.FileServerFS turned into 500.
+func (s *Server) static(w http.ResponseWriter, r *http.Request) error {
+	name := r.URL.Path
+	if !fs.ValidPath(name) || strings.Contains(name, "\\") {
+		return errNotFound
+	}
+	fi, err := fs.Stat(web.Static, name)
+	if err != nil || fi.IsDir() {
+		return errNotFound
+	}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	http.ServeFileFS(w, r, web.Static, name)
+	return nil
 }
 
 // routeOf groups paths for metrics (bounded label values).

@@ -345,3 +345,48 @@ func TestAPIURLFetchMetadata(t *testing.T) {
 		t.Fatalf("identity source asked %d times for %d allowed requests", n, len(allowed))
 	}
 }
+
+// Hostile /static/ paths: overlong UTF-8 dots, invalid UTF-8, encoded and
+// double-encoded traversals, backslashes, NUL bytes and directories are all
+// answered without a 5xx and without anything outside web.Static; real
+// files still load.
+func TestStaticHostilePaths(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	for _, p := range []string{
+		"/static/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
+		"/static/%c0%ae%c0%ae%c0%af%c0%ae%c0%ae%c0%afgo.mod",
+		"/static/%e0%80%ae%e0%80%ae/go.mod",
+		"/static/%ff",
+		"/static/%ff%fe/rcsso.css",
+		"/static/..%2f..%2fgo.mod",
+		"/static/..%252f..%252fgo.mod",
+		"/static/%2e%2e/%2e%2e/go.mod",
+		"/static/.%2e/server.go",
+		"/static/..\\..\\go.mod",
+		"/static/%5c..%5cgo.mod",
+		"/static/rcsso.css%00.js",
+		"/static/rcsso.css/",
+		"/static/./rcsso.css",
+		"/static//rcsso.css",
+		"/static/",
+		"/static/%2f",
+		"/static/nonexistent.js",
+		"/static/" + strings.Repeat("a/", 2000) + "x",
+	} {
+		w := do(s, "GET", p, nil, "")
+		switch {
+		case w.Code >= 500:
+			t.Errorf("%s: %d %s", p, w.Code, w.Body)
+		case w.Code == 200:
+			t.Errorf("%s: 200 (%d bytes), want a refusal", p, w.Body.Len())
+		case w.Code == 404 && !strings.Contains(w.Body.String(), `"not found"`):
+			t.Errorf("%s: 404 not from the error table: %q", p, w.Body)
+		}
+	}
+	for _, p := range []string{"/static/rcsso.css", "/static/login.js", "/static/embed.js"} {
+		w := do(s, "GET", p, nil, "")
+		if w.Code != 200 || w.Body.Len() == 0 || w.Header().Get("Cache-Control") != "public, max-age=300" {
+			t.Errorf("%s: %d, %d bytes, Cache-Control %q", p, w.Code, w.Body.Len(), w.Header().Get("Cache-Control"))
+		}
+	}
+}
