@@ -2,12 +2,15 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +24,7 @@ import (
 	"github.com/rcsso/rcsso/internal/sealer"
 	"github.com/rcsso/rcsso/internal/store"
 	"github.com/rcsso/rcsso/internal/store/memory"
+	"github.com/rcsso/rcsso/internal/store/sqlite"
 	"github.com/rcsso/rcsso/internal/websession"
 )
 
@@ -388,5 +392,63 @@ func TestStaticHostilePaths(t *testing.T) {
 		if w.Code != 200 || w.Body.Len() == 0 || w.Header().Get("Cache-Control") != "public, max-age=300" {
 			t.Errorf("%s: %d, %d bytes, Cache-Control %q", p, w.Code, w.Body.Len(), w.Header().Get("Cache-Control"))
 		}
+	}
+}
+
+// fakeRC is a Rocket.Chat that answers /api/info, the public settings and
+// HEAD /, counting the calls.
+func fakeRC(t *testing.T) (*rocketchat.Client, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/api/info":
+			_, _ = io.WriteString(w, `{"success":true,"version":"7.4.1"}`)
+		case "/api/v1/settings.public":
+			_, _ = io.WriteString(w, `{"success":true,"settings":[{"_id":"Accounts_iframe_enabled","value":true},`+
+				`{"_id":"Accounts_Iframe_api_url","value":"http://sso.example.test/api/rocketchat/token"},`+
+				`{"_id":"Accounts_iframe_url","value":"http://sso.example.test/login"},{"_id":"Accounts_Iframe_api_method","value":"POST"}],`+
+				`"count":4,"offset":0,"total":4}`)
+		default:
+			w.Header().Set("X-Frame-Options", "sameorigin")
+		}
+	}))
+	t.Cleanup(ts.Close)
+	rc, err := rocketchat.New(rocketchat.Options{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc, &n
+}
+
+// The SQLite file deleted while rcsso runs: /readyz says 503 and names the
+// store (SQLite would go on writing the unlinked file, losing everything).
+func TestReadyzNoticesDeletedStore(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	path := filepath.Join(t.TempDir(), "rcsso.db")
+	st, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	s.o.Store = st
+	s.o.RC, _ = fakeRC(t)
+	w := do(s, "GET", "/readyz", nil, "")
+	if w.Code != 200 {
+		t.Fatalf("readyz before: %d %s", w.Code, w.Body)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	s.readyMu.Lock()
+	s.readyAt = time.Time{} // skip the 2 s readiness cache
+	s.readyMu.Unlock()
+	w = do(s, "GET", "/readyz", nil, "")
+	var body map[string]string
+	_ = json.Unmarshal(w.Body.Bytes(), &body)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(body["store"], "failing") || !strings.Contains(body["store"], "deleted") || body["rocketchat"] != "ok" {
+		t.Fatalf("readyz after deleting the store file: %d %s", w.Code, w.Body)
 	}
 }
