@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -65,6 +66,12 @@ type Options struct {
 	// UnknownSubject is the Deprovisioner's "no such person" error.
 	UnknownSubject error
 
+	// DiagnosticsToken is the operator credential of GET /diagnostics
+	// (config diagnostics.token): a request with "Authorization: Bearer
+	// <token>" also sees Rocket.Chat's version, settings, framing headers
+	// and the minting check. Empty: nobody does.
+	DiagnosticsToken string
+
 	// Extra mounts more handlers: a path prefix ending in "/" → a handler
 	// that gets the path with the prefix stripped, e.g. "/oauth/" → the
 	// OAuth provider (minting mode oauth).
@@ -88,6 +95,9 @@ type Server struct {
 
 	replays replayCache
 	calls   callLog
+	// diagToken is sha256(Options.DiagnosticsToken), nil when unset.
+	diagToken []byte
+	diag      diagCache
 
 	readyMu   sync.Mutex
 	readyAt   time.Time
@@ -111,6 +121,11 @@ func New(o Options) *Server {
 		csrf:     http.NewCrossOriginProtection(),
 		limiter:  o.LoginLimiter,
 		returnTo: ReturnToFilter(o.PublicURL, o.RocketChatOrigin, o.WebsiteOrigins),
+		diag:     newDiagCache(),
+	}
+	if o.DiagnosticsToken != "" {
+		h := sha256.Sum256([]byte(o.DiagnosticsToken))
+		s.diagToken = h[:]
 	}
 	for _, origin := range append([]string{o.RocketChatOrigin}, o.WebsiteOrigins...) {
 		_ = s.csrf.AddTrustedOrigin(origin)
