@@ -367,6 +367,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		RC:                     rc,
 		Logger:                 log,
 		WebhookSecret:          []byte(cfg.Webhooks.Secret),
+		DiagnosticsToken:       cfg.Diagnostics.Token,
 		Ready: func(ctx context.Context) error {
 			switch {
 			case mongoUsers != nil:

@@ -200,9 +200,12 @@ func TestDiagnosticsPage(t *testing.T) {
 	ecfg.EnableIframeAuth("https://old.example.com/login", "https://old.example.com/api", "POST")
 	_, cfg := emulated(t, ecfg)
 	cfg.Website.Origins = []string{"https://www.example.com"}
+	cfg.Diagnostics.Token = "operator-token-operator-token-operator"
 	a := build(t, cfg)
 	w := httptest.NewRecorder()
-	a.Handler.ServeHTTP(w, httptest.NewRequest("GET", "/diagnostics", nil))
+	r := httptest.NewRequest("GET", "/diagnostics", nil)
+	r.Header.Set("Authorization", "Bearer "+cfg.Diagnostics.Token)
+	a.Handler.ServeHTTP(w, r)
 	body := w.Body.String()
 	for _, want := range []string{
 		"set Accounts → Iframe → API URL to http://127.0.0.1:8080/api/rocketchat/token",

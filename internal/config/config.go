@@ -51,6 +51,21 @@ type Config struct {
 	Website    Website          `koanf:"website"`
 	Provision  Provision        `koanf:"provisioning"`
 	Webhooks   Webhooks         `koanf:"webhooks"`
+	// Diagnostics guards the Rocket.Chat part of GET /diagnostics.
+	Diagnostics Diagnostics `koanf:"diagnostics"`
+}
+
+// Diagnostics configures GET /diagnostics. Anyone may open it and sees only
+// their own part (whether this browser is logged in on the website and
+// whether its API URL calls carried rcsso's cookie). Rocket.Chat's version,
+// its settings, framing headers and the minting check are shown only to a
+// request with "Authorization: Bearer <token>" (never in a URL).
+type Diagnostics struct {
+	// Token is the operator credential: at least 32 random characters, e.g.
+	// from: head -c32 /dev/urandom | base64. Empty: nobody sees the
+	// Rocket.Chat part. Prefer token_file.
+	Token     string `koanf:"token"`
+	TokenFile string `koanf:"token_file"`
 }
 
 // Webhooks configures the signed back-channel webhooks the website's back
@@ -458,6 +473,7 @@ func (c *Config) readSecretFiles() error {
 	read("rocketchat.create_tokens_secret", &c.RocketChat.CreateTokensSecret, c.RocketChat.CreateTokensSecretFile)
 	read("store.encryption_key", &c.Store.EncryptionKey, c.Store.EncryptionKeyFile)
 	read("webhooks.secret", &c.Webhooks.Secret, c.Webhooks.SecretFile)
+	read("diagnostics.token", &c.Diagnostics.Token, c.Diagnostics.TokenFile)
 	read("minting.mongo.url", &c.Minting.Mongo.URL, c.Minting.Mongo.URLFile)
 	read("minting.oauth.client_secret", &c.Minting.OAuth.ClientSecret, c.Minting.OAuth.ClientSecretFile)
 	for i := range c.Identity {
@@ -641,6 +657,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Webhooks.Secret != "" && len(c.Webhooks.Secret) < 32 {
 		bad("webhooks.secret", "use at least 32 random characters, e.g. from: head -c32 /dev/urandom | base64")
+	}
+	if c.Diagnostics.Token != "" && (len(c.Diagnostics.Token) < 32 || strings.TrimSpace(c.Diagnostics.Token) != c.Diagnostics.Token) {
+		bad("diagnostics.token", "use at least 32 random characters without surrounding spaces, e.g. from: head -c32 /dev/urandom | base64")
 	}
 	if c.Minting.MinInterval < 0 {
 		bad("minting.min_interval", "must not be negative")

@@ -95,6 +95,10 @@ func TestBrokenConfigNamesTheKey(t *testing.T) {
 		{"bad store", "store:\n  type: mysql\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "store.type"},
 		{"bad key", "store:\n  encryption_key: short\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "store.encryption_key"},
 		{"bad duration", "rocketchat:\n  timeout: soon\n", nil, "timeout"},
+		{"unknown diagnostics key", "diagnostics:\n  tokn: x\n", nil, "tokn"},
+		{"short diagnostics token", "diagnostics:\n  token: hunter2\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "diagnostics.token"},
+		{"diagnostics token and file", "diagnostics:\n  token: " + strings.Repeat("x", 32) + "\n  token_file: /nonexistent\n", nil, "diagnostics.token"},
+		{"missing diagnostics token file", "diagnostics:\n  token_file: /nonexistent/token\n", nil, "diagnostics.token_file"},
 		{"samesite none over http", "session:\n  same_site: none\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "session.same_site"},
 	}
 	for _, c := range cases {
@@ -138,5 +142,24 @@ func TestOrigin(t *testing.T) {
 		if got := Origin(u); got != want {
 			t.Errorf("Origin(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The diagnostics operator credential comes from diagnostics.token_file
+// (trailing newline dropped) or RCSSO_DIAGNOSTICS_TOKEN.
+func TestDiagnosticsToken(t *testing.T) {
+	tok := strings.Repeat("k", 40)
+	path := writeFile(t, "c.yaml", "diagnostics:\n  token_file: "+writeFile(t, "tok", tok+"\n")+"\n")
+	env := []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}
+	cfg, err := Load(path, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil || cfg.Diagnostics.Token != tok {
+		t.Fatalf("token %q, %v", cfg.Diagnostics.Token, err)
+	}
+	cfg, err = Load("", append(env, "RCSSO_DIAGNOSTICS_TOKEN="+tok), nil)
+	if err != nil || cfg.Diagnostics.Token != tok {
+		t.Fatalf("from the environment: %q, %v", cfg.Diagnostics.Token, err)
 	}
 }

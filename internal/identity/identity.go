@@ -23,6 +23,14 @@ var ErrNotLoggedIn = errors.New("identity: visitor is not logged in on the websi
 // Rocket.Chat must not conclude the visitor is logged out.
 var ErrSourceUnavailable = errors.New("identity: identity source unavailable")
 
+// ErrMalformedRequest means the request carries identity data that cannot
+// be read one way, such as a trusted proxy's identity header that appears
+// more than once (X-Forwarded-User twice: which one is the visitor?). The
+// API URL answers 400, not 401: the proxy in front of rcsso is misconfigured
+// (it passes on a header the client sent instead of replacing it), and
+// neither value is believed. Chain stops at it; no later source is tried.
+var ErrMalformedRequest = errors.New("identity: the request carries malformed identity data")
+
 // ErrBadCredentials is returned by PasswordAuthenticator when the username
 // or password is wrong. It never says which.
 var ErrBadCredentials = errors.New("identity: wrong username or password")

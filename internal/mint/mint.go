@@ -72,6 +72,20 @@ type UserChecker interface {
 	CheckUser(ctx context.Context, l store.Link) (UserState, error)
 }
 
+// ErrUnavailable means the minting mode's own backend cannot be reached
+// right now: Rocket.Chat's MongoDB in modes mongo-resume and mongo-iframe
+// (no server selectable, connection dropped, client closed). Modes wrap
+// their outage errors with it, so the server answers 503 without knowing
+// the mode. Rocket.Chat's REST API being down is rocketchat.IsUnavailable.
+var ErrUnavailable = errors.New("mint: the minting mode's backend cannot be reached")
+
+// ErrCannotMint means the minting mode cannot obtain a token for this
+// person as things are configured (mode password holds no password for a
+// user it did not create; mode mongo-iframe meets a user with e-mail
+// two-factor authentication). The site administrator must change a
+// setting; retrying does not help. Modes wrap their specific error with it.
+var ErrCannotMint = errors.New("mint: the minting mode cannot obtain a token for this person")
+
 // ThrottledError means a new token for this person was minted less than
 // the minimum interval ago; minting again could only push their other
 // sessions out of Rocket.Chat's 50-token list.

@@ -28,9 +28,9 @@ import (
 
 // ErrConflict means Rocket.Chat already has a different person with the
 // identity's username and e-mail, and rcsso will not take that account over.
-// It wraps store.ErrConflict, so the HTTP layer maps every conflict alike
+// Every minting mode's conflict wraps it, so the HTTP layer maps them alike
 // (409).
-var ErrConflict = fmt.Errorf("provision: Rocket.Chat has a conflicting user (%w)", store.ErrConflict)
+var ErrConflict = errors.New("provision: Rocket.Chat has a conflicting user")
 
 // ErrReservedEmail means an identity came with an e-mail address in the
 // placeholder domain (provisioning.placeholder_email_domain), which only

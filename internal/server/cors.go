@@ -13,6 +13,15 @@ import (
 // created, no token minted): CORS alone would only stop the reading.
 // Requests without an Origin header (native mobile clients, same-origin
 // GETs, curl) pass; browsers always send Origin on cross-origin fetches.
+//
+// Browsers do not send Origin on a no-cors GET (<img src>, <script src>) or
+// a top-level GET navigation, so before the Origin check the Fetch Metadata
+// headers refuse those too (403, no work done): every Rocket.Chat client
+// generation calls the API URL with fetch or XMLHttpRequest in cors mode
+// (rocketchat-2026 §1.2), never as no-cors or by navigating. Requests
+// without Fetch Metadata (older browsers, plain http, native clients, curl)
+// pass, as does a visitor typing the API URL into the address bar
+// (Sec-Fetch-Site: none).
 func (s *Server) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -23,6 +32,10 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		if preflight {
 			h.Add("Vary", "Access-Control-Request-Method")
 			h.Add("Vary", "Access-Control-Request-Headers")
+		}
+		if err := fetchMetadataRefusal(r); err != nil {
+			s.writeError(w, r, err, false)
+			return
 		}
 		if origin != "" && !s.allowed[origin] {
 			s.log.Warn("API URL called from an origin that is not allowed", "origin", sanitizeOrigin(origin), "request_id", requestID(r.Context()))
@@ -68,6 +81,28 @@ func (s *Server) cors(next http.Handler) http.Handler {
 			s.writeError(w, r, &Error{Status: http.StatusMethodNotAllowed, Message: "the API URL answers GET and POST"}, false)
 		}
 	})
+}
+
+// Fetch Metadata refusals of the API URL (see cors).
+var (
+	errNoCORS = &Error{Status: http.StatusForbidden,
+		Message: "the API URL answers only cors-mode fetch or XMLHttpRequest calls (Sec-Fetch-Mode: no-cors refused)"}
+	errCrossSiteNavigation = &Error{Status: http.StatusForbidden,
+		Message: "the API URL cannot be opened from another site's page (cross-site navigation refused)"}
+)
+
+// fetchMetadataRefusal returns the 403 for a request the browser says is a
+// no-cors fetch (any site) or a cross-site navigation, else nil.
+func fetchMetadataRefusal(r *http.Request) error {
+	switch r.Header.Get("Sec-Fetch-Mode") {
+	case "no-cors":
+		return errNoCORS
+	case "navigate", "nested-navigate": // nested-navigate: Chrome 76–79 for frames
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+			return errCrossSiteNavigation
+		}
+	}
+	return nil
 }
 
 // sanitizeOrigin bounds an untrusted Origin value for logging.

@@ -17,23 +17,28 @@ import (
 )
 
 // Error is an error with the HTTP status and the message shown to the
-// client. Handlers return it (or any error); writeError is the one place
-// that maps errors to responses:
+// client. Handlers return it (or any error); classify is the one table that
+// maps errors to responses (TestClassify lists every row):
 //
+//	*Error                         → its Status (errOrigin 403, Fetch Metadata 403, 404, …)
 //	identity.ErrNotLoggedIn        → 401 (only this: "not logged in on the website")
-//	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
 //	mint.ErrChatLoggedOut          → 401 (logged out on the chat side, spec §1.7)
+//	identity.ErrMalformedRequest   → 400 (an identity header sent twice)
+//	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
 //	mint.ErrDeactivated            → 403 (the Rocket.Chat user is deactivated)
 //	*mint.ThrottledError           → 503 + Retry-After
 //	errOrigin                      → 403
-//	store.ErrConflict              → 409 (provision.ErrConflict and every
-//	                                 mode's conflict wrap it; a Rocket.Chat
-//	                                 user linked to another subject too)
+//	provision.ErrConflict          → 409 (every mode's conflict wraps it)
+//	store.ErrLinkTaken             → 409 (a Rocket.Chat user linked to
+//	                                 another subject)
 //	Rocket.Chat rate limit (429)   → 503 + Retry-After
+//	mint.ErrUnavailable            → 503 (the mode's backend, e.g. MongoDB, is down)
 //	Rocket.Chat unreachable / 5xx  → 503
-//	other Rocket.Chat refusals     → 502
+//	mint.ErrCannotMint             → 502 (the mode cannot log this person in)
+//	context.Canceled               → 499, nothing written (the client hung up)
 //	deadline exceeded              → 504
-//	anything else                  → 500
+//	other Rocket.Chat refusals     → 502 (403 permission errors included)
+//	anything else                  → 500 (store errors included)
 type Error struct {
 	Status  int
 	Message string
@@ -50,6 +55,11 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 var errOrigin = &Error{Status: http.StatusForbidden, Message: "origin not allowed"}
+
+// statusClientClosed is the status recorded (metrics, access log)
+// when the client hung up before the answer was ready: nginx's 499. Nothing
+// meaningful is written; the client is gone.
+const statusClientClosed = 499
 
 // classify maps err to a status, a public message and a Retry-After (s).
 func classify(err error) (int, string, int) {
@@ -72,12 +82,20 @@ func classify(err error) (int, string, int) {
 	case errors.Is(err, mint.ErrChatLoggedOut):
 		// Rocket.Chat shows the IFrame URL, which offers to log in again.
 		return http.StatusUnauthorized, "you logged out of the chat", 0
+	case errors.Is(err, identity.ErrMalformedRequest):
+		return http.StatusBadRequest, "the request carries conflicting identity headers; the site administrator must make the proxy in front of rcsso replace them", 0
 	case errors.Is(err, identity.ErrSourceUnavailable):
 		return http.StatusBadGateway, "the website cannot tell who you are right now; try again shortly", 0
 	case errors.Is(err, provision.ErrReservedEmail):
 		return http.StatusConflict, "your e-mail address is in a domain reserved for chat accounts without one; ask the site administrator", 0
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, provision.ErrConflict), errors.Is(err, store.ErrLinkTaken):
 		return http.StatusConflict, "your chat account conflicts with another Rocket.Chat user; ask the site administrator", 0
+	case errors.Is(err, mint.ErrUnavailable):
+		return http.StatusServiceUnavailable, "the chat's database cannot be reached; try again shortly", 0
+	case errors.Is(err, mint.ErrCannotMint):
+		return http.StatusBadGateway, "rcsso cannot log you in to the chat as it is set up; the site administrator can find details in rcsso's log", 0
+	case errors.Is(err, context.Canceled):
+		return statusClientClosed, "request canceled", 0
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "Rocket.Chat did not answer in time", 0
 	case rocketchat.IsUnavailable(err):
@@ -94,6 +112,13 @@ func classify(err error) (int, string, int) {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, html bool) {
 	status, msg, retry := classify(err)
 	reqID := requestID(r.Context())
+	if status == statusClientClosed {
+		// Not an error of rcsso's: the visitor closed the tab or Rocket.Chat
+		// aborted its call. Record the status; the body would go nowhere.
+		s.log.Debug("request canceled by the client", "request_id", reqID, "method", r.Method, "path", r.URL.Path, "err", err)
+		w.WriteHeader(statusClientClosed)
+		return
+	}
 	lvl := slog.LevelWarn
 	switch {
 	case status == http.StatusUnauthorized, status == http.StatusNotFound:

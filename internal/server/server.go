@@ -7,6 +7,8 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -64,6 +66,12 @@ type Options struct {
 	// UnknownSubject is the Deprovisioner's "no such person" error.
 	UnknownSubject error
 
+	// DiagnosticsToken is the operator credential of GET /diagnostics
+	// (config diagnostics.token): a request with "Authorization: Bearer
+	// <token>" also sees Rocket.Chat's version, settings, framing headers
+	// and the minting check. Empty: nobody does.
+	DiagnosticsToken string
+
 	// Extra mounts more handlers: a path prefix ending in "/" → a handler
 	// that gets the path with the prefix stripped, e.g. "/oauth/" → the
 	// OAuth provider (minting mode oauth).
@@ -86,6 +94,9 @@ type Server struct {
 	limiter  *FailureLimiter
 
 	calls callLog
+	// diagToken is sha256(Options.DiagnosticsToken), nil when unset.
+	diagToken []byte
+	diag      diagCache
 
 	readyMu   sync.Mutex
 	readyAt   time.Time
@@ -109,6 +120,11 @@ func New(o Options) *Server {
 		csrf:     http.NewCrossOriginProtection(),
 		limiter:  o.LoginLimiter,
 		returnTo: ReturnToFilter(o.PublicURL, o.RocketChatOrigin, o.WebsiteOrigins),
+		diag:     newDiagCache(),
+	}
+	if o.DiagnosticsToken != "" {
+		h := sha256.Sum256([]byte(o.DiagnosticsToken))
+		s.diagToken = h[:]
 	}
 	for _, origin := range append([]string{o.RocketChatOrigin}, o.WebsiteOrigins...) {
 		_ = s.csrf.AddTrustedOrigin(origin)
@@ -150,10 +166,8 @@ func New(o Options) *Server {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
 	mux.Handle("GET /readyz", s.handle(s.readyz, false))
-	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
-	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error {
-		return &Error{Status: http.StatusNotFound, Message: "not found"}
-	}, false))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", s.handle(s.static, false)))
+	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }, false))
 	s.handler = s.common(mux)
 	return s
 }
@@ -246,12 +260,26 @@ func (s *Server) framable(next http.Handler) http.Handler {
 	})
 }
 
-func staticHandler() http.Handler {
-	fs := http.FileServerFS(web.Static)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		fs.ServeHTTP(w, r)
-	})
+// errNotFound is the 404 of unknown paths.
+var errNotFound = &Error{Status: http.StatusNotFound, Message: "not found"}
+
+// static serves web.Static below /static/ (the prefix stripped). A name
+// that is not a valid io/fs path (invalid UTF-8 such as the overlong
+// "%c0%ae%c0%ae", "..", empty elements, backslashes), a missing file and a
+// directory are all 404s through the error table: embed.FS answers
+// fs.ErrInvalid for invalid names, which http.FileServerFS turned into 500.
+func (s *Server) static(w http.ResponseWriter, r *http.Request) error {
+	name := r.URL.Path
+	if !fs.ValidPath(name) || strings.Contains(name, "\\") {
+		return errNotFound
+	}
+	fi, err := fs.Stat(web.Static, name)
+	if err != nil || fi.IsDir() {
+		return errNotFound
+	}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	http.ServeFileFS(w, r, web.Static, name)
+	return nil
 }
 
 // routeOf groups paths for metrics (bounded label values).

@@ -2,12 +2,15 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +24,7 @@ import (
 	"github.com/rcsso/rcsso/internal/sealer"
 	"github.com/rcsso/rcsso/internal/store"
 	"github.com/rcsso/rcsso/internal/store/memory"
+	"github.com/rcsso/rcsso/internal/store/sqlite"
 	"github.com/rcsso/rcsso/internal/websession"
 )
 
@@ -259,5 +263,192 @@ func TestActivateStorageAccess(t *testing.T) {
 	w = do(s, "POST", "/api/rocketchat/token", map[string]string{"Origin": "http://evil.test", "Sec-Fetch-Storage-Access": "inactive"}, "")
 	if w.Header().Get("Activate-Storage-Access") != "" {
 		t.Fatal("storage access offered to a hostile origin")
+	}
+}
+
+// An identity header sent twice through the trusted proxy (the proxy added
+// its own instead of replacing the client's) is a 400 with a JSON error,
+// not a login as the first value, and mints nothing.
+func TestDuplicateIdentityHeaderIs400(t *testing.T) {
+	s, m, _ := newTestServer(t)
+	r := httptest.NewRequest("GET", "/api/rocketchat/token", nil)
+	r.RemoteAddr = "192.0.2.1:4000"
+	r.Header.Set("Origin", rcOrigin)
+	r.Header["X-Forwarded-User"] = []string{"mallory", "alice"}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, r)
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "conflicting identity headers") || m.n.Load() != 0 {
+		t.Fatalf("status %d body %s mints %d", w.Code, w.Body, m.n.Load())
+	}
+}
+
+// countingSource recognises everyone as alice and counts the look-ups.
+type countingSource struct{ n atomic.Int64 }
+
+func (c *countingSource) Name() string { return "counting" }
+func (c *countingSource) Identify(*http.Request) (identity.Identity, error) {
+	c.n.Add(1)
+	return identity.Identity{Subject: "counting:alice", Source: "counting", Username: "alice"}, nil
+}
+
+// A cross-site page cannot make rcsso provision or mint by loading the API
+// URL as an image/script (no-cors GET: no Origin header) or by navigating
+// to it (link, form, iframe): Fetch Metadata refuses those with 403 before
+// the identity source is even asked. Real Rocket.Chat clients (cors-mode
+// fetch/XHR), clients without Fetch Metadata and a visitor typing the URL
+// still get their token; the CORS answers are unchanged.
+func TestAPIURLFetchMetadata(t *testing.T) {
+	s, m, _ := newTestServer(t)
+	src := &countingSource{}
+	s.o.Identity = identity.Chain{src}
+	refused := []struct {
+		name, method string
+		hdr          map[string]string
+	}{
+		{"cross-site no-cors GET (img src)", "GET", map[string]string{"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "image"}},
+		{"cross-site no-cors GET (script src)", "GET", map[string]string{"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "script"}},
+		{"same-site no-cors GET", "GET", map[string]string{"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "image"}},
+		{"no-cors POST from Rocket.Chat's origin", "POST", map[string]string{"Origin": rcOrigin, "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "empty"}},
+		{"cross-site navigation (link)", "GET", map[string]string{"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"}},
+		{"cross-site navigation (iframe)", "GET", map[string]string{"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "iframe"}},
+		{"cross-site navigation (old Chrome frame)", "GET", map[string]string{"Sec-Fetch-Mode": "nested-navigate", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "iframe"}},
+		{"cross-site navigation from Rocket.Chat's origin (form post)", "POST", map[string]string{"Origin": rcOrigin, "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "document"}},
+	}
+	for _, c := range refused {
+		w := do(s, c.method, "/api/rocketchat/token", c.hdr, "")
+		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), `"error":"the API URL`) || w.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s: status %d %s, want 403 with a JSON error", c.name, w.Code, w.Body)
+		}
+		if w.Header().Get("Access-Control-Allow-Origin") != "" || !strings.Contains(strings.Join(w.Header().Values("Vary"), ","), "Origin") {
+			t.Errorf("%s: CORS headers %v", c.name, w.Header())
+		}
+	}
+	if n := src.n.Load(); n != 0 || m.n.Load() != 0 {
+		t.Fatalf("refused requests reached the identity source %d times and minted %d tokens", n, m.n.Load())
+	}
+	allowed := []struct {
+		name, method string
+		hdr          map[string]string
+	}{
+		{"Rocket.Chat fetch (cors)", "POST", map[string]string{"Origin": rcOrigin, "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "empty"}},
+		{"Rocket.Chat XHR (cors, same-site)", "GET", map[string]string{"Origin": rcOrigin, "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "empty"}},
+		{"no Fetch Metadata (mobile app, curl)", "GET", nil},
+		{"typed into the address bar", "GET", map[string]string{"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "none", "Sec-Fetch-Dest": "document"}},
+		{"same-site navigation", "GET", map[string]string{"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "document"}},
+	}
+	for _, c := range allowed {
+		w := do(s, c.method, "/api/rocketchat/token", c.hdr, "")
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "loginToken") {
+			t.Errorf("%s: status %d %s, want 200 with a token", c.name, w.Code, w.Body)
+		}
+		if o := c.hdr["Origin"]; o != "" && w.Header().Get("Access-Control-Allow-Origin") != o {
+			t.Errorf("%s: ACAO %q", c.name, w.Header().Get("Access-Control-Allow-Origin"))
+		}
+	}
+	if n := src.n.Load(); n != int64(len(allowed)) {
+		t.Fatalf("identity source asked %d times for %d allowed requests", n, len(allowed))
+	}
+}
+
+// Hostile /static/ paths: overlong UTF-8 dots, invalid UTF-8, encoded and
+// double-encoded traversals, backslashes, NUL bytes and directories are all
+// answered without a 5xx and without anything outside web.Static; real
+// files still load.
+func TestStaticHostilePaths(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	for _, p := range []string{
+		"/static/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
+		"/static/%c0%ae%c0%ae%c0%af%c0%ae%c0%ae%c0%afgo.mod",
+		"/static/%e0%80%ae%e0%80%ae/go.mod",
+		"/static/%ff",
+		"/static/%ff%fe/rcsso.css",
+		"/static/..%2f..%2fgo.mod",
+		"/static/..%252f..%252fgo.mod",
+		"/static/%2e%2e/%2e%2e/go.mod",
+		"/static/.%2e/server.go",
+		"/static/..\\..\\go.mod",
+		"/static/%5c..%5cgo.mod",
+		"/static/rcsso.css%00.js",
+		"/static/rcsso.css/",
+		"/static/./rcsso.css",
+		"/static//rcsso.css",
+		"/static/",
+		"/static/%2f",
+		"/static/nonexistent.js",
+		"/static/" + strings.Repeat("a/", 2000) + "x",
+	} {
+		w := do(s, "GET", p, nil, "")
+		switch {
+		case w.Code >= 500:
+			t.Errorf("%s: %d %s", p, w.Code, w.Body)
+		case w.Code == 200:
+			t.Errorf("%s: 200 (%d bytes), want a refusal", p, w.Body.Len())
+		case w.Code == 404 && !strings.Contains(w.Body.String(), `"not found"`):
+			t.Errorf("%s: 404 not from the error table: %q", p, w.Body)
+		}
+	}
+	for _, p := range []string{"/static/rcsso.css", "/static/login.js", "/static/embed.js"} {
+		w := do(s, "GET", p, nil, "")
+		if w.Code != 200 || w.Body.Len() == 0 || w.Header().Get("Cache-Control") != "public, max-age=300" {
+			t.Errorf("%s: %d, %d bytes, Cache-Control %q", p, w.Code, w.Body.Len(), w.Header().Get("Cache-Control"))
+		}
+	}
+}
+
+// fakeRC is a Rocket.Chat that answers /api/info, the public settings and
+// HEAD /, counting the calls.
+func fakeRC(t *testing.T) (*rocketchat.Client, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/api/info":
+			_, _ = io.WriteString(w, `{"success":true,"version":"7.4.1"}`)
+		case "/api/v1/settings.public":
+			_, _ = io.WriteString(w, `{"success":true,"settings":[{"_id":"Accounts_iframe_enabled","value":true},`+
+				`{"_id":"Accounts_Iframe_api_url","value":"http://sso.example.test/api/rocketchat/token"},`+
+				`{"_id":"Accounts_iframe_url","value":"http://sso.example.test/login"},{"_id":"Accounts_Iframe_api_method","value":"POST"}],`+
+				`"count":4,"offset":0,"total":4}`)
+		default:
+			w.Header().Set("X-Frame-Options", "sameorigin")
+		}
+	}))
+	t.Cleanup(ts.Close)
+	rc, err := rocketchat.New(rocketchat.Options{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc, &n
+}
+
+// The SQLite file deleted while rcsso runs: /readyz says 503 and names the
+// store (SQLite would go on writing the unlinked file, losing everything).
+func TestReadyzNoticesDeletedStore(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	path := filepath.Join(t.TempDir(), "rcsso.db")
+	st, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	s.o.Store = st
+	s.o.RC, _ = fakeRC(t)
+	w := do(s, "GET", "/readyz", nil, "")
+	if w.Code != 200 {
+		t.Fatalf("readyz before: %d %s", w.Code, w.Body)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	s.readyMu.Lock()
+	s.readyAt = time.Time{} // skip the 2 s readiness cache
+	s.readyMu.Unlock()
+	w = do(s, "GET", "/readyz", nil, "")
+	var body map[string]string
+	_ = json.Unmarshal(w.Body.Bytes(), &body)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(body["store"], "failing") || !strings.Contains(body["store"], "deleted") || body["rocketchat"] != "ok" {
+		t.Fatalf("readyz after deleting the store file: %d %s", w.Code, w.Body)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"unicode"
 
 	"github.com/rcsso/rcsso/internal/identity"
@@ -59,16 +60,37 @@ func (s *Source) Name() string { return s.cfg.Name }
 // Identify implements identity.Source. Requests from peers outside
 // TrustedProxies, or without the user header, are not logged in; a malformed
 // value (too long, control characters) is treated as not logged in too.
+//
+// From a trusted proxy, an identity header (user, e-mail, name or groups)
+// that appears more than once, or an e-mail header holding a comma-joined
+// list, is identity.ErrMalformedRequest (the API URL answers 400): a proxy
+// that appends its header to the one the client sent, instead of replacing
+// it, would otherwise let the client choose who it is (Go's Header.Get
+// returns the first value). The user and name headers may hold commas
+// ("CN=Alice,OU=Staff" certificate names, "Doe, Jane").
 func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
+	if !s.trusted(r.RemoteAddr) {
+		if len(r.Header.Values(s.cfg.UserHeader)) > 0 {
+			return identity.Identity{}, fmt.Errorf("%w: header %s ignored from untrusted peer", identity.ErrNotLoggedIn, s.cfg.UserHeader)
+		}
+		return identity.Identity{}, identity.ErrNotLoggedIn
+	}
+	for _, h := range []string{s.cfg.UserHeader, s.cfg.EmailHeader, s.cfg.NameHeader, s.cfg.GroupsHeader} {
+		if h != "" && len(r.Header.Values(h)) > 1 {
+			return identity.Identity{}, fmt.Errorf("%w: identity header %s appears %d times; the proxy in front of rcsso must replace it, not add to it",
+				identity.ErrMalformedRequest, h, len(r.Header.Values(h)))
+		}
+	}
 	user := r.Header.Get(s.cfg.UserHeader)
 	if user == "" {
 		return identity.Identity{}, identity.ErrNotLoggedIn
 	}
-	if !s.trusted(r.RemoteAddr) {
-		return identity.Identity{}, fmt.Errorf("%w: header %s ignored from untrusted peer", identity.ErrNotLoggedIn, s.cfg.UserHeader)
-	}
 	email := r.Header.Get(s.cfg.EmailHeader)
 	name := r.Header.Get(s.cfg.NameHeader)
+	if strings.Contains(email, ",") {
+		return identity.Identity{}, fmt.Errorf("%w: identity header %s holds a comma-joined list, not one address; the proxy in front of rcsso must replace it, not add to it",
+			identity.ErrMalformedRequest, s.cfg.EmailHeader)
+	}
 	for _, v := range []string{user, email, name} {
 		if !clean(v) {
 			return identity.Identity{}, fmt.Errorf("%w: malformed identity header", identity.ErrNotLoggedIn)

@@ -2,6 +2,7 @@ package header
 
 import (
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -47,21 +48,116 @@ func TestIdentify(t *testing.T) {
 	}
 }
 
+// A trusted proxy that adds its identity header to the one the client sent
+// (instead of replacing it) must not let the client choose who it is: every
+// identity header appearing twice, and an e-mail header holding a
+// comma-joined list, is ErrMalformedRequest (400), never an identity and
+// never "not logged in" (which would let the next source in the chain try).
+func TestDuplicateIdentityHeaders(t *testing.T) {
+	s := New(Config{UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", NameHeader: "X-Forwarded-Name", GroupsHeader: "X-Forwarded-Groups",
+		RoleMap: map[string]string{"admins": "admin"}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	base := map[string][]string{"X-Forwarded-User": {"alice"}, "X-Forwarded-Email": {"alice@example.com"}, "X-Forwarded-Name": {"Alice"}, "X-Forwarded-Groups": {"users"}}
+	cases := []struct {
+		name, remote string
+		set          map[string][]string
+		want         error // nil: logged in as alice
+	}{
+		{"one of each", "127.0.0.1:1", nil, nil},
+		{"user twice, attacker first", "127.0.0.1:1", map[string][]string{"X-Forwarded-User": {"mallory", "alice"}}, identity.ErrMalformedRequest},
+		{"user twice, same value", "127.0.0.1:1", map[string][]string{"X-Forwarded-User": {"alice", "alice"}}, identity.ErrMalformedRequest},
+		{"user twice, first empty", "127.0.0.1:1", map[string][]string{"X-Forwarded-User": {"", "alice"}}, identity.ErrMalformedRequest},
+		{"user twice, second empty", "127.0.0.1:1", map[string][]string{"X-Forwarded-User": {"alice", ""}}, identity.ErrMalformedRequest},
+		{"email twice", "127.0.0.1:1", map[string][]string{"X-Forwarded-Email": {"mallory@evil.test", "alice@example.com"}}, identity.ErrMalformedRequest},
+		{"name twice", "127.0.0.1:1", map[string][]string{"X-Forwarded-Name": {"Mallory", "Alice"}}, identity.ErrMalformedRequest},
+		{"groups twice", "127.0.0.1:1", map[string][]string{"X-Forwarded-Groups": {"admins", "users"}}, identity.ErrMalformedRequest},
+		{"email comma-joined", "127.0.0.1:1", map[string][]string{"X-Forwarded-Email": {"mallory@evil.test,alice@example.com"}}, identity.ErrMalformedRequest},
+		{"email comma-joined with space", "127.0.0.1:1", map[string][]string{"X-Forwarded-Email": {"mallory@evil.test, alice@example.com"}}, identity.ErrMalformedRequest},
+		{"user with commas (certificate name)", "127.0.0.1:1", map[string][]string{"X-Forwarded-User": {"CN=alice,OU=Staff"}}, nil},
+		{"name with a comma", "127.0.0.1:1", map[string][]string{"X-Forwarded-Name": {"Doe, Alice"}}, nil},
+		{"untrusted peer, user twice", "10.0.0.1:1", map[string][]string{"X-Forwarded-User": {"mallory", "alice"}}, identity.ErrNotLoggedIn},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = c.remote
+			for k, v := range base {
+				r.Header[k] = v
+			}
+			for k, v := range c.set {
+				r.Header[k] = v
+			}
+			id, err := s.Identify(r)
+			if c.want == nil {
+				if err != nil || !strings.HasPrefix(id.Subject, "header:") {
+					t.Fatalf("got %+v, %v; want logged in", id, err)
+				}
+				return
+			}
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %+v, %v; want %v", id, err, c.want)
+			}
+			if c.want == identity.ErrMalformedRequest && errors.Is(err, identity.ErrNotLoggedIn) {
+				t.Fatalf("%v is also 'not logged in': the chain would try the next source", err)
+			}
+		})
+	}
+	// The chain stops at the malformed request: a website session cookie
+	// of another source does not take over.
+	chain := identity.Chain{s, loggedIn{}}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "127.0.0.1:1"
+	r.Header["X-Forwarded-User"] = []string{"mallory", "alice"}
+	if id, err := chain.Identify(r); !errors.Is(err, identity.ErrMalformedRequest) {
+		t.Fatalf("chain: %+v, %v", id, err)
+	}
+}
+
+type loggedIn struct{}
+
+func (loggedIn) Name() string { return "local" }
+func (loggedIn) Identify(*http.Request) (identity.Identity, error) {
+	return identity.Identity{Subject: "local:bob", Source: "local", Username: "bob"}, nil
+}
+
+// FuzzIdentify feeds arbitrary header values; dup's low four bits repeat
+// the user, e-mail, name and groups header (the second copy holds the
+// user value).
 func FuzzIdentify(f *testing.F) {
-	f.Add("alice", "alice@example.com", "Alice", "admins, users")
-	f.Add("", "", "", "")
-	f.Add("a\x00b", "not-an-email", "\xff", ",,,")
+	f.Add("alice", "alice@example.com", "Alice", "admins, users", uint8(0))
+	f.Add("", "", "", "", uint8(0))
+	f.Add("a\x00b", "not-an-email", "\xff", ",,,", uint8(0))
+	f.Add("alice", "alice@example.com", "Alice", "admins", uint8(1))
+	f.Add("alice", "alice@example.com", "Alice", "admins", uint8(2))
+	f.Add("alice", "alice@example.com", "Alice", "admins", uint8(4))
+	f.Add("alice", "alice@example.com", "Alice", "admins", uint8(8))
+	f.Add("alice", "a@b.c,alice@example.com", "Alice", "admins", uint8(0))
 	s := New(Config{UserHeader: "X-User", EmailHeader: "X-Email", NameHeader: "X-Name", GroupsHeader: "X-Groups",
 		RoleMap: map[string]string{"admins": "admin"}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
-	f.Fuzz(func(t *testing.T, user, email, name, groups string) {
+	f.Fuzz(func(t *testing.T, user, email, name, groups string, dup uint8) {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = "127.0.0.1:1"
-		for k, v := range map[string]string{"X-User": user, "X-Email": email, "X-Name": name, "X-Groups": groups} {
-			r.Header[k] = []string{v}
+		duplicated := false
+		for i, kv := range [][2]string{{"X-User", user}, {"X-Email", email}, {"X-Name", name}, {"X-Groups", groups}} {
+			r.Header[kv[0]] = []string{kv[1]}
+			if dup&(1<<i) != 0 {
+				r.Header[kv[0]] = append(r.Header[kv[0]], user)
+				duplicated = true
+			}
 		}
 		id, err := s.Identify(r)
+		if duplicated {
+			if !errors.Is(err, identity.ErrMalformedRequest) || errors.Is(err, identity.ErrNotLoggedIn) {
+				t.Fatalf("duplicated identity header: got %+v, %v; want only ErrMalformedRequest", id, err)
+			}
+			return
+		}
 		if err != nil {
-			if !errors.Is(err, identity.ErrNotLoggedIn) {
+			switch {
+			case errors.Is(err, identity.ErrMalformedRequest):
+				if !strings.Contains(email, ",") {
+					t.Fatalf("malformed without a duplicate or a comma-joined e-mail: %v", err)
+				}
+			case !errors.Is(err, identity.ErrNotLoggedIn):
 				t.Fatalf("unexpected error kind: %v", err)
 			}
 			return

@@ -22,7 +22,8 @@ const iframeTokenPath = "services.iframe.token"
 // login of the user: it has services.email2fa.enabled and a verified
 // e-mail, and e-mail two-factor authentication is on (spec §2.1). Use
 // mongo-resume for such users.
-var ErrEmail2FA = errors.New("the user has e-mail two-factor authentication, which Rocket.Chat applies to iframe logins (totp-required); use mode mongo-resume, or turn off Accounts_TwoFactorAuthentication_By_Email_Enabled")
+// It wraps mint.ErrCannotMint.
+var ErrEmail2FA = fmt.Errorf("the user has e-mail two-factor authentication, which Rocket.Chat applies to iframe logins (totp-required); use mode mongo-resume, or turn off Accounts_TwoFactorAuthentication_By_Email_Enabled: %w", mint.ErrCannotMint)
 
 // IframeMinter is minting mode "mongo-iframe": it sets the linked user's
 // services.iframe.token to a fresh random value (256 bits, base64url
@@ -51,8 +52,10 @@ func (m *IframeMinter) now() time.Time {
 }
 
 // Mint implements mint.Minter. It needs req.Link.UserID. Errors wrap
-// ErrNoUser, ErrEmail2FA or the MongoDB error.
-func (m *IframeMinter) Mint(ctx context.Context, req mint.Request) (mint.Token, error) {
+// ErrNoUser, ErrEmail2FA or the MongoDB error (outages also
+// mint.ErrUnavailable).
+func (m *IframeMinter) Mint(ctx context.Context, req mint.Request) (_ mint.Token, err error) {
+	defer markOutage(&err)
 	uid := req.Link.UserID
 	if uid == "" {
 		return mint.Token{}, fmt.Errorf("mongo-iframe: %s has no Rocket.Chat user id (not provisioned)", req.Identity.Subject)
@@ -139,12 +142,13 @@ func (u *Users) settingBool(ctx context.Context, id string, def bool) (bool, err
 
 // Validate implements mint.Validator: services.iframe.token still equals
 // the token. mint.ErrRejected otherwise.
-func (m *IframeMinter) Validate(ctx context.Context, t mint.Token) error {
+func (m *IframeMinter) Validate(ctx context.Context, t mint.Token) (err error) {
+	defer markOutage(&err)
 	if t.UserID == "" || t.Value == "" {
 		return mint.ErrRejected
 	}
 	filter := bson.D{{Key: "_id", Value: t.UserID}, {Key: iframeTokenPath, Value: t.Value}}
-	err := m.Users.coll.FindOne(ctx, filter, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+	err = m.Users.coll.FindOne(ctx, filter, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
 	if errors.Is(err, mongodrv.ErrNoDocuments) {
 		return mint.ErrRejected
 	}
@@ -160,7 +164,8 @@ func (m *IframeMinter) Validate(ctx context.Context, t mint.Token) error {
 // resume token of the user (personal access tokens stay), as Rocket.Chat's
 // own users.logout does. A website logout therefore ends the person's chat
 // sessions everywhere in this mode.
-func (m *IframeMinter) Revoke(ctx context.Context, t mint.Token) error {
+func (m *IframeMinter) Revoke(ctx context.Context, t mint.Token) (err error) {
+	defer markOutage(&err)
 	if t.UserID == "" || t.Value == "" {
 		return nil
 	}
@@ -172,7 +177,7 @@ func (m *IframeMinter) Revoke(ctx context.Context, t mint.Token) error {
 	if _, err := m.Users.coll.UpdateOne(ctx, filter, update); err != nil {
 		return fmt.Errorf("mongo-iframe: unsetting the iframe token of user %s: %w", t.UserID, err)
 	}
-	err := m.Users.modifyTokens(ctx, t.UserID, m.now, func(tokens bson.A) (bson.A, bool) {
+	err = m.Users.modifyTokens(ctx, t.UserID, m.now, func(tokens bson.A) (bson.A, bool) {
 		out := slices.DeleteFunc(slices.Clone(tokens), func(v any) bool {
 			e := parseEntry(v)
 			return e.doc && !e.pat

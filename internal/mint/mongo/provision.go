@@ -21,8 +21,7 @@ import (
 
 // ErrConflict means Rocket.Chat already has a different person under both
 // usernames rcsso would use for an identity; rcsso takes no account over.
-// It wraps provision.ErrConflict (and so store.ErrConflict): the HTTP layer
-// answers 409.
+// It wraps provision.ErrConflict, as every mode's conflict does (409).
 var ErrConflict = fmt.Errorf("mongo provision: %w", provision.ErrConflict)
 
 // Config sets what new Rocket.Chat users look like.
@@ -92,8 +91,10 @@ func NewProvisioner(users *Users, st store.Store, cfg Config, log *slog.Logger) 
 //     someone else's) re-reads the username and applies the same rule.
 //
 // Errors: ErrConflict, provision.ErrReservedEmail, or a MongoDB / store
-// error, wrapped with what was being done.
-func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.Link, error) {
+// error, wrapped with what was being done (MongoDB outages also with
+// mint.ErrUnavailable).
+func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (_ store.Link, err error) {
+	defer markOutage(&err)
 	l, err := p.st.GetLink(ctx, id.Subject)
 	switch {
 	case err == nil && l.UserID != "":
@@ -331,7 +332,8 @@ func (p *Provisioner) syncedEmail(id identity.Identity) string {
 // one last written, it $sets name, emails and (if managed) roles on the
 // user document, with _updatedAt, in one update. It reports whether
 // Rocket.Chat now has id's profile.
-func (p *Provisioner) Sync(ctx context.Context, id identity.Identity) (bool, error) {
+func (p *Provisioner) Sync(ctx context.Context, id identity.Identity) (_ bool, err error) {
+	defer markOutage(&err)
 	l, err := p.st.GetLink(ctx, id.Subject)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && l.UserID == "") {
 		return false, nil

@@ -147,8 +147,8 @@ func TestProvisionUsernameTakenByOtherPerson(t *testing.T) {
 	insertRC(t, u, "RCUSER00000000003", "max", "max1@example.com", nil)
 	insertRC(t, u, "RCUSER00000000004", provision.WithSuffix("max", "s:max"), "max2@example.com", nil)
 	_, err = p.Ensure(t.Context(), identity.Identity{Subject: "s:max", Username: "max", Email: "max@example.com", EmailVerified: true})
-	if !errors.Is(err, ErrConflict) {
-		t.Fatalf("err = %v, want ErrConflict", err)
+	if !errors.Is(err, ErrConflict) || !errors.Is(err, provision.ErrConflict) {
+		t.Fatalf("err = %v, want ErrConflict, which is a provision.ErrConflict (409 like every mode's)", err)
 	}
 }
 

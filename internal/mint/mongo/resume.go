@@ -56,8 +56,10 @@ func (m *ResumeMinter) now() time.Time {
 // ErrNoUser when the user is not in the collection, else the MongoDB
 // error ("mongo-resume: pushing the token for user X: …"). When the push
 // succeeded but trimming did not, the token is returned and the failure
-// logged: the next mint trims again.
-func (m *ResumeMinter) Mint(ctx context.Context, req mint.Request) (mint.Token, error) {
+// logged: the next mint trims again. MongoDB outages wrap
+// mint.ErrUnavailable.
+func (m *ResumeMinter) Mint(ctx context.Context, req mint.Request) (_ mint.Token, err error) {
+	defer markOutage(&err)
 	uid := req.Link.UserID
 	if uid == "" {
 		return mint.Token{}, fmt.Errorf("mongo-resume: %s has no Rocket.Chat user id (not provisioned)", req.Identity.Subject)
@@ -96,14 +98,15 @@ func (m *ResumeMinter) Mint(ctx context.Context, req mint.Request) (mint.Token, 
 // token, its when is less than LoginExpiration ago (what Rocket.Chat's
 // resume login checks, spec §2.2). mint.ErrRejected otherwise; other errors
 // mean MongoDB could not be asked.
-func (m *ResumeMinter) Validate(ctx context.Context, t mint.Token) error {
+func (m *ResumeMinter) Validate(ctx context.Context, t mint.Token) (err error) {
+	defer markOutage(&err)
 	if t.UserID == "" || t.Value == "" {
 		return mint.ErrRejected
 	}
 	hashed := hashToken(t.Value)
 	var raw bson.Raw
 	filter := bson.D{{Key: "_id", Value: t.UserID}, {Key: loginTokensPath + ".hashedToken", Value: hashed}}
-	err := m.Users.coll.FindOne(ctx, filter, options.FindOne().SetProjection(bson.D{{Key: loginTokensPath, Value: 1}})).Decode(&raw)
+	err = m.Users.coll.FindOne(ctx, filter, options.FindOne().SetProjection(bson.D{{Key: loginTokensPath, Value: 1}})).Decode(&raw)
 	if errors.Is(err, mongodrv.ErrNoDocuments) {
 		return mint.ErrRejected
 	}
@@ -134,12 +137,13 @@ func (m *ResumeMinter) Validate(ctx context.Context, t mint.Token) error {
 // services.resume.loginTokens by read-modify-write (a partial-document
 // $pull does nothing on FerretDB). A token or user that is gone is not an
 // error.
-func (m *ResumeMinter) Revoke(ctx context.Context, t mint.Token) error {
+func (m *ResumeMinter) Revoke(ctx context.Context, t mint.Token) (err error) {
+	defer markOutage(&err)
 	if t.UserID == "" || t.Value == "" {
 		return nil
 	}
 	hashed := hashToken(t.Value)
-	err := m.Users.modifyTokens(ctx, t.UserID, m.now, func(a bson.A) (bson.A, bool) { return removeHashed(a, hashed) })
+	err = m.Users.modifyTokens(ctx, t.UserID, m.now, func(a bson.A) (bson.A, bool) { return removeHashed(a, hashed) })
 	if errors.Is(err, ErrNoUser) {
 		return nil
 	}

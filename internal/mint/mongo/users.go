@@ -16,6 +16,9 @@ import (
 	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+
+	"github.com/rcsso/rcsso/internal/mint"
 )
 
 // DefaultDatabase is the database used when a MongoDB URL names none
@@ -25,6 +28,23 @@ const DefaultDatabase = "rocketchat"
 // ErrNoUser means the Rocket.Chat user id is not in the users collection
 // (deleted in Rocket.Chat, or the wrong database).
 var ErrNoUser = errors.New("no such user in Rocket.Chat's users collection")
+
+// markOutage wraps *err with mint.ErrUnavailable when it says MongoDB
+// cannot be reached: no server could be selected (down, wrong host, server
+// selection timeout), the connection failed mid-operation (the driver's
+// NetworkError label), the connection pool had no free connection in time,
+// or the client was disconnected. Deferred by every exported method that
+// talks to MongoDB, so the server answers 503 for a MongoDB outage.
+func markOutage(err *error) {
+	if *err == nil || errors.Is(*err, mint.ErrUnavailable) {
+		return
+	}
+	var sel topology.ServerSelectionError
+	var wait topology.WaitQueueTimeoutError
+	if errors.As(*err, &sel) || errors.As(*err, &wait) || errors.Is(*err, mongodrv.ErrClientDisconnected) || mongodrv.IsNetworkError(*err) {
+		*err = fmt.Errorf("%w: %w", mint.ErrUnavailable, *err)
+	}
+}
 
 // Users is Rocket.Chat's users collection (spec §5) and the
 // rocketchat_settings collection next to it. It is safe for concurrent use.

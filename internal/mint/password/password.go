@@ -17,7 +17,6 @@ package password
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/rcsso/rcsso/internal/mint"
@@ -27,7 +26,8 @@ import (
 
 // ErrNoPassword means rcsso holds no password for the person: their
 // Rocket.Chat user was not created by rcsso in this mode.
-var ErrNoPassword = errors.New("password mode: rcsso holds no password for this Rocket.Chat user (it did not create it); use minting mode create-token or oauth for existing users")
+// It wraps mint.ErrCannotMint.
+var ErrNoPassword = fmt.Errorf("password mode: rcsso holds no password for this Rocket.Chat user (it did not create it); use minting mode create-token or oauth for existing users: %w", mint.ErrCannotMint)
 
 // Minter implements mint.Minter, and mint.Validator and mint.Revoker
 // through the embedded mint.ResumeSession.

@@ -39,8 +39,8 @@ type Store struct {
 
 	subsMu sync.Mutex
 	subs   map[*subscriber]struct{}
-	codes    map[string]store.Code
-	tokens   map[string]store.Token // key: Subject
+	codes  map[string]store.Code
+	tokens map[string]store.Token // key: Subject
 }
 
 var (

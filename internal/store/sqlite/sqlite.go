@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -52,6 +53,10 @@ const memoryParams = "_pragma=foreign_keys(1)&_txlock=immediate"
 // concurrent use; create it with Open and release it with Close.
 type Store struct {
 	db *sql.DB
+	// path and file identify the database file opened (empty and nil for
+	// MemoryPath), so Ping notices when it is deleted or replaced.
+	path string
+	file os.FileInfo
 	// Hot-path statements, prepared once.
 	getSession *sql.Stmt
 	getToken   *sql.Stmt
@@ -72,6 +77,7 @@ var (
 // only.
 func Open(ctx context.Context, path string) (*Store, error) {
 	var dsn string
+	var file os.FileInfo
 	conns := max(4, runtime.GOMAXPROCS(0))
 	switch {
 	case path == "":
@@ -87,7 +93,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: open: %w", err)
 		}
-		if err := f.Close(); err != nil {
+		file, err = f.Stat()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: open: %w", err)
 		}
 		dsn = path + "?" + fileParams
@@ -102,7 +112,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 
-	s := &Store{db: db}
+	s := &Store{db: db, file: file}
+	if file != nil {
+		if s.path, err = filepath.Abs(path); err != nil {
+			return nil, errors.Join(fmt.Errorf("sqlite: open: %w", err), db.Close())
+		}
+	}
 	if err := s.init(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlite: open: %w", err), s.Close())
 	}
@@ -438,8 +453,24 @@ func (s *Store) DeleteToken(ctx context.Context, subject string) error {
 	return nil
 }
 
-// Ping implements store.Store: it checks that a connection answers a query.
+// Ping implements store.Store: it checks that the database file is still
+// the one opened and that a connection answers a query. A file deleted or
+// replaced (another inode) while rcsso runs fails Ping ("sqlite: ping:
+// database file <path> was deleted …"): SQLite keeps writing to the
+// unlinked file, so everything written afterwards would be lost at the next
+// restart.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.file != nil {
+		now, err := os.Stat(s.path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("sqlite: ping: database file %s was deleted while rcsso runs; what rcsso writes now is lost at restart: restore the file or restart rcsso", s.path)
+		case err != nil:
+			return wrap("ping", err)
+		case !os.SameFile(s.file, now):
+			return fmt.Errorf("sqlite: ping: database file %s was replaced while rcsso runs (rcsso still writes the old, unlinked file): restart rcsso", s.path)
+		}
+	}
 	var one int
 	if err := s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
 		return wrap("ping", err)

@@ -323,3 +323,59 @@ func TestMigrationRefusesSharedLinks(t *testing.T) {
 		t.Fatalf("LinkByUserID after upgrade = %+v, %v", l, err)
 	}
 }
+
+// Ping notices a database file deleted or replaced while the store is open
+// (SQLite would go on writing the unlinked file, and everything written
+// afterwards would be lost at restart); /readyz reports it.
+func TestPingNoticesDeletedOrReplacedFile(t *testing.T) {
+	ctx := t.Context()
+	for _, c := range []struct {
+		name, want string
+		break_     func(t *testing.T, path string)
+	}{
+		{"deleted", "was deleted", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"replaced", "was replaced", func(t *testing.T, path string) {
+			other := path + ".new"
+			if err := os.WriteFile(other, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(other, path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "rcsso.db")
+			s, err := Open(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Ping(ctx); err != nil {
+				t.Fatalf("Ping before: %v", err)
+			}
+			c.break_(t, path)
+			err = s.Ping(ctx)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("Ping after the file %s: %v", c.name, err)
+			}
+		})
+	}
+	// A relative path is resolved once, at Open; an in-memory database has
+	// no file to lose.
+	t.Chdir(t.TempDir())
+	for _, path := range []string{"rcsso.db", MemoryPath} {
+		s, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ping(ctx); err != nil {
+			t.Errorf("Ping of %s: %v", path, err)
+		}
+		_ = s.Close()
+	}
+}
