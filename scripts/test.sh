@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Runs rcsso's whole test suite on a fresh Debian machine: installs what the
-# tests need (Debian chromium for the browser tests, Go modules, staticcheck),
-# checks formatting and static analysis, then runs every test with the race
-# detector. Usage: scripts/test.sh [extra go test flags]
+# tests need (Debian chromium for the browser tests, postgresql and
+# redis-server for the shared stores, Go modules, staticcheck), checks
+# formatting and static analysis, then runs every test with the race
+# detector. The PostgreSQL and Redis tests start their own throw-away servers
+# from these binaries (initdb in a temporary directory, redis-server --port
+# on a free loopback port) and stop them when they end; the script tells them
+# where the binaries are (RCSSO_TEST_PG_BIN, RCSSO_TEST_REDIS_SERVER).
+# Usage: scripts/test.sh [extra go test flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} (apt-get)"
   SUDO=""
@@ -37,4 +44,7 @@ fi
 
 echo "== go test"
 export E2E_CHROMIUM="${E2E_CHROMIUM:-$(command -v chromium)}"
+RCSSO_TEST_PG_BIN="${RCSSO_TEST_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}"
+RCSSO_TEST_REDIS_SERVER="${RCSSO_TEST_REDIS_SERVER:-$(command -v redis-server)}"
+export RCSSO_TEST_PG_BIN RCSSO_TEST_REDIS_SERVER
 go test -race -count=1 -timeout 15m "$@" ./...
