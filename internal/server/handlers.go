@@ -160,7 +160,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case err == nil:
 		if returnTo != "" && !framed(r) {
-			http.Redirect(w, r, returnTo, http.StatusSeeOther)
+			redirect(w, returnTo, http.StatusSeeOther)
 			return nil
 		}
 		return s.handoff(w, r, id, true, returnTo, client)
@@ -266,7 +266,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Info("website session started", "subject", id.Subject, "source", id.Source)
 	if returnTo != "" && !framed(r) {
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		redirect(w, returnTo, http.StatusSeeOther)
 		return nil
 	}
 	return s.handoff(w, r, id, false, returnTo, client)
@@ -360,7 +360,7 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case returnTo != "":
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		redirect(w, returnTo, http.StatusSeeOther)
 	case wantsHTML(r):
 		s.render(w, r, http.StatusOK, "loggedout.html", page{})
 	default:
@@ -408,37 +408,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 
 // safeReturnTo filters return_to values (see ReturnToFilter).
 func (s *Server) safeReturnTo(raw string) string { return s.returnTo(raw) }
-
-// ReturnToFilter returns the open-redirect filter shared by every handler
-// that takes a return_to: it accepts a same-site path ("/chat") or an
-// absolute URL on rcsso (publicURL), Rocket.Chat or a website origin, and
-// turns anything else into "".
-func ReturnToFilter(publicURL *url.URL, rocketChatOrigin string, websiteOrigins []string) func(string) string {
-	pub := publicURL.Scheme + "://" + publicURL.Host
-	allowed := map[string]bool{pub: true, rocketChatOrigin: true}
-	for _, o := range websiteOrigins {
-		allowed[o] = true
-	}
-	return func(raw string) string {
-		if raw == "" || len(raw) > 2048 || strings.ContainsAny(raw, "\r\n\t") {
-			return ""
-		}
-		u, err := url.Parse(raw)
-		if err != nil {
-			return ""
-		}
-		if !u.IsAbs() {
-			if !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") || strings.HasPrefix(raw, "/\\") || u.Host != "" {
-				return ""
-			}
-			return raw
-		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || !allowed[u.Scheme+"://"+u.Host] {
-			return ""
-		}
-		return u.String()
-	}
-}
 
 // framed reports whether the browser says (Fetch Metadata) that it loads
 // the page into a frame. Rocket.Chat frames the IFrame URL without

@@ -211,7 +211,7 @@ func TestLoginAttackerCannotLockOutUser(t *testing.T) {
 		if w := loginFrom(s, "203.0.113.9", "alice", "guess-6"); w.Code != http.StatusTooManyRequests {
 			t.Fatalf("6th guess from the attacker's client: %d, want 429", w.Code)
 		}
-		if w := loginFrom(s, "192.0.2.77", "alice", "right-password"); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/chat" {
+		if w := loginFrom(s, "192.0.2.77", "alice", "right-password"); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "http://sso.example.test/chat" {
 			t.Fatalf("alice from another client after the attacker's 5 failures: %d %s, want 303 to /chat", w.Code, w.Body)
 		}
 
