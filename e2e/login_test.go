@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
@@ -201,5 +203,28 @@ func TestConcurrentFirstVisitsCreateOneUser(t *testing.T) {
 	st := e.stats()
 	if !ok || e.emu.UserCount() != 1 || st.UsersCreateCalls != 1 || st.CreateTokenCalls != 1 || u.ResumeTokens != 1 {
 		t.Fatalf("20 concurrent visits: users=%d users.create=%d createToken=%d tokens=%d", e.emu.UserCount(), st.UsersCreateCalls, st.CreateTokenCalls, u.ResumeTokens)
+	}
+}
+
+// Issue 8 item 4, in real Chromium: return_to values that rcsso once sent
+// out as "Location: /\evil.test…" (http.Redirect cleaned "/./\…") keep a
+// logged-in visitor on an allowed origin, top level through GET /login.
+func TestReturnToStaysOnAllowedOrigin(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.evil.page("/landed", "<p>evil</p>")
+	evil := strings.TrimPrefix(e.evil.URL, "http://")
+	ctx := e.browser()
+	e.websiteLogin(ctx)
+	for _, rt := range []string{`/./\` + evil + "/landed", `/\` + evil + "/landed", "/\t/" + evil + "/landed", `https:` + evil + "/landed"} {
+		// A navigation that ends off rcsso may fail (nothing listens on
+		// evil.test's port 80): where the tab is counts, not the error.
+		_ = chromedp.Do(ctx, chromedp.Navigate(e.ssoURL+"/login?return_to="+url.QueryEscape(rt)))
+		href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
+		if err != nil {
+			t.Fatalf("return_to %q: %v", rt, err)
+		}
+		if !strings.HasPrefix(href, e.ssoURL+"/") {
+			t.Errorf("return_to %q took Chromium to %q, off rcsso (%s)", rt, href, e.ssoURL)
+		}
 	}
 }

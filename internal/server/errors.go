@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
@@ -27,6 +28,7 @@ import (
 //	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
 //	mint.ErrDeactivated            → 403 (the Rocket.Chat user is deactivated)
 //	*mint.ThrottledError           → 503 + Retry-After
+//	*LoginRefusedError             → 429 + Retry-After (login form limits)
 //	errOrigin                      → 403
 //	provision.ErrConflict          → 409 (every mode's conflict wraps it)
 //	store.ErrLinkTaken             → 409 (a Rocket.Chat user linked to
@@ -66,6 +68,17 @@ func classify(err error) (int, string, int) {
 	var he *Error
 	if errors.As(err, &he) {
 		return he.Status, he.Message, 0
+	}
+	var le *LoginRefusedError
+	if errors.As(err, &le) {
+		retry := int((le.RetryAfter + time.Second - 1) / time.Second)
+		switch le.Reason {
+		case RefusedBusy:
+			return http.StatusTooManyRequests, "Too many logins at this moment. Try again in a few seconds.", max(retry, 1)
+		case RefusedSlowDown:
+			return http.StatusTooManyRequests, fmt.Sprintf("This account had many failed logins. Try again in %d seconds.", max(retry, 1)), max(retry, 1)
+		}
+		return http.StatusTooManyRequests, fmt.Sprintf("Too many failed attempts. Try again in %d minutes.", retry/60+1), max(retry, 1)
 	}
 	var te *mint.ThrottledError
 	if errors.As(err, &te) {

@@ -76,6 +76,10 @@ func TestClassify(t *testing.T) {
 		{"deactivated Rocket.Chat user", mint.ErrDeactivated, 403, 0},
 
 		{"throttled", &mint.ThrottledError{RetryAfter: 20 * time.Second}, 503, 21},
+		{"login form: too many failures from this client", &LoginRefusedError{Reason: RefusedClient, RetryAfter: 14*time.Minute + 30*time.Second}, 429, 870},
+		{"login form: too many failures for this user from this client", &LoginRefusedError{Reason: RefusedUserClient, RetryAfter: 300 * time.Millisecond}, 429, 1},
+		{"login form: per-user slow-down", &LoginRefusedError{Reason: RefusedSlowDown, RetryAfter: 8 * time.Second}, 429, 8},
+		{"login form: all password checks busy", &LoginRefusedError{Reason: RefusedBusy, RetryAfter: loginHashWait}, 429, 2},
 		{"Rocket.Chat 429", &rocketchat.Error{Endpoint: "users.createToken", Status: 429, RetryAfter: 5 * time.Second}, 503, 6},
 		{"Rocket.Chat error-too-many-requests", rc(400, "error-too-many-requests", nil), 503, 1},
 		{"Rocket.Chat 503", rc(503, "", nil), 503, 0},

@@ -3,10 +3,10 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -160,7 +160,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case err == nil:
 		if returnTo != "" && !framed(r) {
-			http.Redirect(w, r, returnTo, http.StatusSeeOther)
+			redirect(w, returnTo, http.StatusSeeOther)
 			return nil
 		}
 		return s.handoff(w, r, id, true, returnTo, client)
@@ -177,8 +177,16 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// loginHashWait is how long a login attempt waits for a free password
+// check slot (Options.LoginConcurrency) before it is refused with 429.
+const loginHashWait = 2 * time.Second
+
 // loginSubmit takes the local login form (CSRF-protected by
-// http.CrossOriginProtection; failed attempts limited per IP and user name).
+// http.CrossOriginProtection). Anonymous visitors choose how much work it
+// does, so each attempt first reserves its place in the failure limiter
+// (per client, per user and client, slow-down per user), then waits for
+// one of Options.LoginConcurrency password check slots; refusals answer
+// 429 with Retry-After and the reason on the login form.
 func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	pw := s.o.Identity.PasswordSource()
 	if pw == nil {
@@ -196,25 +204,59 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		Data: handoffData{RCOrigin: s.o.RocketChatOrigin}}
 	ip := clientIP(r)
 	user := strings.ToLower(username)
-	if wait, blocked := s.limiter.Blocked(ip, user); blocked {
-		s.log.Warn("local login refused: too many failed attempts", "user", user, "client_ip", ip)
-		form.Error = fmt.Sprintf("Too many failed attempts. Try again in %d minutes.", int(wait.Minutes())+1)
-		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
-		s.render(w, r, http.StatusTooManyRequests, "login.html", form)
+	refuse := func(err error) error {
+		var le *LoginRefusedError
+		if !errors.As(err, &le) {
+			return err
+		}
+		status, msg, retry := classify(err)
+		s.log.Warn("local login refused", "reason", le.Reason, "user", user, "client_ip", ip)
+		form.Error = msg
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+		s.render(w, r, status, "login.html", form)
 		return nil
 	}
-	id, err := pw.Authenticate(r.Context(), username, password)
+	attempt, err := s.limiter.Reserve(limiterClient(ip), user)
+	if err != nil {
+		return refuse(err)
+	}
+	ctx := r.Context()
+	if attempt.Wait > 0 {
+		t := time.NewTimer(attempt.Wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			attempt.Cancel()
+			s.log.Debug("local login abandoned by the client", "user", user, "client_ip", ip)
+			return nil
+		}
+	}
+	release, err := s.hashSlot(ctx)
+	if err != nil {
+		attempt.Cancel()
+		if ctx.Err() != nil {
+			s.log.Debug("local login abandoned by the client", "user", user, "client_ip", ip)
+			return nil
+		}
+		return refuse(err)
+	}
+	id, err := func() (identity.Identity, error) {
+		defer release()
+		return pw.Authenticate(ctx, username, password)
+	}()
 	if errors.Is(err, identity.ErrBadCredentials) {
-		s.limiter.Fail(ip, user)
+		attempt.Failed()
 		s.log.Info("local login failed", "user", user, "client_ip", ip)
 		form.Error = "Wrong user name or password."
 		s.render(w, r, http.StatusUnauthorized, "login.html", form)
 		return nil
 	}
 	if err != nil {
+		attempt.Cancel()
 		return err
 	}
-	s.limiter.Reset(user)
+	attempt.Succeeded()
 	start := s.o.Sessions.Start
 	if framed(r) {
 		start = s.o.Sessions.StartFramed
@@ -224,10 +266,32 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Info("website session started", "subject", id.Subject, "source", id.Source)
 	if returnTo != "" && !framed(r) {
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		redirect(w, returnTo, http.StatusSeeOther)
 		return nil
 	}
 	return s.handoff(w, r, id, false, returnTo, client)
+}
+
+// hashSlot takes one of the password check slots, waiting at most
+// loginHashWait (waiters are served in order); release gives it back.
+// Errors: a *LoginRefusedError (RefusedBusy) or ctx's error.
+func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
+	release = func() { <-s.hashSlots }
+	select {
+	case s.hashSlots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	t := time.NewTimer(loginHashWait)
+	defer t.Stop()
+	select {
+	case s.hashSlots <- struct{}{}:
+		return release, nil
+	case <-t.C:
+		return nil, &LoginRefusedError{Reason: RefusedBusy, RetryAfter: loginHashWait}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // handoff renders the page that posts the token to Rocket.Chat, or, after
@@ -300,7 +364,7 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case returnTo != "":
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		redirect(w, returnTo, http.StatusSeeOther)
 	case wantsHTML(r):
 		s.render(w, r, http.StatusOK, "loggedout.html", page{})
 	default:
@@ -348,37 +412,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 
 // safeReturnTo filters return_to values (see ReturnToFilter).
 func (s *Server) safeReturnTo(raw string) string { return s.returnTo(raw) }
-
-// ReturnToFilter returns the open-redirect filter shared by every handler
-// that takes a return_to: it accepts a same-site path ("/chat") or an
-// absolute URL on rcsso (publicURL), Rocket.Chat or a website origin, and
-// turns anything else into "".
-func ReturnToFilter(publicURL *url.URL, rocketChatOrigin string, websiteOrigins []string) func(string) string {
-	pub := publicURL.Scheme + "://" + publicURL.Host
-	allowed := map[string]bool{pub: true, rocketChatOrigin: true}
-	for _, o := range websiteOrigins {
-		allowed[o] = true
-	}
-	return func(raw string) string {
-		if raw == "" || len(raw) > 2048 || strings.ContainsAny(raw, "\r\n\t") {
-			return ""
-		}
-		u, err := url.Parse(raw)
-		if err != nil {
-			return ""
-		}
-		if !u.IsAbs() {
-			if !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") || strings.HasPrefix(raw, "/\\") || u.Host != "" {
-				return ""
-			}
-			return raw
-		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || !allowed[u.Scheme+"://"+u.Host] {
-			return ""
-		}
-		return u.String()
-	}
-}
 
 // framed reports whether the browser says (Fetch Metadata) that it loads
 // the page into a frame. Rocket.Chat frames the IFrame URL without

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -52,8 +53,15 @@ type Options struct {
 	// response (metrics).
 	Observe func(route string, code int)
 
-	// LoginLimiter limits failed local logins; nil → defaults.
+	// LoginLimiter limits failed local logins; nil → the defaults of
+	// LimiterConfig.
 	LoginLimiter *FailureLimiter
+	// LoginConcurrency is how many passwords the login form checks at
+	// once (argon2id: 19 MiB and tens of milliseconds of one CPU each);
+	// 0 → GOMAXPROCS − 1 (at least 1), which leaves a CPU to the API URL
+	// and health checks during a login flood. An attempt that finds no
+	// free slot within loginHashWait is refused with 429.
+	LoginConcurrency int
 
 	// Ready, when set, is an extra readiness check (the minting mode's
 	// capability): /readyz reports its error under "minting".
@@ -92,6 +100,8 @@ type Server struct {
 	// returnTo is the open-redirect filter (ReturnToFilter).
 	returnTo func(string) string
 	limiter  *FailureLimiter
+	// hashSlots holds one value per password check under way.
+	hashSlots chan struct{}
 
 	calls callLog
 	// diagToken is sha256(Options.DiagnosticsToken), nil when unset.
@@ -110,17 +120,21 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.LoginLimiter == nil {
-		o.LoginLimiter = NewFailureLimiter(5, 15*time.Minute, 20)
+		o.LoginLimiter = NewFailureLimiter(LimiterConfig{})
+	}
+	if o.LoginConcurrency <= 0 {
+		o.LoginConcurrency = max(runtime.GOMAXPROCS(0)-1, 1)
 	}
 	s := &Server{
-		o:        o,
-		log:      o.Logger,
-		base:     strings.TrimRight(o.PublicURL.Path, "/"),
-		allowed:  map[string]bool{o.RocketChatOrigin: true},
-		csrf:     http.NewCrossOriginProtection(),
-		limiter:  o.LoginLimiter,
-		returnTo: ReturnToFilter(o.PublicURL, o.RocketChatOrigin, o.WebsiteOrigins),
-		diag:     newDiagCache(),
+		o:         o,
+		log:       o.Logger,
+		base:      strings.TrimRight(o.PublicURL.Path, "/"),
+		allowed:   map[string]bool{o.RocketChatOrigin: true},
+		csrf:      http.NewCrossOriginProtection(),
+		limiter:   o.LoginLimiter,
+		hashSlots: make(chan struct{}, o.LoginConcurrency),
+		returnTo:  ReturnToFilter(o.PublicURL, o.RocketChatOrigin, o.WebsiteOrigins),
+		diag:      newDiagCache(),
 	}
 	if o.DiagnosticsToken != "" {
 		h := sha256.Sum256([]byte(o.DiagnosticsToken))

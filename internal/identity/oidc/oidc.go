@@ -118,7 +118,10 @@ type Config struct {
 	// SecureCookies marks the state cookie Secure (public_url is https).
 	SecureCookies bool
 	// SafeReturnTo is the caller's open-redirect filter: it returns the URL
-	// to use, or "" to reject it. Nil rejects every return_to.
+	// to use, or "" to reject it. Its result is written to the Location
+	// header as it is (http.Redirect would clean relative paths), so it
+	// must be unambiguous to browsers (server.ReturnToFilter returns
+	// absolute URLs). Nil rejects every return_to.
 	SafeReturnTo func(string) string
 	// OnLogout is called after rcsso ended a subject's sessions because of
 	// a back-channel or RP-initiated logout, to end the Rocket.Chat session
@@ -428,8 +431,8 @@ func (s *Source) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("oidc: login", "subject", id.Subject)
-	if st.ReturnTo != "" {
-		http.Redirect(w, r, st.ReturnTo, http.StatusSeeOther)
+	if rt := s.safeReturnTo(st.ReturnTo); rt != "" { // filtered again: the cookie may predate a filter change
+		redirect(w, rt, http.StatusSeeOther)
 		return
 	}
 	s.page(w, http.StatusOK, "Logged in", "You are logged in, you can close this window.")
@@ -607,10 +610,17 @@ func (s *Source) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rt != "" {
-		http.Redirect(w, r, rt, http.StatusFound)
+		redirect(w, rt, http.StatusFound)
 		return
 	}
 	s.page(w, http.StatusOK, "Logged out", "You are logged out, you can close this window.")
+}
+
+// redirect sends the browser to loc, a URL from SafeReturnTo, exactly as
+// given.
+func redirect(w http.ResponseWriter, loc string, code int) {
+	w.Header().Set("Location", loc)
+	w.WriteHeader(code)
 }
 
 func (s *Source) safeReturnTo(raw string) string {
