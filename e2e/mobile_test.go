@@ -510,3 +510,33 @@ func TestMobileAppIframeURLLogin(t *testing.T) {
 		})
 	}
 }
+
+// A person whose website session the WebView already holds (an app older
+// than its incognito WebView of 2025-08 keeps rcsso's cookie from the last
+// login; an identity source may need no cookie) taps Login. The API URL
+// would log in only the web client inside the WebView, so it sends the app's
+// WebView to the IFrame URL, whose hand-over the app catches; a browser
+// still gets the token from the API URL at once.
+func TestMobileAppWebsiteSession(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	m := newMobileApp(e)
+	webview := e.browser()
+	e.websiteLogin(webview)
+	m.login(webview)
+	s := m.waitLogin()
+	checkMobileLogin(e, m, s)
+	// Nobody typed anything: the IFrame URL recognised the person.
+	if shown, _ := chromedp.Run(webview, chromedp.Evaluate[bool](`window.__rcemu.events.some(ev => ev.type === "iframe-shown")`)); !shown {
+		t.Fatal("the WebView's web client never showed the IFrame URL")
+	}
+
+	browser := e.browser()
+	e.websiteLogin(browser)
+	if err := chromedp.Do(browser, chromedp.Navigate(e.rcURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(browser, "logged-in")
+	if shown, _ := chromedp.Run(browser, chromedp.Evaluate[bool](`window.__rcemu.events.some(ev => ev.type === "iframe-shown")`)); shown {
+		t.Fatal("a browser with a website session was sent to the IFrame URL")
+	}
+}

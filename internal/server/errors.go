@@ -23,6 +23,9 @@ import (
 //	identity.ErrNotLoggedIn        → 401 (only this: "not logged in on the website")
 //	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
 //	mint.ErrChatLoggedOut          → 401 (logged out on the chat side, spec §1.7)
+//	errMobileAppWebView            → 401 (the API URL called from the mobile
+//	                                 app's WebView, which takes the token
+//	                                 only from the IFrame URL)
 //	*mint.ThrottledError           → 503 + Retry-After
 //	errOrigin                      → 403
 //	store.ErrConflict              → 409 (provision.ErrConflict and every

@@ -19,8 +19,13 @@ import (
 // Contract (protocol spec §1.4, for every client generation): 200 with
 // Content-Type application/json and {"loginToken": …} (or {"token": …} for
 // iframe tokens, never both) when the visitor is logged in on the website;
-// 401 when not; 5xx with a JSON error when Rocket.Chat fails.
+// 401 when not, and to Rocket.Chat's mobile app's WebView, which only takes
+// the IFrame URL's hand-over (mobileapp.go); 5xx with a JSON error when
+// Rocket.Chat fails.
 func (s *Server) apiURL(w http.ResponseWriter, r *http.Request) error {
+	if fromMobileAppWebView(r) {
+		return errMobileAppWebView
+	}
 	id, err := s.o.Identity.Identify(r)
 	if err != nil {
 		return err

@@ -79,6 +79,13 @@ func do(s *Server, method, target string, hdr map[string]string, body string) *h
 	return w
 }
 
+// The user agents of Rocket.Chat's mobile app's login WebView
+// (Rocket.Chat.ReactNative app/lib/constants/userAgent.ts).
+const (
+	iosAppUA     = "Mozilla/5.0 (iPhone; CPU iPhone OS 15_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/15.5 Mobile/15E148 Safari/604.1"
+	androidAppUA = "Mozilla/5.0 (Linux; Android 12; SM-A315G) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/91.0.4472.114 Mobile Safari/537.36"
+)
+
 func TestAPIURL(t *testing.T) {
 	s, m, _ := newTestServer(t)
 	cases := []struct {
@@ -95,6 +102,13 @@ func TestAPIURL(t *testing.T) {
 		{"look-alike origin", "GET", map[string]string{"Origin": rcOrigin + ".evil.test", "X-Forwarded-User": "alice"}, 403, "", false},
 		{"null origin", "GET", map[string]string{"Origin": "null", "X-Forwarded-User": "alice"}, 403, "", false},
 		{"method", "DELETE", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice"}, 405, rcOrigin, false},
+		// Rocket.Chat's mobile app's WebView takes the token only from the
+		// IFrame URL: the API URL sends it there (mobileapp.go).
+		{"mobile app WebView, iOS", "POST", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice", "User-Agent": iosAppUA}, 401, rcOrigin, false},
+		{"mobile app WebView, Android", "GET", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice", "User-Agent": androidAppUA}, 401, rcOrigin, false},
+		{"mobile app WebView before 2023", "POST", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice", "User-Agent": "Mozilla/5.0 (Linux; Android 6.0.1; SM-G920V Build/MMB29K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/52.0.2743.98 Mobile Safari/537.36"}, 401, rcOrigin, false},
+		{"a browser whose user agent only contains the app's", "POST", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice", "User-Agent": iosAppUA + " Extra/1.0"}, 200, rcOrigin, true},
+		{"the app's user agent in other case", "POST", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice", "User-Agent": strings.ToLower(androidAppUA)}, 200, rcOrigin, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
