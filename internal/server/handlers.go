@@ -84,8 +84,8 @@ type page struct {
 // button is an interactive identity source offered on the IFrame URL.
 type button struct {
 	Name, Label string
-	// URL is the top-level link: back to the IFrame URL (mobile WebView,
-	// direct visits) or, with Top, to Rocket.Chat (desktop app).
+	// URL is the top-level link: back to the IFrame URL (a person who
+	// opened it in a tab) or, with Top, to Rocket.Chat (desktop app).
 	URL string
 	// PopupURL is used from inside Rocket.Chat's iframe: the provider runs
 	// in a popup that ends on /popup-done.
@@ -147,7 +147,6 @@ type handoffData struct {
 	RCOrigin   string `json:"rcOrigin"`
 	LoginToken string `json:"loginToken,omitempty"`
 	Client     string `json:"client,omitempty"`
-	ReturnTo   string `json:"returnTo,omitempty"`
 	PopupDone  bool   `json:"popupDone,omitempty"`
 }
 
@@ -168,7 +167,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
 			return nil
 		}
-		return s.handoff(w, r, id, true, returnTo, client)
+		return s.handoff(w, r, id, true, client)
 	case !errors.Is(err, identity.ErrNotLoggedIn):
 		return err
 	}
@@ -232,12 +231,12 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, returnTo, http.StatusSeeOther)
 		return nil
 	}
-	return s.handoff(w, r, id, false, returnTo, client)
+	return s.handoff(w, r, id, false, client)
 }
 
 // handoff renders the page that posts the token to Rocket.Chat, or, after
 // a chat-side logout, the page that offers to log in to the chat again.
-func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Identity, revalidate bool, returnTo, client string) error {
+func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Identity, revalidate bool, client string) error {
 	t, err := s.o.Broker.Token(r.Context(), id, revalidate)
 	if errors.Is(err, mint.ErrChatLoggedOut) {
 		s.render(w, r, http.StatusOK, "chatloggedout.html", page{Username: id.Username, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
@@ -248,7 +247,7 @@ func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Ide
 	}
 	s.render(w, r, http.StatusOK, "handoff.html", page{
 		Username: id.Username,
-		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, Client: client, ReturnTo: returnTo},
+		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, Client: client},
 	})
 	return nil
 }
