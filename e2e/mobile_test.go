@@ -62,11 +62,15 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/rcsso/rcsso/internal/config"
 )
 
-// mobileWebViewUA is the WebView's user agent on Android
-// (app/lib/constants/userAgent.ts; iOS uses an iPhone Safari 15.5 one).
-const mobileWebViewUA = "Mozilla/5.0 (Linux; Android 12; SM-A315G) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/91.0.4472.114 Mobile Safari/537.36"
+// The WebView's user agents (app/lib/constants/userAgent.ts).
+const (
+	mobileAndroidUA = "Mozilla/5.0 (Linux; Android 12; SM-A315G) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/91.0.4472.114 Mobile Safari/537.36"
+	mobileIOSUA     = "Mozilla/5.0 (iPhone; CPU iPhone OS 15_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/15.5 Mobile/15E148 Safari/604.1"
+)
 
 // mobileNativeUA is the User-Agent of the app's own HTTP calls
 // (app/lib/methods/helpers/fetch.ts: "RC Mobile; <os> <version>; v<app> (<build>)").
@@ -116,6 +120,20 @@ const mobileWebViewScript = `(function () {
   });
 })();`
 
+// mobileOpenWindowBinding receives the URLs of window.open in the iOS WebView.
+const mobileOpenWindowBinding = "rcssoTestOpenWindow"
+
+// mobileIOSOpenWindowScript runs in every frame of the iOS WebView: the app
+// sets no onOpenWindow, so react-native-webview answers window.open by
+// loading the URL in the WebView's own top frame, and the page gets no
+// window (apple/RNCWebViewImpl.m createWebViewWithConfiguration returns
+// nil). On Android the new window is a WebView nobody sees
+// (RNCWebChromeClient.java onCreateWindow); neither shows a pop-up.
+const mobileIOSOpenWindowScript = `window.open = function (url) {
+  window.` + mobileOpenWindowBinding + `(String(new URL(url, window.location.href)));
+  return null;
+};`
+
 // mobileAppScript is the iframe branch of the app's
 // onNavigationStateChange, run in the app's own JavaScript (a blank tab),
 // returning what the app would do: {kind: 'none' | 'try-iframe-login' |
@@ -150,6 +168,8 @@ type mobileSession struct {
 // mobileApp is the app, connected to the workspace e.rcURL.
 type mobileApp struct {
 	e *env
+	// ios selects the iOS WebView (user agent, window.open); else Android.
+	ios bool
 	// server is the app's state.server.server: the workspace URL as the
 	// person typed it, without a trailing slash.
 	server   string
@@ -161,7 +181,9 @@ type mobileApp struct {
 	webview context.Context
 	// urls are the URLs handed to onNavigationStateChange, in order.
 	urls chan string
-	seen []string
+	// opens are window.open URLs the iOS WebView loads in its top frame.
+	opens chan string
+	seen  []string
 	// tryLogins counts try-iframe-login events the app acted on.
 	tryLogins int
 }
@@ -170,7 +192,7 @@ type mobileApp struct {
 // GET /api/info for the version, then the login settings.
 func newMobileApp(e *env) *mobileApp {
 	e.t.Helper()
-	m := &mobileApp{e: e, server: e.rcURL, http: testHTTPClient(), urls: make(chan string, 1024)}
+	m := &mobileApp{e: e, server: e.rcURL, http: testHTTPClient(), urls: make(chan string, 1024), opens: make(chan string, 16)}
 	var info struct {
 		Version string `json:"version"`
 	}
@@ -220,9 +242,13 @@ func (m *mobileApp) login(webview context.Context) {
 		t.Fatalf("the app would show its own login form: settings %v", m.settings)
 	}
 	m.webview = webview
+	ua := mobileAndroidUA
+	if m.ios {
+		ua = mobileIOSUA
+	}
 	calls := []func() error{
 		func() error {
-			_, err := chromedp.Call(webview, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{UserAgent: mobileWebViewUA})
+			_, err := chromedp.Call(webview, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{UserAgent: ua})
 			return err
 		},
 		func() error {
@@ -237,6 +263,15 @@ func (m *mobileApp) login(webview context.Context) {
 			_, err := chromedp.Call(webview, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: mobileWebViewScript})
 			return err
 		},
+	}
+	if m.ios {
+		calls = append(calls, func() error {
+			_, err := chromedp.Call(webview, runtime.AddBinding, runtime.AddBindingParams{Name: mobileOpenWindowBinding})
+			return err
+		}, func() error {
+			_, err := chromedp.Call(webview, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: mobileIOSOpenWindowScript})
+			return err
+		})
 	}
 	for _, c := range calls {
 		if err := c(); err != nil {
@@ -263,6 +298,14 @@ func (m *mobileApp) login(webview context.Context) {
 				push(ev.URL)
 			}
 		case *runtime.EventBindingCalled:
+			if ev.Name == mobileOpenWindowBinding {
+				select {
+				case m.opens <- ev.Payload:
+				default:
+					t.Errorf("too many window.open calls")
+				}
+				return
+			}
 			if ev.Name != mobileBridgeBinding {
 				return
 			}
@@ -310,6 +353,11 @@ func (m *mobileApp) waitLogin() mobileSession {
 				if s, ok := m.tryIframeLogin(); ok {
 					return s
 				}
+			}
+		case u := <-m.opens:
+			// [webView loadRequest:navigationAction.request]
+			if err := chromedp.Do(m.webview, chromedp.Navigate(u)); err != nil {
+				t.Fatalf("the iOS WebView loading window.open's %s: %v", u, err)
 			}
 		case <-debounce:
 			m.screenshot("mobile-" + strings.ReplaceAll(t.Name(), "/", "-") + ".png")
@@ -470,19 +518,19 @@ func jsQuote(s string) string {
 	return string(b)
 }
 
-// checkMobileLogin asserts that the app is logged in as alice with a token
-// Rocket.Chat serves.
-func checkMobileLogin(e *env, m *mobileApp, s mobileSession) {
+// checkMobileLogin asserts that the app is logged in as username with a
+// token Rocket.Chat serves.
+func checkMobileLogin(e *env, m *mobileApp, s mobileSession, username string) {
 	e.t.Helper()
-	u, ok := e.emu.UserByUsername("alice")
+	u, ok := e.emu.UserByUsername(username)
 	if !ok {
-		e.t.Fatal("no Rocket.Chat user alice")
+		e.t.Fatalf("no Rocket.Chat user %s", username)
 	}
-	if s.Username != "alice" || s.UserID != u.ID {
-		e.t.Fatalf("the app logged in as %q (%s), want alice (%s)", s.Username, s.UserID, u.ID)
+	if s.Username != username || s.UserID != u.ID {
+		e.t.Fatalf("the app logged in as %q (%s), want %s (%s)", s.Username, s.UserID, username, u.ID)
 	}
-	if got := m.me(s); got != "alice" {
-		e.t.Fatalf("GET /api/v1/me with the app's token: %q, want alice", got)
+	if got := m.me(s); got != username {
+		e.t.Fatalf("GET /api/v1/me with the app's token: %q, want %s", got, username)
 	}
 }
 
@@ -500,9 +548,13 @@ func TestMobileAppIframeURLLogin(t *testing.T) {
 			webview := e.browser()
 			m.login(webview)
 			e.waitChat(webview, "iframe")
+			if _, err := e.iframeEval(webview, "#rc-login-iframe", `document.readyState === "complete" && !!document.getElementById("username") && "ready"`); err != nil {
+				t.Fatal(err)
+			}
+			m.screenshot("mobile-" + strings.ReplaceAll(t.Name(), "/", "-") + "-form.png")
 			e.loginInIframe(webview, "alice", e.password)
 			s := m.waitLogin()
-			checkMobileLogin(e, m, s)
+			checkMobileLogin(e, m, s, "alice")
 			// The app and the web client inside its WebView share one token.
 			if u, _ := e.emu.UserByUsername("alice"); u.ResumeTokens != 1 {
 				t.Fatalf("Rocket.Chat holds %d tokens for alice, want 1", u.ResumeTokens)
@@ -524,7 +576,7 @@ func TestMobileAppWebsiteSession(t *testing.T) {
 	e.websiteLogin(webview)
 	m.login(webview)
 	s := m.waitLogin()
-	checkMobileLogin(e, m, s)
+	checkMobileLogin(e, m, s, "alice")
 	// Nobody typed anything: the IFrame URL recognised the person.
 	if shown, _ := chromedp.Run(webview, chromedp.Evaluate[bool](`window.__rcemu.events.some(ev => ev.type === "iframe-shown")`)); !shown {
 		t.Fatal("the WebView's web client never showed the IFrame URL")
@@ -539,4 +591,33 @@ func TestMobileAppWebsiteSession(t *testing.T) {
 	if shown, _ := chromedp.Run(browser, chromedp.Evaluate[bool](`window.__rcemu.events.some(ev => ev.type === "iframe-shown")`)); shown {
 		t.Fatal("a browser with a website session was sent to the IFrame URL")
 	}
+}
+
+// An identity source with its own login pages (OIDC) in the app: a pop-up
+// cannot work in its WebView (iOS loads it in place of the workspace page,
+// with no opener; Android shows it nowhere), so the IFrame URL's button takes
+// the whole WebView to the provider and back to the workspace, where the
+// IFrame URL hands the token over. The "log in in a new window" fallback is
+// not offered.
+func TestMobileAppOIDC(t *testing.T) {
+	p := startOIDCProvider(t)
+	e := newEnv(t, envOptions{identity: []config.IdentitySource{
+		{Type: "oidc", Name: "idp", Label: "Log in with Example ID", Issuer: p.Issuer(), ClientID: p.ClientID, ClientSecret: p.ClientSecret},
+		{Type: "local"},
+	}})
+	p.QueueUser(oidcUser{})
+	m := newMobileApp(e)
+	m.ios = true
+	webview := e.browser()
+	m.login(webview)
+	e.waitChat(webview, "iframe")
+	if _, err := e.iframeEval(webview, "#rc-login-iframe", `document.readyState === "complete" && !!document.getElementById("login-idp") && "ready"`); err != nil {
+		t.Fatal(err)
+	}
+	if offered, err := e.iframeEval(webview, "#rc-login-iframe", `String(!!document.getElementById("login-window-box"))`); err != nil || offered != "false" {
+		t.Fatalf("the IFrame URL offers the new-window login in the app (%s, %v)", offered, err)
+	}
+	e.clickInIframe(webview, "#rc-login-iframe", "#login-idp")
+	s := m.waitLogin()
+	checkMobileLogin(e, m, s, "jane.doe")
 }

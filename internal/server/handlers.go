@@ -110,10 +110,13 @@ func (s *Server) buttons(returnTo, client string) []button {
 			}
 		}
 		b := button{Name: in.Name(), Label: in.LoginLabel(), URL: start + url.QueryEscape(back), PopupURL: start + url.QueryEscape(s.base+"/popup-done")}
-		if client == "electron" {
+		if client == "electron" || client == clientMobile {
 			// Electron opens popups in the system browser, whose cookies the
-			// app never sees: take the whole window through the provider
-			// and back to Rocket.Chat instead.
+			// app never sees; the mobile app's WebView loads a popup in
+			// place of the workspace page, with no opener (iOS), or in a
+			// WebView nobody sees (Android). Take the whole window through
+			// the provider and back to Rocket.Chat instead, whose IFrame URL
+			// then hands the token over.
 			b.URL, b.Top = start+url.QueryEscape(s.o.RocketChatOrigin+"/"), true
 		}
 		out = append(out, b)
@@ -152,14 +155,15 @@ type handoffData struct {
 
 // loginPage is the IFrame URL (Accounts_iframe_url). Rocket.Chat shows it
 // when the API URL did not give a working token (spec §1.5), with
-// ?client=electron in the desktop app. A visitor the identity sources
+// ?client=electron in the desktop app, and always in the mobile app's
+// WebView (mobileapp.go). A visitor the identity sources
 // recognise gets the hand-over page at once, after re-validating the cached
 // token (Rocket.Chat showing this page may mean the token failed); others get
 // the login form, or a link to the website's login.
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	returnTo := s.safeReturnTo(q.Get("return_to"))
-	client := clientKind(q.Get("client"))
+	client := clientOf(r, q.Get("client"))
 	id, err := s.o.Identity.Identify(r)
 	switch {
 	case err == nil:
@@ -195,7 +199,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	username := strings.TrimSpace(r.PostForm.Get("username"))
 	password := r.PostForm.Get("password")
 	returnTo := s.safeReturnTo(r.PostForm.Get("return_to"))
-	client := clientKind(r.PostForm.Get("client"))
+	client := clientOf(r, r.PostForm.Get("client"))
 	form := page{Username: username, ReturnTo: returnTo, Client: client, ShowForm: true, Buttons: s.buttons(returnTo, client),
 		Data: handoffData{RCOrigin: s.o.RocketChatOrigin}}
 	ip := clientIP(r)
@@ -394,6 +398,19 @@ func clientKind(c string) string {
 		return c
 	}
 	return ""
+}
+
+// clientMobile is the client kind of Rocket.Chat's mobile app's WebView.
+const clientMobile = "mobile"
+
+// clientOf is the Rocket.Chat client that shows the IFrame URL: "electron"
+// (the desktop app adds client=electron, param), clientMobile (the mobile
+// app's WebView, by its user agent; mobileapp.go) or "" (a browser).
+func clientOf(r *http.Request, param string) string {
+	if fromMobileAppWebView(r) {
+		return clientMobile
+	}
+	return clientKind(param)
 }
 
 // clientIP is the TCP peer's address.

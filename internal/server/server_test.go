@@ -275,3 +275,61 @@ func TestActivateStorageAccess(t *testing.T) {
 		t.Fatal("storage access offered to a hostile origin")
 	}
 }
+
+// sso is an interactive identity source (a provider with its own pages).
+type sso struct{}
+
+func (sso) Name() string { return "idp" }
+func (sso) Identify(*http.Request) (identity.Identity, error) {
+	return identity.Identity{}, identity.ErrNotLoggedIn
+}
+func (sso) LoginLabel() string    { return "Log in with Example ID" }
+func (sso) Handler() http.Handler { return http.NotFoundHandler() }
+
+// Inside the mobile app's WebView the IFrame URL opens no pop-ups (they are
+// lost there): the provider's button takes the whole WebView to the provider
+// and back to Rocket.Chat, and the new-window login is not offered. A
+// browser keeps both.
+func TestIframeURLInMobileApp(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	s.o.Identity = append(identity.Chain{sso{}}, s.o.Identity...)
+	toRC := `href="` + s.base + `/auth/idp/login?return_to=` + url.QueryEscape(rcOrigin+"/") + `"`
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "iframe"}
+	cases := []struct {
+		name, method string
+		hdr          map[string]string
+		body         string
+		mobile       bool
+	}{
+		{"browser", "GET", map[string]string{"Sec-Fetch-Dest": "iframe"}, "", false},
+		{"desktop browser with an iPhone in its user agent", "GET", map[string]string{"Sec-Fetch-Dest": "iframe", "User-Agent": iosAppUA + " Extra/1.0"}, "", false},
+		{"iOS app", "GET", map[string]string{"Sec-Fetch-Dest": "iframe", "User-Agent": iosAppUA}, "", true},
+		{"Android app", "GET", map[string]string{"Sec-Fetch-Dest": "iframe", "User-Agent": androidAppUA}, "", true},
+		{"Android app, wrong password", "POST", map[string]string{"User-Agent": androidAppUA}, "username=alice&password=wrong", true},
+		{"browser claiming client=mobile", "POST", nil, "username=alice&password=wrong&client=mobile", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hdr := c.hdr
+			if c.method == "POST" {
+				hdr = map[string]string{}
+				for k, v := range form {
+					hdr[k] = v
+				}
+				for k, v := range c.hdr {
+					hdr[k] = v
+				}
+			}
+			body := do(s, c.method, "/login", hdr, c.body).Body.String()
+			if !strings.Contains(body, `id="login-idp"`) {
+				t.Fatalf("no provider button: %s", body)
+			}
+			if got := strings.Contains(body, toRC) && strings.Contains(body, `target="_top"`); got != c.mobile {
+				t.Fatalf("button goes top-level back to Rocket.Chat = %v, want %v: %s", got, c.mobile, body)
+			}
+			if got := strings.Contains(body, `id="login-window-box"`); got == c.mobile {
+				t.Fatalf("new-window login offered = %v, want %v", got, !c.mobile)
+			}
+		})
+	}
+}

@@ -25,8 +25,8 @@
     return;
   }
   // Top level (a person who opened this page in a tab): plain links, the
-  // provider comes back to this page. Desktop app (target=_top): the whole
-  // window goes and comes back to Rocket.Chat. Web: a popup.
+  // provider comes back to this page. Desktop and mobile apps (target=_top):
+  // the whole window goes and comes back to Rocket.Chat. Web: a popup.
   // The last fallback for browsers that keep rcsso's cookie away from the
   // iframe: log in top-level in a popup (first-party; this also counts as the
   // interaction Safari wants before granting storage access).
