@@ -138,7 +138,10 @@ const mobileIOSOpenWindowScript = `window.open = function (url) {
 // onNavigationStateChange, run in the app's own JavaScript (a blank tab),
 // returning what the app would do: {kind: 'none' | 'try-iframe-login' |
 // 'login', resume}. It throws where the app throws (a URL that is not valid
-// percent-encoding, or a matching URL without JSON after '#').
+// percent-encoding, or a matching URL without JSON after '#'), which the
+// test reports as a failure. The app builds the RegExp once per render; its
+// 'g' flag keeps no state for these URLs (one line each), as a match is
+// then empty and at index 0.
 const mobileAppScript = `window.appIframeNavigation = function (server, webViewURL) {
   var url = decodeURIComponent(webViewURL);
   var iframeRedirectRegex = new RegExp('(?=.*(' + server + '))(?=.*(event|loginToken|token))', 'g');
@@ -183,9 +186,8 @@ type mobileApp struct {
 	urls chan string
 	// opens are window.open URLs the iOS WebView loads in its top frame.
 	opens chan string
-	seen  []string
-	// tryLogins counts try-iframe-login events the app acted on.
-	tryLogins int
+	// seen are the URLs the app was handed, for failure messages.
+	seen []string
 }
 
 // newMobileApp adds the workspace to the app, as handleServerRequest does:
@@ -349,7 +351,6 @@ func (m *mobileApp) waitLogin() mobileSession {
 				resume = act.Resume
 				debounce = time.After(mobileDebounce)
 			case "try-iframe-login":
-				m.tryLogins++
 				if s, ok := m.tryIframeLogin(); ok {
 					return s
 				}
