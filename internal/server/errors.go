@@ -27,6 +27,9 @@ import (
 //	identity.ErrMalformedRequest   → 400 (an identity header sent twice)
 //	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
 //	mint.ErrDeactivated            → 403 (the Rocket.Chat user is deactivated)
+//	errMobileAppWebView            → 401 (the API URL called from the mobile
+//	                                 app's WebView, which takes the token
+//	                                 only from the IFrame URL)
 //	*mint.ThrottledError           → 503 + Retry-After
 //	*LoginRefusedError             → 429 + Retry-After (login form limits)
 //	errOrigin                      → 403

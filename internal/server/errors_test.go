@@ -66,6 +66,7 @@ func TestClassify(t *testing.T) {
 		{"not logged in", identity.ErrNotLoggedIn, 401, 0},
 		{"not logged in, wrapped", fmt.Errorf("%w: header X-Forwarded-User ignored from untrusted peer", identity.ErrNotLoggedIn), 401, 0},
 		{"logged out of the chat", mint.ErrChatLoggedOut, 401, 0},
+		{"API URL from the mobile app's WebView", errMobileAppWebView, 401, 0},
 		{"identity header sent twice", fmt.Errorf("%w: identity header X-Forwarded-User appears 2 times", identity.ErrMalformedRequest), 400, 0},
 		{"identity source unavailable", fmt.Errorf("whoami endpoint answered 500: %w", identity.ErrSourceUnavailable), 502, 0},
 

@@ -19,8 +19,13 @@ import (
 // Contract (protocol spec §1.4, for every client generation): 200 with
 // Content-Type application/json and {"loginToken": …} (or {"token": …} for
 // iframe tokens, never both) when the visitor is logged in on the website;
-// 401 when not; 5xx with a JSON error when Rocket.Chat fails.
+// 401 when not, and to Rocket.Chat's mobile app's WebView, which only takes
+// the IFrame URL's hand-over (mobileapp.go); 5xx with a JSON error when
+// Rocket.Chat fails.
 func (s *Server) apiURL(w http.ResponseWriter, r *http.Request) error {
+	if fromMobileAppWebView(r) {
+		return errMobileAppWebView
+	}
 	id, err := s.o.Identity.Identify(r)
 	if err != nil {
 		return err
@@ -79,8 +84,8 @@ type page struct {
 // button is an interactive identity source offered on the IFrame URL.
 type button struct {
 	Name, Label string
-	// URL is the top-level link: back to the IFrame URL (mobile WebView,
-	// direct visits) or, with Top, to Rocket.Chat (desktop app).
+	// URL is the top-level link: back to the IFrame URL (a person who
+	// opened it in a tab) or, with Top, to Rocket.Chat (desktop app).
 	URL string
 	// PopupURL is used from inside Rocket.Chat's iframe: the provider runs
 	// in a popup that ends on /popup-done.
@@ -105,10 +110,13 @@ func (s *Server) buttons(returnTo, client string) []button {
 			}
 		}
 		b := button{Name: in.Name(), Label: in.LoginLabel(), URL: start + url.QueryEscape(back), PopupURL: start + url.QueryEscape(s.base+"/popup-done")}
-		if client == "electron" {
+		if client == "electron" || client == clientMobile {
 			// Electron opens popups in the system browser, whose cookies the
-			// app never sees: take the whole window through the provider
-			// and back to Rocket.Chat instead.
+			// app never sees; the mobile app's WebView loads a popup in
+			// place of the workspace page, with no opener (iOS), or in a
+			// WebView nobody sees (Android). Take the whole window through
+			// the provider and back to Rocket.Chat instead, whose IFrame URL
+			// then hands the token over.
 			b.URL, b.Top = start+url.QueryEscape(s.o.RocketChatOrigin+"/"), true
 		}
 		out = append(out, b)
@@ -142,20 +150,20 @@ type handoffData struct {
 	RCOrigin   string `json:"rcOrigin"`
 	LoginToken string `json:"loginToken,omitempty"`
 	Client     string `json:"client,omitempty"`
-	ReturnTo   string `json:"returnTo,omitempty"`
 	PopupDone  bool   `json:"popupDone,omitempty"`
 }
 
 // loginPage is the IFrame URL (Accounts_iframe_url). Rocket.Chat shows it
 // when the API URL did not give a working token (spec §1.5), with
-// ?client=electron in the desktop app. A visitor the identity sources
+// ?client=electron in the desktop app, and always in the mobile app's
+// WebView (mobileapp.go). A visitor the identity sources
 // recognise gets the hand-over page at once, after re-validating the cached
 // token (Rocket.Chat showing this page may mean the token failed); others get
 // the login form, or a link to the website's login.
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	returnTo := s.safeReturnTo(q.Get("return_to"))
-	client := clientKind(q.Get("client"))
+	client := clientOf(r, q.Get("client"))
 	id, err := s.o.Identity.Identify(r)
 	switch {
 	case err == nil:
@@ -163,7 +171,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 			redirect(w, returnTo, http.StatusSeeOther)
 			return nil
 		}
-		return s.handoff(w, r, id, true, returnTo, client)
+		return s.handoff(w, r, id, true, client)
 	case !errors.Is(err, identity.ErrNotLoggedIn):
 		return err
 	}
@@ -199,7 +207,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	username := strings.TrimSpace(r.PostForm.Get("username"))
 	password := r.PostForm.Get("password")
 	returnTo := s.safeReturnTo(r.PostForm.Get("return_to"))
-	client := clientKind(r.PostForm.Get("client"))
+	client := clientOf(r, r.PostForm.Get("client"))
 	form := page{Username: username, ReturnTo: returnTo, Client: client, ShowForm: true, Buttons: s.buttons(returnTo, client),
 		Data: handoffData{RCOrigin: s.o.RocketChatOrigin}}
 	ip := clientIP(r)
@@ -269,7 +277,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		redirect(w, returnTo, http.StatusSeeOther)
 		return nil
 	}
-	return s.handoff(w, r, id, false, returnTo, client)
+	return s.handoff(w, r, id, false, client)
 }
 
 // hashSlot takes one of the password check slots, waiting at most
@@ -296,7 +304,7 @@ func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
 
 // handoff renders the page that posts the token to Rocket.Chat, or, after
 // a chat-side logout, the page that offers to log in to the chat again.
-func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Identity, revalidate bool, returnTo, client string) error {
+func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Identity, revalidate bool, client string) error {
 	t, err := s.o.Broker.Token(r.Context(), id, revalidate)
 	if errors.Is(err, mint.ErrChatLoggedOut) {
 		s.render(w, r, http.StatusOK, "chatloggedout.html", page{Username: id.Username, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
@@ -311,7 +319,7 @@ func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Ide
 	}
 	s.render(w, r, http.StatusOK, "handoff.html", page{
 		Username: id.Username,
-		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, Client: client, ReturnTo: returnTo},
+		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, Client: client},
 	})
 	return nil
 }
@@ -427,6 +435,19 @@ func clientKind(c string) string {
 		return c
 	}
 	return ""
+}
+
+// clientMobile is the client kind of Rocket.Chat's mobile app's WebView.
+const clientMobile = "mobile"
+
+// clientOf is the Rocket.Chat client that shows the IFrame URL: "electron"
+// (the desktop app adds client=electron, param), clientMobile (the mobile
+// app's WebView, by its user agent; mobileapp.go) or "" (a browser).
+func clientOf(r *http.Request, param string) string {
+	if fromMobileAppWebView(r) {
+		return clientMobile
+	}
+	return clientKind(param)
 }
 
 // clientIP is the TCP peer's address.

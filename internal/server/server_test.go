@@ -83,6 +83,13 @@ func do(s *Server, method, target string, hdr map[string]string, body string) *h
 	return w
 }
 
+// The user agents of Rocket.Chat's mobile app's login WebView
+// (Rocket.Chat.ReactNative app/lib/constants/userAgent.ts).
+const (
+	iosAppUA     = "Mozilla/5.0 (iPhone; CPU iPhone OS 15_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/15.5 Mobile/15E148 Safari/604.1"
+	androidAppUA = "Mozilla/5.0 (Linux; Android 12; SM-A315G) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/91.0.4472.114 Mobile Safari/537.36"
+)
+
 func TestAPIURL(t *testing.T) {
 	s, m, _ := newTestServer(t)
 	cases := []struct {
@@ -99,6 +106,13 @@ func TestAPIURL(t *testing.T) {
 		{"look-alike origin", "GET", map[string]string{"Origin": rcOrigin + ".evil.test", "X-Forwarded-User": "alice"}, 403, "", false},
 		{"null origin", "GET", map[string]string{"Origin": "null", "X-Forwarded-User": "alice"}, 403, "", false},
 		{"method", "DELETE", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice"}, 405, rcOrigin, false},
+		// Rocket.Chat's mobile app's WebView takes the token only from the
+		// IFrame URL: the API URL sends it there (mobileapp.go).
+		{"mobile app WebView, iOS", "POST", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice", "User-Agent": iosAppUA}, 401, rcOrigin, false},
+		{"mobile app WebView, Android", "GET", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice", "User-Agent": androidAppUA}, 401, rcOrigin, false},
+		{"mobile app WebView before 2023", "POST", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice", "User-Agent": "Mozilla/5.0 (Linux; Android 6.0.1; SM-G920V Build/MMB29K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/52.0.2743.98 Mobile Safari/537.36"}, 401, rcOrigin, false},
+		{"a browser whose user agent only contains the app's", "POST", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice", "User-Agent": iosAppUA + " Extra/1.0"}, 200, rcOrigin, true},
+		{"the app's user agent in other case", "POST", map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice", "User-Agent": strings.ToLower(androidAppUA)}, 200, rcOrigin, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -433,5 +447,63 @@ func TestReadyzNoticesDeletedStore(t *testing.T) {
 	_ = json.Unmarshal(w.Body.Bytes(), &body)
 	if w.Code != http.StatusServiceUnavailable || !strings.Contains(body["store"], "failing") || !strings.Contains(body["store"], "deleted") || body["rocketchat"] != "ok" {
 		t.Fatalf("readyz after deleting the store file: %d %s", w.Code, w.Body)
+	}
+}
+
+// sso is an interactive identity source (a provider with its own pages).
+type sso struct{}
+
+func (sso) Name() string { return "idp" }
+func (sso) Identify(*http.Request) (identity.Identity, error) {
+	return identity.Identity{}, identity.ErrNotLoggedIn
+}
+func (sso) LoginLabel() string    { return "Log in with Example ID" }
+func (sso) Handler() http.Handler { return http.NotFoundHandler() }
+
+// Inside the mobile app's WebView the IFrame URL opens no pop-ups (they are
+// lost there): the provider's button takes the whole WebView to the provider
+// and back to Rocket.Chat, and the new-window login is not offered. A
+// browser keeps both.
+func TestIframeURLInMobileApp(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	s.o.Identity = append(identity.Chain{sso{}}, s.o.Identity...)
+	toRC := `href="` + s.base + `/auth/idp/login?return_to=` + url.QueryEscape(rcOrigin+"/") + `"`
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "iframe"}
+	cases := []struct {
+		name, method string
+		hdr          map[string]string
+		body         string
+		mobile       bool
+	}{
+		{"browser", "GET", map[string]string{"Sec-Fetch-Dest": "iframe"}, "", false},
+		{"desktop browser with an iPhone in its user agent", "GET", map[string]string{"Sec-Fetch-Dest": "iframe", "User-Agent": iosAppUA + " Extra/1.0"}, "", false},
+		{"iOS app", "GET", map[string]string{"Sec-Fetch-Dest": "iframe", "User-Agent": iosAppUA}, "", true},
+		{"Android app", "GET", map[string]string{"Sec-Fetch-Dest": "iframe", "User-Agent": androidAppUA}, "", true},
+		{"Android app, wrong password", "POST", map[string]string{"User-Agent": androidAppUA}, "username=alice&password=wrong", true},
+		{"browser claiming client=mobile", "POST", nil, "username=alice&password=wrong&client=mobile", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hdr := c.hdr
+			if c.method == "POST" {
+				hdr = map[string]string{}
+				for k, v := range form {
+					hdr[k] = v
+				}
+				for k, v := range c.hdr {
+					hdr[k] = v
+				}
+			}
+			body := do(s, c.method, "/login", hdr, c.body).Body.String()
+			if !strings.Contains(body, `id="login-idp"`) {
+				t.Fatalf("no provider button: %s", body)
+			}
+			if got := strings.Contains(body, toRC) && strings.Contains(body, `target="_top"`); got != c.mobile {
+				t.Fatalf("button goes top-level back to Rocket.Chat = %v, want %v: %s", got, c.mobile, body)
+			}
+			if got := strings.Contains(body, `id="login-window-box"`); got == c.mobile {
+				t.Fatalf("new-window login offered = %v, want %v", got, !c.mobile)
+			}
+		})
 	}
 }

@@ -24,9 +24,9 @@
     }
     return;
   }
-  // Top level (mobile WebView, a person): plain links, the provider comes
-  // back to this page. Desktop app (target=_top): the whole window goes and
-  // comes back to Rocket.Chat. Web: a popup.
+  // Top level (a person who opened this page in a tab): plain links, the
+  // provider comes back to this page. Desktop and mobile apps (target=_top):
+  // the whole window goes and comes back to Rocket.Chat. Web: a popup.
   // The last fallback for browsers that keep rcsso's cookie away from the
   // iframe: log in top-level in a popup (first-party; this also counts as the
   // interaction Safari wants before granting storage access).
@@ -82,16 +82,16 @@
   }
 
   if (!d.loginToken) return;
-  var msg = { event: 'login-with-token', loginToken: d.loginToken };
   if (framed) {
-    // Rocket.Chat web client or desktop app (client=electron): the chat is our parent.
-    window.parent.postMessage(msg, d.rcOrigin);
+    // Inside Rocket.Chat: its web client, the desktop app (client=electron),
+    // or the mobile app's WebView, which loads the workspace page, not this
+    // one, and catches this message there (its injected script writes it
+    // into the page's URL; Rocket.Chat.ReactNative AuthenticationWebView.tsx).
+    window.parent.postMessage({ event: 'login-with-token', loginToken: d.loginToken }, d.rcOrigin);
     return;
   }
-  // Top level: the mobile app's WebView (its injected script turns
-  // postMessage into a URL it reads) or a person who opened the page
-  // directly. Address the message to this page's own origin only.
-  window.postMessage(msg, window.location.origin);
+  // Top level: a person opened this page in a tab. No Rocket.Chat client
+  // loads it so, and there is no chat window to hand the token to; the
+  // website session just started serves the chat's next API URL call.
   if (status) status.textContent = 'You are signed in. You can go back to the chat.';
-  if (d.returnTo) window.location.replace(d.returnTo);
 })();
