@@ -78,3 +78,20 @@ func TestMongoIframeMode(t *testing.T) {
 	}
 	e.waitChat(ctx, "iframe")
 }
+
+// Minting mode mongo-iframe through the IFrame URL: the login page hands
+// the iframe token over as {event: 'login-with-token', token} (not as a
+// resume loginToken, which Rocket.Chat would refuse).
+func TestMongoIframeModeIframeURLLogin(t *testing.T) {
+	e := newEnv(t, envOptions{minting: "mongo-iframe"})
+	ctx := e.browser()
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "iframe")
+	e.loginInIframe(ctx, "alice", e.password)
+	e.waitChat(ctx, "logged-in")
+	if got := e.chatUsername(ctx); got != "alice" {
+		t.Fatalf("chat logged in as %q", got)
+	}
+}

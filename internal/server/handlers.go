@@ -149,8 +149,12 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 type handoffData struct {
 	RCOrigin   string `json:"rcOrigin"`
 	LoginToken string `json:"loginToken,omitempty"`
-	Client     string `json:"client,omitempty"`
-	PopupDone  bool   `json:"popupDone,omitempty"`
+	// TokenKey is the login-with-token message's key for LoginToken:
+	// "loginToken" for a resume token, "token" for an iframe token (minting
+	// mode mongo-iframe); rocketchat-protocol.md §1.6.
+	TokenKey  string `json:"tokenKey,omitempty"`
+	Client    string `json:"client,omitempty"`
+	PopupDone bool   `json:"popupDone,omitempty"`
 }
 
 // loginPage is the IFrame URL (Accounts_iframe_url). Rocket.Chat shows it
@@ -319,7 +323,7 @@ func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Ide
 	}
 	s.render(w, r, http.StatusOK, "handoff.html", page{
 		Username: id.Username,
-		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, Client: client},
+		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, TokenKey: string(t.Kind), Client: client},
 	})
 	return nil
 }
@@ -339,7 +343,7 @@ func (s *Server) resumeSubmit(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.render(w, r, http.StatusOK, "handoff.html", page{
 		Username: id.Username,
-		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, Client: clientKind(r.PostForm.Get("client"))},
+		Data:     handoffData{RCOrigin: s.o.RocketChatOrigin, LoginToken: t.Value, TokenKey: string(t.Kind), Client: clientKind(r.PostForm.Get("client"))},
 	})
 	return nil
 }

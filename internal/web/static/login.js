@@ -87,7 +87,11 @@
     // or the mobile app's WebView, which loads the workspace page, not this
     // one, and catches this message there (its injected script writes it
     // into the page's URL; Rocket.Chat.ReactNative AuthenticationWebView.tsx).
-    window.parent.postMessage({ event: 'login-with-token', loginToken: d.loginToken }, d.rcOrigin);
+    // An iframe token (minting mode mongo-iframe) goes as "token", a resume
+    // token as "loginToken" (rocketchat-protocol.md §1.6).
+    const msg = { event: 'login-with-token' };
+    msg[d.tokenKey === 'token' ? 'token' : 'loginToken'] = d.loginToken;
+    window.parent.postMessage(msg, d.rcOrigin);
     return;
   }
   // Top level: a person opened this page in a tab. No Rocket.Chat client
