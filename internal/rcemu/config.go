@@ -14,7 +14,8 @@ type Config struct {
 	// Profile selects the emulated Rocket.Chat version (spec §8): "5.x",
 	// "6.x", "7.x", "8.x" (default), "8.7" or "9.0" (ProfileNames). It
 	// decides the /api/info version, the error envelopes (§4.0, §4.1),
-	// users.createToken gating (§4.7) and the web client generation
+	// users.createToken gating (§4.7: the caller check is absent on
+	// 8.0–8.6 and back from 8.7, PR #40768) and the web client generation
 	// (clientGen) with its API URL behaviour (§1.3).
 	Profile string
 	// AdminUsername is the username of the initial admin (default "admin").

@@ -15,7 +15,10 @@
 //     tokens stored as base64(sha256(token)) with a per-user cap
 //     (MAX_RESUME_LOGIN_TOKENS; PATs exempt), services.iframe.token,
 //     case-insensitive username/e-mail uniqueness, atomic creation.
-//   - The API rate limiter (§4.14) and role permissions (§4.15).
+//   - The API rate limiter (§4.14); roles and permissions (§4.15,
+//     permissions.go): the protected roles, custom roles with random _ids
+//     (AddRole), users.roles and permission roles as role _ids,
+//     GET /api/v1/permissions.listAll and GET /api/v1/roles.list.
 //   - A web client (§1.2–1.7, §3) at / that performs the iframe-login
 //     protocol like Rocket.Chat's fetch-generation client, listens for the
 //     login channel and host commands, and fires the iframe-integration
