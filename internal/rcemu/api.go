@@ -86,6 +86,25 @@ func meteorFailure(code, reason string, details map[string]any) reply {
 	return reply{status: http.StatusBadRequest, body: body}
 }
 
+// refusal is API.v1.failure for a thrown Meteor.Error that refuses an
+// action. Up to 8.x it is meteorFailure's 400. From 9.0.0-rc.3 the
+// codes error-not-allowed, not-allowed, not-authorized (unprefixed),
+// not_authorized and no-permission become 403
+// {success:false, error:"<reason> [<code>]", errorType:"error-forbidden"}:
+// the original code survives only in error (RocketChat/Rocket.Chat PR
+// #43214, https://github.com/RocketChat/Rocket.Chat/releases/tag/9.0.0-rc.3).
+// Other codes (error-action-not-allowed, error-not-authorized) keep 400.
+func (s *Server) refusal(code, reason string, details map[string]any) reply {
+	switch code {
+	case "error-not-allowed", "not-allowed", "not-authorized", "not_authorized", "no-permission":
+		if s.profile >= profile9 {
+			return reply{status: http.StatusForbidden, body: map[string]any{"success": false,
+				"error": meteorMessage(code, reason), "errorType": "error-forbidden"}}
+		}
+	}
+	return meteorFailure(code, reason, details)
+}
+
 // invalidParams is an ajv validation failure (spec §4.0).
 func invalidParams(msg string) reply { return meteorFailure("invalid-params", msg, nil) }
 

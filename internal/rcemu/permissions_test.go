@@ -97,3 +97,38 @@ func TestServiceAccountRoles(t *testing.T) {
 	admin := adminClient(t, s, ts)
 	admin.post("/api/v1/users.create", map[string]any{"username": "x2", "email": "x2@example.com", "password": "pw", "name": "X", "roles": []string{id}}).wantStatus(t, 200)
 }
+
+// 9.0 answers the refusals #43214 maps with 403 errorType error-forbidden
+// and keeps the original code only in error; 8.x answered 400 with the
+// code as errorType. error-action-not-allowed stays 400 on both.
+func TestRefusalsBecome403ErrorForbiddenOn9(t *testing.T) {
+	for _, tc := range []struct {
+		profile        string
+		avatar, active string
+		avatarStatus   int
+	}{
+		{"8.x", `{"success":false,"error":"Change avatar is not allowed [error-not-allowed]","errorType":"error-not-allowed","details":{"method":"users.setAvatar"}}`,
+			`{"success":false,"error":"Not allowed [error-not-allowed]","errorType":"error-not-allowed","details":{"method":"setUserActiveStatus"}}`, 400},
+		{"9.0", `{"success":false,"error":"Change avatar is not allowed [error-not-allowed]","errorType":"error-forbidden"}`,
+			`{"success":false,"error":"Not allowed [error-not-allowed]","errorType":"error-forbidden"}`, 403},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			s, ts := newTestServer(t, Config{Profile: tc.profile, DisableRateLimit: true})
+			id, err := s.AddRole("editor", "edit-other-user-info")
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc, err := s.AddUser(NewUser{Username: "svc", Name: "svc", Roles: []string{"bot", id}, PAT: "svc-pat"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			as := newClient(t, ts).as(svc, "svc-pat")
+			as.post("/api/v1/users.setAvatar", map[string]any{"userId": s.AdminID(), "avatarUrl": "https://example.com/a.png"}).
+				wantStatus(t, tc.avatarStatus).wantBody(t, tc.avatar)
+			as.post("/api/v1/users.update", map[string]any{"userId": s.AdminID(), "data": map[string]any{"active": true}}).
+				wantStatus(t, tc.avatarStatus).wantBody(t, tc.active)
+			as.post("/api/v1/users.create", map[string]any{"username": "n", "email": "n@example.com", "password": "pw", "name": "N"}).
+				wantStatus(t, 400)
+		})
+	}
+}

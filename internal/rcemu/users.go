@@ -527,7 +527,7 @@ func (s *Server) handleUsersUpdate(c *call) reply {
 		return action("Assign roles is not allowed", "Assign_role")
 	}
 	if _, ok := data["active"]; ok && !s.hasPermission(caller, "edit-other-user-active-status") {
-		return meteorFailure("error-not-allowed", "Not allowed", map[string]any{"method": "setUserActiveStatus"})
+		return s.refusal("error-not-allowed", "Not allowed", map[string]any{"method": "setUserActiveStatus"})
 	}
 	if bio := str(data, "bio"); utf8.RuneCountInString(bio) > 260 {
 		return meteorFailure("error-bio-size-exceeded", "Bio size exceeds 260 characters", map[string]any{"method": "saveUserProfile"})
@@ -761,7 +761,7 @@ func (s *Server) handleSetAvatar(c *call) reply {
 		return meteorFailure("error-invalid-user", "Invalid user", map[string]any{"method": "users.setAvatar"})
 	}
 	if target != caller && !s.hasPermission(caller, "edit-other-user-avatar") {
-		return meteorFailure("error-not-allowed", "Change avatar is not allowed", map[string]any{"method": "users.setAvatar"})
+		return s.refusal("error-not-allowed", "Change avatar is not allowed", map[string]any{"method": "users.setAvatar"})
 	}
 	target.avatarURL = raw
 	target.updatedAt = c.now
