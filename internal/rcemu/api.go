@@ -168,6 +168,7 @@ func (s *Server) apiRoutes() map[string]*route {
 		"me": {auth: true, methods: map[string]handlerFunc{"GET": s.handleMe},
 			count: func(st *Stats) { st.MeCalls++ }},
 		"settings.public":     {methods: map[string]handlerFunc{"GET": s.handleSettingsPublic}},
+		"settings.oauth":      {methods: map[string]handlerFunc{"GET": s.handleSettingsOAuth}},
 		"permissions.listAll": {auth: true, methods: map[string]handlerFunc{"GET": s.handlePermissionsListAll}},
 		"roles.list":          {auth: true, methods: map[string]handlerFunc{"GET": s.handleRolesList}},
 		"users.info": {auth: true, methods: map[string]handlerFunc{"GET": s.handleUsersInfo},

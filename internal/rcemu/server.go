@@ -32,6 +32,8 @@ type Server struct {
 	adminID   string
 	stats     Stats
 
+	oauthIDs []string // login service configuration _id per Config.OAuthServices
+
 	limiter *rateLimiter
 	routes  map[string]*route
 	handler http.Handler
@@ -101,6 +103,12 @@ func New(cfg Config) (*Server, error) {
 		s.settings[k] = v
 	}
 	s.initRoles(s.started)
+	for _, o := range c.OAuthServices {
+		if o.Builtin && o.Name != "wordpress" {
+			return nil, fmt.Errorf("rcemu: OAuthService %q: only the built-in provider \"wordpress\" is emulated", o.Name)
+		}
+		s.oauthIDs = append(s.oauthIDs, randomID())
+	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(sha256Hex(c.AdminPassword)), c.BcryptCost)
 	if err != nil {
 		return nil, fmt.Errorf("rcemu: hashing the admin password: %w", err)
