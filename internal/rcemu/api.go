@@ -160,6 +160,14 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 
 // apiRoutes lists the emulated /api/v1 endpoints.
 func (s *Server) apiRoutes() map[string]*route {
+	routes := s.baseRoutes()
+	if s.profile >= profile87 {
+		routes["loginCode.redeem"] = &route{methods: map[string]handlerFunc{"POST": s.handleLoginCodeRedeem}}
+	}
+	return routes
+}
+
+func (s *Server) baseRoutes() map[string]*route {
 	return map[string]*route{
 		"login": {methods: map[string]handlerFunc{"POST": s.handleLogin},
 			count: func(st *Stats) { st.LoginCalls++ }},

@@ -206,10 +206,7 @@ func (s *Server) oauthLogin(args map[string]any, now time.Time) (loginOutcome, *
 		// (apps/meteor/app/lib/server/oauth/oauth.ts @b0707e86212f9ded844192971c43cd4c9f558749).
 		return loginOutcome{}, plainError("Unexpected AccessToken service " + name)
 	}
-	if svc.Builtin {
-		// WordPress's config has no merge or field settings.
-		svc.MergeUsers, svc.UsernameField, svc.EmailField, svc.NameField = false, "", "", ""
-	}
+	svc = svc.effective()
 	token, ok := args["accessToken"].(string)
 	if !ok {
 		return loginOutcome{}, plainError("Match error: Expected string, got " + jsType(args["accessToken"]) + " in field accessToken")
@@ -225,16 +222,31 @@ func (s *Server) oauthLogin(args map[string]any, now time.Time) (loginOutcome, *
 	if e != nil {
 		return loginOutcome{}, e
 	}
-	id := ident.id
-	if id == "" {
-		return loginOutcome{}, plainError("Service data for service " + name + " must include id")
-	}
-	if ident.username == "" {
-		return loginOutcome{}, plainError("rcemu: the identity of " + name + " has no username; set UsernameField (Rocket.Chat would create a user without a username)")
-	}
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	u, e := s.oauthUser(svc, ident, now)
+	if e != nil {
+		return loginOutcome{}, e
+	}
+	// Meteor's login type is the service name; it is not "resume", so
+	// the 2FA hook applies (Rocket.Chat issue #21533).
+	if e := s.validateLogin(u, name); e != nil {
+		return loginOutcome{}, e
+	}
+	return s.issueToken(u, name, now), nil
+}
+
+// oauthUser is Accounts.updateOrCreateUserFromExternalService for a
+// service's identity: find the user by services.<name>.id, else (Merge
+// users) by username or e-mail, else create it; s.mu must be held.
+func (s *Server) oauthUser(svc OAuthService, ident oauthIdentity, now time.Time) (*user, *meteorError) {
+	name, id := svc.Name, ident.id
+	if id == "" {
+		return nil, plainError("Service data for service " + name + " must include id")
+	}
+	if ident.username == "" {
+		return nil, plainError("rcemu: the identity of " + name + " has no username; set UsernameField (Rocket.Chat would create a user without a username)")
+	}
 	u := s.byOAuthID(name, id)
 	if u == nil && svc.MergeUsers {
 		if u = s.st.findForLogin("username", ident.username); u == nil && ident.email != "" {
@@ -244,12 +256,12 @@ func (s *Server) oauthLogin(args map[string]any, now time.Time) (loginOutcome, *
 	switch {
 	case u != nil:
 		if e := s.mergeOAuthUser(u, svc, ident, now); e != nil {
-			return loginOutcome{}, e
+			return nil, e
 		}
 	case s.st.usernameTaken(ident.username, ""):
-		return loginOutcome{}, &meteorError{code: 403, reason: "Username already exists."}
+		return nil, &meteorError{code: 403, reason: "Username already exists."}
 	case ident.email != "" && s.st.emailTaken(ident.email, ""):
-		return loginOutcome{}, &meteorError{code: 403, reason: "Email already exists."}
+		return nil, &meteorError{code: 403, reason: "Email already exists."}
 	default:
 		u = &user{
 			id: randomID(), username: ident.username, name: ident.name, typ: "user", status: "offline",
@@ -261,12 +273,7 @@ func (s *Server) oauthLogin(args map[string]any, now time.Time) (loginOutcome, *
 		}
 		s.st.insert(u)
 	}
-	// Meteor's login type is the service name; it is not "resume", so
-	// the 2FA hook applies (Rocket.Chat issue #21533).
-	if e := s.validateLogin(u, name); e != nil {
-		return loginOutcome{}, e
-	}
-	return s.issueToken(u, name, now), nil
+	return u, nil
 }
 
 // mergeOAuthUser is the Custom OAuth hook before updateOrCreate for a user

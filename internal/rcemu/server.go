@@ -34,6 +34,7 @@ type Server struct {
 
 	oauthIDs []string // login service configuration _id per Config.OAuthServices
 
+	flows   oauthFlows // the 8.7 server-side OAuth flow (oauthflow.go)
 	limiter *rateLimiter
 	routes  map[string]*route
 	handler http.Handler
@@ -99,9 +100,14 @@ func New(cfg Config) (*Server, error) {
 	for k, d := range knownSettings {
 		s.settings[k] = d.value
 	}
+	if p >= profile87 {
+		// PR #40876: the server-side OAuth flow's switch (oauthflow.go).
+		s.settings["Accounts_OAuth_Use_Modern_Flow"] = false
+	}
 	for k, v := range c.Settings {
 		s.settings[k] = v
 	}
+	s.flows.states, s.flows.codes = map[string]pendingFlow{}, map[string]loginCode{}
 	s.initRoles(s.started)
 	for _, o := range c.OAuthServices {
 		if o.Builtin && o.Name != "wordpress" {
@@ -170,6 +176,8 @@ func (s *Server) buildHandler() http.Handler {
 	mux.HandleFunc("POST /_emu/ddp-set-status", s.handleDDPSetStatus)
 	mux.HandleFunc("GET /_emu/client.js", s.serveAsset("client.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /_emu/client.css", s.serveAsset("client.css", "text/css; charset=utf-8"))
+	mux.HandleFunc("GET /oauth/{service}", s.handleOAuthStart)
+	mux.HandleFunc("GET /oauth/{service}/callback", s.handleOAuthCallback)
 	mux.HandleFunc("GET /favicon.ico", http.NotFound)
 	mux.HandleFunc("/", s.serveClient)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
