@@ -152,7 +152,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	if cfg.RocketChat.AdminToken == "" {
 		adminKey = "rocketchat.admin_username/admin_password"
 	}
-	capa := &capability{rc: rc, admin: admin, secret: secret, adminKey: adminKey}
+	capa := &capability{rc: rc, admin: admin, secret: secret, adminKey: adminKey, mode: cfg.Minting.Mode, need: neededPermissions(cfg)}
 	capa.credentialsOnly = cfg.Minting.Mode == "password"
 	if infoErr == nil && (cfg.Minting.Mode == "create-token" || cfg.Minting.Mode == "password") {
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
