@@ -130,8 +130,14 @@ func (s *Server) oauthActive(o OAuthService) bool {
 	if o.Builtin {
 		return !s.cfg.BuiltinOAuthRemoved
 	}
-	return s.profile < profile9 || s.cfg.OAuthEnterprise
+	return s.profile < profile9 || s.oauthEnterprise.Load()
 }
+
+// SetOAuthEnterprise adds (true) or removes the oauth-enterprise module at
+// run time, like a licence that is applied or lapses: on 9.0 the Custom
+// OAuth services follow at once (Rocket.Chat re-runs updateOAuthServices
+// on the setting change).
+func (s *Server) SetOAuthEnterprise(on bool) { s.oauthEnterprise.Store(on) }
 
 // handleSettingsOAuth is GET /api/v1/settings.oauth (no auth): the login
 // service configurations, i.e. the OAuth services Rocket.Chat has switched

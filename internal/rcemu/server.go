@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -32,7 +33,8 @@ type Server struct {
 	adminID   string
 	stats     Stats
 
-	oauthIDs []string // login service configuration _id per Config.OAuthServices
+	oauthIDs        []string    // login service configuration _id per Config.OAuthServices
+	oauthEnterprise atomic.Bool // the licence's oauth-enterprise module (Config.OAuthEnterprise)
 
 	flows   oauthFlows // the 8.7 server-side OAuth flow (oauthflow.go)
 	limiter *rateLimiter
@@ -109,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.flows.states, s.flows.codes = map[string]pendingFlow{}, map[string]loginCode{}
 	s.initRoles(s.started)
+	s.oauthEnterprise.Store(c.OAuthEnterprise)
 	for _, o := range c.OAuthServices {
 		if o.Builtin && o.Name != "wordpress" {
 			return nil, fmt.Errorf("rcemu: OAuthService %q: only the built-in provider \"wordpress\" is emulated", o.Name)
