@@ -4,7 +4,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,7 +33,8 @@ func oauthEmulated(t *testing.T, ec rcemu.Config, wordpress bool) (*rcemu.Server
 	}))
 	t.Cleanup(sso.Close)
 	ec.OAuthServices = []rcemu.OAuthService{{Name: "rcsso", IdentityURL: sso.URL + "/oauth/identity", TokenSentVia: "header",
-		UsernameField: "username", MergeUsers: true}}
+		UsernameField: "username", MergeUsers: true, AuthorizeURL: sso.URL + "/oauth/authorize", TokenURL: sso.URL + "/oauth/token",
+		ClientID: "rocketchat", ClientSecret: strings.Repeat("c", 32)}}
 	if wordpress {
 		ec.OAuthServices = append(ec.OAuthServices, rcemu.OAuthService{Name: "wordpress", Builtin: true, ServerURL: sso.URL,
 			IdentityURL: sso.URL + "/oauth/identity", TokenURL: sso.URL + "/oauth/token", AuthorizeURL: sso.URL + "/oauth/authorize", TokenSentVia: "header"})
@@ -128,5 +131,56 @@ func TestOAuthModeUsesCustomServiceWhenOn(t *testing.T) {
 		if code, body := readyz(a); code != 200 || !strings.Contains(body, `OAuth service rcsso: Custom OAuth service \"rcsso\"`) {
 			t.Fatalf("%s: readyz: %d %s", ec.Profile, code, body)
 		}
+	}
+}
+
+// Rocket.Chat 8.7's server-side OAuth flow against rcsso's provider: the
+// "Log in with …" button sends the browser through rcsso's authorize route
+// back to <Site_Url>/oauth/rcsso/callback, which rcsso accepts; Rocket.Chat
+// exchanges the code and the browser gets a login code.
+func TestModernOAuthFlowThroughRcsso(t *testing.T) {
+	emu, cfg, serve := oauthEmulated(t, rcemu.Config{Profile: "8.7", Settings: map[string]any{"Accounts_OAuth_Use_Modern_Flow": true}}, false)
+	a := build(t, cfg)
+	serve(a)
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := browser.Get(cfg.RocketChat.URL + "/oauth/rcsso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	authorize := res.Header.Get("Location")
+	if !strings.HasPrefix(authorize, cfg.PublicURL+"/oauth/authorize?") || !strings.Contains(authorize, url.QueryEscape(cfg.RocketChat.URL+"/oauth/rcsso/callback")) {
+		t.Fatalf("Rocket.Chat sent the browser to %q", authorize)
+	}
+	// The browser at rcsso's authorize route, behind the trusted proxy.
+	r := httptest.NewRequest("GET", authorize, nil)
+	r.RemoteAddr = "192.0.2.1:1234"
+	r.Header.Set("X-Forwarded-User", "sam")
+	r.Header.Set("X-Forwarded-Email", "sam@example.test")
+	w := httptest.NewRecorder()
+	a.Handler.ServeHTTP(w, r)
+	callback := w.Header().Get("Location")
+	if w.Code != http.StatusFound || !strings.HasPrefix(callback, cfg.RocketChat.URL+"/oauth/rcsso/callback?") {
+		t.Fatalf("rcsso's authorize answered %d, Location %q: %s", w.Code, callback, w.Body)
+	}
+	res, err = browser.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	home, _ := url.Parse(res.Header.Get("Location"))
+	if home == nil || home.Path != "/home" || len(home.Query().Get("loginCode")) != 64 {
+		t.Fatalf("callback answered %d, Location %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	body := strings.NewReader(`{"code":"` + home.Query().Get("loginCode") + `"}`)
+	res, err = http.Post(cfg.RocketChat.URL+"/api/v1/loginCode.redeem", "application/json", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	u, ok := emu.UserByUsername("sam")
+	if res.StatusCode != 200 || !ok || emu.OAuthID(u.ID, "rcsso") == "" || u.ResumeTokens != 1 {
+		t.Fatalf("redeem %d; user %+v", res.StatusCode, u)
 	}
 }
