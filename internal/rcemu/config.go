@@ -15,8 +15,11 @@ type Config struct {
 	// "6.x", "7.x", "8.x" (default), "8.7" or "9.0" (ProfileNames). It
 	// decides the /api/info version, the error envelopes (§4.0, §4.1),
 	// users.createToken gating (§4.7: the caller check is absent on
-	// 8.0–8.6 and back from 8.7, PR #40768) and the web client generation
-	// (clientGen) with its API URL behaviour (§1.3).
+	// 8.0–8.6 and back from 8.7, PR #40768), the web client generation
+	// (clientGen) with its API URL behaviour (§1.3), and from 8.7 the
+	// server-side OAuth flow with loginCode.redeem (oauthflow.go) and a 500
+	// for plain errors at REST /login; from 9.0 the 403 error-forbidden
+	// refusals (#43214) and the Custom OAuth gate (OAuthEnterprise).
 	Profile string
 	// AdminUsername is the username of the initial admin (default "admin").
 	AdminUsername string

@@ -127,7 +127,6 @@ func (d *Detector) Stale() bool {
 }
 
 func (d *Detector) detect(ctx context.Context) (Carrier, error) {
-	name := strings.ToLower(d.ServiceName)
 	info, err := d.RC.Info(ctx)
 	if err != nil {
 		return Carrier{}, err
@@ -140,26 +139,33 @@ func (d *Detector) detect(ctx context.Context) (Carrier, error) {
 	if err != nil {
 		return Carrier{}, err
 	}
+	return chooseCarrier(info, svcs, d.ServiceName, d.identityPath())
+}
+
+// chooseCarrier picks the carrier from the services Rocket.Chat (version
+// info) lists; see Detector.
+func chooseCarrier(info rocketchat.ServerInfo, svcs []rocketchat.OAuthService, serviceName, identityPath string) (Carrier, error) {
+	name := strings.ToLower(serviceName)
 	if slices.ContainsFunc(svcs, func(s rocketchat.OAuthService) bool { return strings.ToLower(s.Key()) == name }) {
-		note := fmt.Sprintf("Custom OAuth service %q", d.ServiceName)
+		note := fmt.Sprintf("Custom OAuth service %q", serviceName)
 		if info.Major() >= 9 {
 			note += " (Rocket.Chat " + info.Version + " has the oauth-enterprise module)"
 		}
-		return Carrier{Service: d.ServiceName, Note: note}, nil
+		return Carrier{Service: serviceName, Note: note}, nil
 	}
 	if info.Major() < 9 {
 		return Carrier{}, fmt.Errorf("%w: Rocket.Chat %s has no Custom OAuth service %q switched on (GET /api/v1/settings.oauth does not list it): add or enable it under Administration → Settings → OAuth (see the README), or set minting.oauth.service_name to its name",
-			mint.ErrIncapable, info.Version, d.ServiceName)
+			mint.ErrIncapable, info.Version, serviceName)
 	}
 	for _, s := range svcs {
-		if strings.ToLower(s.Key()) == "wordpress" && pointsAt(s, d.IdentityPath) {
+		if strings.ToLower(s.Key()) == "wordpress" && pointsAt(s, identityPath) {
 			return Carrier{Service: "wordpress", Builtin: true, Note: fmt.Sprintf(
 				"the built-in WordPress provider: Rocket.Chat %s switches Custom OAuth service %q off without the oauth-enterprise module (Premium), and WordPress is not gated",
-				info.Version, d.ServiceName)}, nil
+				info.Version, serviceName)}, nil
 		}
 	}
 	return Carrier{}, fmt.Errorf("%w: Rocket.Chat %s makes Custom OAuth a Premium feature: without the oauth-enterprise module the Custom OAuth service %q is switched off and its logins fail. Switch rcsso to minting.mode create-token (a service account and CREATE_TOKENS_FOR_USERS_SECRET; see the README), or add the oauth-enterprise module to the licence; or, while Rocket.Chat still has it, point the built-in WordPress provider (Administration → Settings → OAuth → WordPress: server type custom, URL rcsso's public_url, Identity Path %s, Token Path /oauth/token, Authorize Path /oauth/authorize) at rcsso",
-		mint.ErrIncapable, info.Version, d.ServiceName, d.identityPath())
+		mint.ErrIncapable, info.Version, serviceName, identityPath)
 }
 
 func (d *Detector) identityPath() string {

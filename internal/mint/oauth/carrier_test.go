@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -177,4 +178,32 @@ func TestPointsAt(t *testing.T) {
 			t.Errorf("pointsAt(%q) = %v, want %v", path, got, want)
 		}
 	}
+}
+
+// Whatever settings.oauth holds, the choice is the configured service,
+// wordpress (built-in, only from 9.0), or an ErrIncapable verdict.
+func FuzzChooseCarrier(f *testing.F) {
+	f.Add([]byte(`[{"service":"rcsso","custom":true}]`), "9.0.0", "rcsso")
+	f.Add([]byte(`[{"service":"wordpress","identityPath":"/oauth/identity"}]`), "9.0.0", "rcsso")
+	f.Add([]byte(`[{"name":"google"},{"service":"WordPress","identityPath":"https://x/oauth/identity"}]`), "10.1.0-rc.1", "Rcsso")
+	f.Add([]byte(`[{"service":"wordpress","identityPath":"/oauth/me"}]`), "8.7.0", "rcsso")
+	f.Add([]byte(`[null,{},{"service":""}]`), "", "")
+	f.Fuzz(func(t *testing.T, body []byte, version, name string) {
+		var svcs []rocketchat.OAuthService
+		if json.Unmarshal(body, &svcs) != nil {
+			return
+		}
+		info := rocketchat.ServerInfo{Version: version}
+		c, err := chooseCarrier(info, svcs, name, "/oauth/identity")
+		switch {
+		case err != nil:
+			if !errors.Is(err, mint.ErrIncapable) || c != (Carrier{}) {
+				t.Fatalf("error %v with carrier %+v", err, c)
+			}
+		case c.Service == name && !c.Builtin:
+		case c.Service == "wordpress" && c.Builtin && info.Major() >= 9:
+		default:
+			t.Fatalf("carrier %+v for service %q on %q", c, name, version)
+		}
+	})
 }
