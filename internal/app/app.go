@@ -139,7 +139,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	case infoErr != nil:
 		log.Warn("Rocket.Chat does not answer yet; rcsso starts anyway and /readyz reports it", "rocketchat_url", cfg.RocketChat.URL, "err", infoErr)
 	case cfg.Minting.Mode == "oauth":
-		log.Info("Rocket.Chat answers", "rocketchat_version", info.Version, "mode", "oauth")
+		log.Info("Rocket.Chat answers", "rocketchat_version", info.Version, "mode", "oauth") // the carrier is checked below
 	case majorVersion(info.Version) >= 8 && secret == "":
 		log.Warn("Rocket.Chat 8.x requires CREATE_TOKENS_FOR_USERS_SECRET for users.createToken: set rocketchat.create_tokens_secret to the same value", "rocketchat_version", info.Version)
 	case majorVersion(info.Version) > 0 && majorVersion(info.Version) < 8 && secret != "":
@@ -152,7 +152,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	if cfg.RocketChat.AdminToken == "" {
 		adminKey = "rocketchat.admin_username/admin_password"
 	}
-	capa := &capability{rc: rc, admin: admin, secret: secret, adminKey: adminKey}
+	capa := &capability{rc: rc, admin: admin, secret: secret, adminKey: adminKey, mode: cfg.Minting.Mode, need: neededPermissions(cfg)}
 	capa.credentialsOnly = cfg.Minting.Mode == "password"
 	if infoErr == nil && (cfg.Minting.Mode == "create-token" || cfg.Minting.Mode == "password") {
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -205,10 +205,32 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	var ensurer mint.Provisioner = prov
 	var deprov server.Deprovisioner = prov
 	var oauthMinter *oauthmint.Minter
+	var carriers *oauthmint.Detector
 	if cfg.Minting.Mode == "oauth" {
 		// Rocket.Chat creates or merges the user during the login; admin
-		// credentials are optional and only serve deprovisioning.
-		oauthMinter = &oauthmint.Minter{ResumeSession: mint.ResumeSession{RC: rc}, ServiceName: cfg.Minting.OAuth.ServiceName} // Issuer: below
+		// credentials are optional and only serve deprovisioning. The
+		// service it logs in through is detected now and at run time:
+		// Rocket.Chat 9.0 switches Custom OAuth off without a Premium
+		// licence (Detector).
+		carriers = &oauthmint.Detector{RC: rc, ServiceName: cfg.Minting.OAuth.ServiceName, IdentityPath: "/oauth/identity"}
+		if infoErr == nil {
+			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			c, err := carriers.Current(cctx)
+			cancel()
+			switch {
+			case errors.Is(err, ErrIncapable):
+				return nil, err
+			case err != nil:
+				log.Warn("could not ask Rocket.Chat which OAuth services it runs yet; /readyz reports it", "err", err)
+			case c.Builtin:
+				log.Warn("minting mode oauth logs people in through "+c.Note+
+					"; people whose chat account came from the Custom OAuth service are not found by WordPress (it has no Merge users) and their logins fail with \"Username already exists\": minting mode create-token keeps them",
+					"service", c.Service, "rocketchat_version", info.Version)
+			default:
+				log.Info("minting mode oauth logs people in through "+c.Note, "service", c.Service, "rocketchat_version", info.Version)
+			}
+		}
+		oauthMinter = &oauthmint.Minter{ResumeSession: mint.ResumeSession{RC: rc}, ServiceName: cfg.Minting.OAuth.ServiceName, Carriers: carriers} // Issuer: below
 		minter, ensurer = oauthMinter, oauthmint.Provisioner{Store: st}
 		if cfg.RocketChat.AdminToken == "" && cfg.RocketChat.AdminPassword == "" {
 			deprov = nil
@@ -375,10 +397,22 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 					return fmt.Errorf("Rocket.Chat's MongoDB (minting.mongo.url): %w", err)
 				}
 				return nil
+			case carriers != nil:
+				_, err := carriers.Current(ctx)
+				return err
 			case cfg.Minting.Mode != "create-token" && cfg.Minting.Mode != "password":
 				return nil
 			}
 			return capa.Check(ctx)
+		},
+		MintingVia: func() string {
+			if carriers == nil {
+				return ""
+			}
+			if c, ok := carriers.Last(); ok {
+				return "OAuth service " + c.Service + ": " + c.Note
+			}
+			return ""
 		},
 		Deprovisioner:  deprov,
 		UnknownSubject: provision.ErrUnknownSubject,

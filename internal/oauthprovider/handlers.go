@@ -75,26 +75,31 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	redirectURI := q.Get("redirect_uri")
-	if redirectURI != "" && redirectURI != p.callback {
-		page(w, http.StatusBadRequest, "Invalid sign-in request: redirect_uri is not this Rocket.Chat's callback "+p.callback+".")
-		return
+	target := p.callback
+	if redirectURI != "" {
+		if !p.validCallback(redirectURI) {
+			page(w, http.StatusBadRequest, "Invalid sign-in request: redirect_uri is not this Rocket.Chat's callback "+p.callback+
+				" (or "+p.modernCallback+").")
+			return
+		}
+		target = redirectURI
 	}
 	state := q.Get("state")
 	if q.Get("response_type") != "code" {
-		p.redirectError(w, r, p.callback, state, "unsupported_response_type", "only response_type=code is supported")
+		p.redirectError(w, r, target, state, "unsupported_response_type", "only response_type=code is supported")
 		return
 	}
 	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")
 	switch {
 	case challenge == "" && method != "":
-		p.redirectError(w, r, p.callback, state, "invalid_request", "code_challenge_method without code_challenge")
+		p.redirectError(w, r, target, state, "invalid_request", "code_challenge_method without code_challenge")
 		return
 	case challenge != "":
 		if method == "" {
 			method = "plain"
 		}
 		if (method != "S256" && method != "plain") || !pkceRe.MatchString(challenge) {
-			p.redirectError(w, r, p.callback, state, "invalid_request", "unsupported code_challenge or code_challenge_method")
+			p.redirectError(w, r, target, state, "invalid_request", "unsupported code_challenge or code_challenge_method")
 			return
 		}
 	}
@@ -117,7 +122,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		RedirectURI: redirectURI, Challenge: challenge, Method: method,
 	})
 	p.log.Info("oauth code issued", "subject", id.Subject)
-	redirect(w, r, p.callback, url.Values{"code": {code}}, state)
+	redirect(w, r, target, url.Values{"code": {code}}, state)
 }
 
 // toLogin sends an unidentified visitor to LoginURL?return_to=<this
@@ -234,7 +239,7 @@ func (p *Provider) tokenExchange(w http.ResponseWriter, r *http.Request) *tokenE
 		return bad("invalid_grant", "the code has expired")
 	}
 	ru := f.Get("redirect_uri")
-	if (g.RedirectURI != "" && ru != g.RedirectURI) || (ru != "" && ru != p.callback) {
+	if (g.RedirectURI != "" && ru != g.RedirectURI) || (ru != "" && !p.validCallback(ru)) {
 		return bad("invalid_grant", "redirect_uri does not match the authorization request")
 	}
 	verifier := f.Get("code_verifier")

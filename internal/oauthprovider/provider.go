@@ -64,8 +64,13 @@ type Config struct {
 	ClientID     string
 	ClientSecret string
 	// RocketChatURL is Rocket.Chat's Site_Url (scheme, host, optional path).
-	// The only redirect_uri accepted is RocketChatURL + "/_oauth/" +
-	// ServiceName, the callback Rocket.Chat shows in its settings.
+	// The only redirect_uris accepted are RocketChatURL + "/_oauth/" +
+	// ServiceName, the callback Rocket.Chat shows in its settings, and
+	// RocketChatURL + "/oauth/" + ServiceName + "/callback", the callback of
+	// the server-side OAuth flow of Rocket.Chat 8.7 (setting
+	// Accounts_OAuth_Use_Modern_Flow; RocketChat/Rocket.Chat
+	// apps/meteor/server/lib/oauth/addPassportCustomOAuth.ts
+	// @07961f6fd44e170a3d6229ff7edfe22e52f61655).
 	RocketChatURL string
 	// BaseURL is the absolute URL under which browsers reach the provider's
 	// routes, e.g. "https://sso.example.com/oauth"; the return_to of an
@@ -103,13 +108,14 @@ type Config struct {
 
 // Provider is the OAuth 2.0 provider. It is safe for concurrent use.
 type Provider struct {
-	cfg      Config
-	callback string
-	now      func() time.Time
-	log      *slog.Logger
-	used     usedCodes
-	secret   [32]byte // sha256(ClientSecret)
-	clientID [32]byte // sha256(ClientID)
+	cfg            Config
+	callback       string // <Site_Url>/_oauth/<service>
+	modernCallback string // <Site_Url>/oauth/<service>/callback (8.7)
+	now            func() time.Time
+	log            *slog.Logger
+	used           usedCodes
+	secret         [32]byte // sha256(ClientSecret)
+	clientID       [32]byte // sha256(ClientID)
 }
 
 // New checks cfg and returns a Provider. Errors name the missing field.
@@ -149,13 +155,14 @@ func New(cfg Config) (*Provider, error) {
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	return &Provider{
-		cfg:      cfg,
-		callback: CallbackURL(cfg.RocketChatURL, cfg.ServiceName),
-		now:      cfg.Now,
-		log:      cfg.Logger,
-		used:     usedCodes{m: map[string]time.Time{}, max: cfg.MaxPendingCodes},
-		secret:   sha256.Sum256([]byte(cfg.ClientSecret)),
-		clientID: sha256.Sum256([]byte(cfg.ClientID)),
+		cfg:            cfg,
+		callback:       CallbackURL(cfg.RocketChatURL, cfg.ServiceName),
+		modernCallback: ModernCallbackURL(cfg.RocketChatURL, cfg.ServiceName),
+		now:            cfg.Now,
+		log:            cfg.Logger,
+		used:           usedCodes{m: map[string]time.Time{}, max: cfg.MaxPendingCodes},
+		secret:         sha256.Sum256([]byte(cfg.ClientSecret)),
+		clientID:       sha256.Sum256([]byte(cfg.ClientID)),
 	}, nil
 }
 
@@ -165,8 +172,21 @@ func CallbackURL(rocketChatURL, serviceName string) string {
 	return strings.TrimRight(rocketChatURL, "/") + "/_oauth/" + serviceName
 }
 
-// Callback returns the only redirect_uri the provider accepts.
+// ModernCallbackURL is the redirect URI of Rocket.Chat 8.7's server-side
+// OAuth flow: "<Site_Url>/oauth/<service>/callback".
+func ModernCallbackURL(rocketChatURL, serviceName string) string {
+	return strings.TrimRight(rocketChatURL, "/") + "/oauth/" + serviceName + "/callback"
+}
+
+// Callback returns the redirect_uri Rocket.Chat's settings show (the
+// provider also accepts ModernCallbackURL's).
 func (p *Provider) Callback() string { return p.callback }
+
+// validCallback reports whether uri is one of Rocket.Chat's two callbacks
+// for the service (exact comparison).
+func (p *Provider) validCallback(uri string) bool {
+	return uri == p.callback || uri == p.modernCallback
+}
 
 // IssueAccessToken returns a new access token for id and its lifetime in
 // seconds (the expiresIn of POST /api/v1/login). The token is opaque to its

@@ -588,3 +588,32 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// Rocket.Chat 8.7's server-side OAuth flow uses the redirect URI
+// <Site_Url>/oauth/<service>/callback: authorize sends the code there and
+// the token exchange accepts it; a code issued for one callback is not
+// redeemed with the other.
+func TestModernFlowCallback(t *testing.T) {
+	f := newFixture(t)
+	modern := testRC + "/oauth/rcsso/callback"
+	a := f.authorize(authzQuery("redirect_uri", modern), "alice")
+	loc, _ := url.Parse(a.header.Get("Location"))
+	if a.status != http.StatusFound || loc == nil || loc.Scheme+"://"+loc.Host+loc.Path != modern || loc.Query().Get("code") == "" {
+		t.Fatalf("authorize with the 8.7 callback: %d %s", a.status, a.header.Get("Location"))
+	}
+	code := loc.Query().Get("code")
+	wantOAuthError(t, f.exchange(codeForm(code), goodBasic), http.StatusBadRequest, "invalid_grant")
+	if a := f.exchange(codeForm(code, "redirect_uri", modern), goodBasic); a.status != http.StatusOK {
+		t.Fatalf("token with the 8.7 callback: %d %s", a.status, a.body)
+	}
+	// Errors go to the callback the request named.
+	a = f.authorize(authzQuery("redirect_uri", modern, "response_type", "token"), "alice")
+	if loc, _ := url.Parse(a.header.Get("Location")); loc == nil || !strings.HasPrefix(loc.String(), modern+"?") || loc.Query().Get("error") == "" {
+		t.Fatalf("error redirect: %s", a.header.Get("Location"))
+	}
+	for _, bad := range []string{testRC + "/oauth/other/callback", testRC + "/oauth/rcsso/callback/x", testRC + "/oauth/rcsso"} {
+		if a := f.authorize(authzQuery("redirect_uri", bad), "alice"); a.status != http.StatusBadRequest {
+			t.Errorf("%s: %d", bad, a.status)
+		}
+	}
+}

@@ -86,6 +86,25 @@ func meteorFailure(code, reason string, details map[string]any) reply {
 	return reply{status: http.StatusBadRequest, body: body}
 }
 
+// refusal is API.v1.failure for a thrown Meteor.Error that refuses an
+// action. Up to 8.x it is meteorFailure's 400. From 9.0.0-rc.3 the
+// codes error-not-allowed, not-allowed, not-authorized (unprefixed),
+// not_authorized and no-permission become 403
+// {success:false, error:"<reason> [<code>]", errorType:"error-forbidden"}:
+// the original code survives only in error (RocketChat/Rocket.Chat PR
+// #43214, https://github.com/RocketChat/Rocket.Chat/releases/tag/9.0.0-rc.3).
+// Other codes (error-action-not-allowed, error-not-authorized) keep 400.
+func (s *Server) refusal(code, reason string, details map[string]any) reply {
+	switch code {
+	case "error-not-allowed", "not-allowed", "not-authorized", "not_authorized", "no-permission":
+		if s.profile >= profile9 {
+			return reply{status: http.StatusForbidden, body: map[string]any{"success": false,
+				"error": meteorMessage(code, reason), "errorType": "error-forbidden"}}
+		}
+	}
+	return meteorFailure(code, reason, details)
+}
+
 // invalidParams is an ajv validation failure (spec §4.0).
 func invalidParams(msg string) reply { return meteorFailure("invalid-params", msg, nil) }
 
@@ -141,6 +160,14 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 
 // apiRoutes lists the emulated /api/v1 endpoints.
 func (s *Server) apiRoutes() map[string]*route {
+	routes := s.baseRoutes()
+	if s.profile >= profile87 {
+		routes["loginCode.redeem"] = &route{methods: map[string]handlerFunc{"POST": s.handleLoginCodeRedeem}}
+	}
+	return routes
+}
+
+func (s *Server) baseRoutes() map[string]*route {
 	return map[string]*route{
 		"login": {methods: map[string]handlerFunc{"POST": s.handleLogin},
 			count: func(st *Stats) { st.LoginCalls++ }},
@@ -148,7 +175,10 @@ func (s *Server) apiRoutes() map[string]*route {
 			count: func(st *Stats) { st.LogoutCalls++ }},
 		"me": {auth: true, methods: map[string]handlerFunc{"GET": s.handleMe},
 			count: func(st *Stats) { st.MeCalls++ }},
-		"settings.public": {methods: map[string]handlerFunc{"GET": s.handleSettingsPublic}},
+		"settings.public":     {methods: map[string]handlerFunc{"GET": s.handleSettingsPublic}},
+		"settings.oauth":      {methods: map[string]handlerFunc{"GET": s.handleSettingsOAuth}},
+		"permissions.listAll": {auth: true, methods: map[string]handlerFunc{"GET": s.handlePermissionsListAll}},
+		"roles.list":          {auth: true, methods: map[string]handlerFunc{"GET": s.handleRolesList}},
 		"users.info": {auth: true, methods: map[string]handlerFunc{"GET": s.handleUsersInfo},
 			count: func(st *Stats) { st.UsersInfoCalls++ }},
 		"users.list": {auth: true, permissions: []string{"view-d-room"}, methods: map[string]handlerFunc{"GET": s.handleUsersList}},

@@ -14,8 +14,12 @@ type Config struct {
 	// Profile selects the emulated Rocket.Chat version (spec §8): "5.x",
 	// "6.x", "7.x", "8.x" (default), "8.7" or "9.0" (ProfileNames). It
 	// decides the /api/info version, the error envelopes (§4.0, §4.1),
-	// users.createToken gating (§4.7) and the web client generation
-	// (clientGen) with its API URL behaviour (§1.3).
+	// users.createToken gating (§4.7: the caller check is absent on
+	// 8.0–8.6 and back from 8.7, PR #40768), the web client generation
+	// (clientGen) with its API URL behaviour (§1.3), and from 8.7 the
+	// server-side OAuth flow with loginCode.redeem (oauthflow.go) and a 500
+	// for plain errors at REST /login; from 9.0 the 403 error-forbidden
+	// refusals (#43214) and the Custom OAuth gate (OAuthEnterprise).
 	Profile string
 	// AdminUsername is the username of the initial admin (default "admin").
 	AdminUsername string
@@ -63,10 +67,21 @@ type Config struct {
 	// "Iframe_Integration_send_enable", "Iframe_Integration_send_target_origin".
 	// Unknown keys become public settings.
 	Settings map[string]any
-	// OAuthServices are the Custom OAuth services whose access tokens
-	// POST /api/v1/login accepts ({serviceName, accessToken, expiresIn};
-	// see OAuthService).
+	// OAuthServices are the Custom OAuth services (and the built-in
+	// WordPress provider) whose access tokens POST /api/v1/login accepts
+	// ({serviceName, accessToken, expiresIn}; see OAuthService) and that
+	// GET /api/v1/settings.oauth lists.
 	OAuthServices []OAuthService
+	// OAuthEnterprise says the workspace's licence has the oauth-enterprise
+	// module. From profile 9.0 on, without it every Custom OAuth service is
+	// switched off: absent from settings.oauth, and its access-token logins
+	// fail with "Unexpected AccessToken service <name>" (REST: 500 Internal
+	// server error). Built-in providers are not gated. Ignored before 9.0.
+	OAuthEnterprise bool
+	// BuiltinOAuthRemoved emulates RocketChat/Rocket.Chat PR #41992 (opened
+	// for 9.0.0, not known to be merged): the built-in WordPress provider
+	// and its settings are gone, whatever the profile.
+	BuiltinOAuthRemoved bool
 	// MongoURL, when set, keeps the users collection in that MongoDB
 	// (e.g. "mongodb://127.0.0.1:27017/rocketchat"; FerretDB v1 works),
 	// shaped like Rocket.Chat's (spec §5), so that rcsso's direct-MongoDB
@@ -110,7 +125,7 @@ func (c *Config) EnableIframeAuth(iframeURL, apiURL, apiMethod string) {
 // (--admin-username, --admin-password, --admin-user-id, --admin-pat,
 // --create-tokens-secret, --create-tokens-for-users, --profile,
 // --iframe-url, --api-url, --api-method, --disable-rate-limit,
-// --max-resume-tokens). --listen belongs to the caller. Call the returned
+// --max-resume-tokens, --oauth-enterprise). --listen belongs to the caller. Call the returned
 // function after fs.Parse: it applies --iframe-url/--api-url through
 // EnableIframeAuth when either was given.
 func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
@@ -123,6 +138,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
 	fs.BoolVar(&cfg.CreateTokensForUsers, "create-tokens-for-users", cfg.CreateTokensForUsers, "CREATE_TOKENS_FOR_USERS=true (6.x/7.x)")
 	fs.BoolVar(&cfg.DisableRateLimit, "disable-rate-limit", cfg.DisableRateLimit, "switch the REST rate limiter off (like TEST_MODE)")
 	fs.IntVar(&cfg.MaxResumeTokens, "max-resume-tokens", cfg.MaxResumeTokens, "MAX_RESUME_LOGIN_TOKENS (default 50)")
+	fs.BoolVar(&cfg.OAuthEnterprise, "oauth-enterprise", cfg.OAuthEnterprise, "the licence has the oauth-enterprise module (9.0: Custom OAuth works)")
 	iframeURL := fs.String("iframe-url", "", "Accounts_iframe_url (enables iframe authentication)")
 	apiURL := fs.String("api-url", "", "Accounts_Iframe_api_url (enables iframe authentication)")
 	apiMethod := fs.String("api-method", "POST", "Accounts_Iframe_api_method")

@@ -8,14 +8,23 @@
 //     {iframe:true, token}); /api/v1/logout; GET /api/v1/me;
 //     GET /api/v1/users.info, users.list; POST /api/v1/users.create,
 //     users.update, users.createToken, users.delete, users.setActiveStatus,
-//     users.logout; GET /api/v1/settings.public. Status codes and error
-//     envelopes follow the version profile (6.x, 7.x, 8.x; §4.0, §8),
-//     including ajv-style invalid-params errors.
+//     users.logout; GET /api/v1/settings.public, settings.oauth,
+//     permissions.listAll, roles.list; POST /api/v1/loginCode.redeem (8.7).
+//     Status codes and error envelopes follow the version profile (5.x,
+//     6.x, 7.x, 8.x, 8.7, 9.0; §4.0, §8), including ajv-style
+//     invalid-params errors and 9.0's 403 error-forbidden refusals.
+//   - Custom OAuth access-token logins (oauth.go), 9.0's Premium gate on
+//     them (Config.OAuthEnterprise) and the built-in WordPress provider
+//     outside it; 8.7's server-side OAuth flow with login codes
+//     (oauthflow.go).
 //   - Users (§5): Random.id() ids, bcrypt(sha256-hex(password)), resume
 //     tokens stored as base64(sha256(token)) with a per-user cap
 //     (MAX_RESUME_LOGIN_TOKENS; PATs exempt), services.iframe.token,
 //     case-insensitive username/e-mail uniqueness, atomic creation.
-//   - The API rate limiter (§4.14) and role permissions (§4.15).
+//   - The API rate limiter (§4.14); roles and permissions (§4.15,
+//     permissions.go): the protected roles, custom roles with random _ids
+//     (AddRole), users.roles and permission roles as role _ids,
+//     GET /api/v1/permissions.listAll and GET /api/v1/roles.list.
 //   - A web client (§1.2–1.7, §3) at / that performs the iframe-login
 //     protocol like Rocket.Chat's fetch-generation client, listens for the
 //     login channel and host commands, and fires the iframe-integration
@@ -27,7 +36,8 @@
 //     emulator reads (mongostore.go; `rcsso emulate --mongo-url URL`, or
 //     `--mongo` for an embedded FerretDB, package mongoembed).
 //
-// Not emulated: rooms and messages, DDP/websockets, LDAP/OAuth/CAS logins,
+// Not emulated: rooms and messages, DDP/websockets, LDAP/SAML/CAS logins,
+// the legacy Meteor OAuth popup/redirect flow (/_oauth/<service>),
 // e-mail (2FA codes cannot be supplied), failed-login blocking, REST CORS,
 // the XHR-generation client (3.x–6.1), /embeddedLogin, settings and
 // permissions in MongoDB (they stay in memory in MongoDB mode).

@@ -257,8 +257,17 @@ func (s *Server) handleLogin(c *call) reply {
 // loginFailure is the 401 of /api/v1/login per profile (spec §4.1):
 // {status:"error", error, details?, message} on 6.x, plus success:false on
 // 7.x, {success:false, error} on 8.x. Unknown users and wrong passwords
-// both read "Unauthorized".
+// both read "Unauthorized". From 8.7 on, an error that is not a
+// Meteor.Error (a plain Error such as "Unexpected AccessToken service …",
+// a Match error) is 500 {success:false, error:"Internal server error"}:
+// `if (!(error instanceof Meteor.Error)) return self.internalError()`
+// (RocketChat/Rocket.Chat apps/meteor/server/api/ApiClass.ts
+// @0358e0dc3bd9a302e8d07bb3efad35a8eca31d8c; issue #35649 reports the 500
+// for Custom OAuth token logins already on 7.5.0).
 func (s *Server) loginFailure(e *meteorError) reply {
+	if e.code == nil && s.profile >= profile87 {
+		return reply{status: http.StatusInternalServerError, body: map[string]any{"success": false, "error": "Internal server error"}}
+	}
 	code, msg := e.code, e.reason
 	if msg == errUserNotFound.reason || msg == errBadPassword.reason {
 		code, msg = "Unauthorized", "Unauthorized"

@@ -42,6 +42,28 @@ type OAuthService struct {
 	// identity. Without it such logins fail ("User with username … already
 	// exists" / "Username already exists.").
 	MergeUsers bool
+
+	// Builtin makes this the built-in WordPress provider instead of a
+	// Custom OAuth service: Administration → Settings → OAuth → WordPress
+	// (enable setting Accounts_OAuth_Wordpress, server type "custom", which
+	// reads the identity, token and authorize paths from its settings).
+	// Name must be "wordpress". It is a CustomOAuth instance too, so it
+	// takes access-token logins, but its enable setting escapes 9.0's
+	// Custom OAuth gate (RocketChat/Rocket.Chat apps/meteor/app/wordpress/server/lib.ts
+	// @1abed5480eeab2181de7adfdc569868453b52212). It has no "Merge users"
+	// and no username field: MergeUsers and UsernameField are ignored
+	// (the identity's "username" is used).
+	Builtin bool
+	// ServerURL is the service's URL setting, reported by settings.oauth
+	// (default: the scheme and host of IdentityURL).
+	ServerURL string
+	// AuthorizeURL, TokenURL, ClientID, ClientSecret and Scope serve the
+	// server-side OAuth flow of 8.7 (oauthflow.go): the provider's
+	// authorize and token endpoints as absolute URLs and the client
+	// credentials. Scope defaults to "openid".
+	AuthorizeURL, TokenURL string
+	ClientID, ClientSecret string
+	Scope                  string
 }
 
 // oauthClient calls identity URLs (Rocket.Chat's server-side fetch).
@@ -73,14 +95,103 @@ func ddpError(e *meteorError) *meteorError {
 	return &meteorError{code: 500, reason: "Internal server error"}
 }
 
-// oauthService returns the configured service called name.
+// oauthService returns the configured service called name if Rocket.Chat
+// has it switched on: a Custom OAuth service is off on 9.0 without the
+// oauth-enterprise module, a built-in one is gone under PR #41992 (see
+// oauthActive).
 func (s *Server) oauthService(name string) (OAuthService, bool) {
 	for _, o := range s.cfg.OAuthServices {
-		if o.Name == name {
+		if o.Name == name && s.oauthActive(o) {
 			return o, true
 		}
 	}
 	return OAuthService{}, false
+}
+
+// oauthActive reports whether Rocket.Chat runs the service.
+//
+// 9.0.0 makes Custom OAuth a Premium feature (PR #42477,
+// https://github.com/RocketChat/Rocket.Chat/releases/tag/9.0.0): every
+// boolean setting matching ^Accounts_OAuth_Custom-[A-Za-z0-9_]+$ gets
+// enterprise: true, modules: ['oauth-enterprise'], invalidValue: false
+// (apps/meteor/ee/server/lib/oauth/gateCustomOAuthSettings.ts and
+// addOAuthService.ts @147ee8f9d29891012cd0b02d6611a62c8d35b62a). Without
+// the module the setting reads false, so updateOAuthServices never builds
+// the CustomOAuth (whose constructor registers the access-token login) and
+// removes the login service configuration
+// (apps/meteor/server/lib/oauth/updateOAuthServices.ts
+// @000a14ba6f478bd5db2fac205723018b301858a2). Built-in providers such as
+// WordPress (Accounts_OAuth_Wordpress) escape the regex.
+//
+// PR #41992 (opened for 9.0.0, not known to be merged) deletes WordPress,
+// Apple, Drupal, Facebook, LinkedIn, Meteor, Nextcloud, Twitter and Dolphin;
+// Config.BuiltinOAuthRemoved emulates it.
+func (s *Server) oauthActive(o OAuthService) bool {
+	if o.Builtin {
+		return !s.cfg.BuiltinOAuthRemoved
+	}
+	return s.profile < profile9 || s.oauthEnterprise.Load()
+}
+
+// SetOAuthEnterprise adds (true) or removes the oauth-enterprise module at
+// run time, like a licence that is applied or lapses: on 9.0 the Custom
+// OAuth services follow at once (Rocket.Chat re-runs updateOAuthServices
+// on the setting change).
+func (s *Server) SetOAuthEnterprise(on bool) { s.oauthEnterprise.Store(on) }
+
+// handleSettingsOAuth is GET /api/v1/settings.oauth (no auth): the login
+// service configurations, i.e. the OAuth services Rocket.Chat has switched
+// on, without secrets (apps/meteor/app/api/server/v1/settings.ts
+// @c4e792b760c3eeb42cba282c287471eee2943fe3; settings.yaml). Custom
+// services and wordpress are reported whole ({_id, service, custom, …});
+// a gated or removed service is absent.
+func (s *Server) handleSettingsOAuth(c *call) reply {
+	services := []any{}
+	for i, o := range s.cfg.OAuthServices {
+		if !s.oauthActive(o) {
+			continue
+		}
+		server := o.ServerURL
+		if server == "" {
+			if u, err := url.Parse(o.IdentityURL); err == nil {
+				server = u.Scheme + "://" + u.Host
+			}
+		}
+		rel := func(abs, def string) string {
+			if abs == "" {
+				return def
+			}
+			if p, ok := strings.CutPrefix(abs, strings.TrimRight(server, "/")); ok && strings.HasPrefix(p, "/") {
+				return p
+			}
+			return abs
+		}
+		scope := o.Scope
+		if scope == "" {
+			scope = "openid"
+		}
+		m := map[string]any{
+			"_id": s.oauthIDs[i], "service": o.Name,
+			"serverURL": server, "identityPath": rel(o.IdentityURL, "/me"), "tokenPath": rel(o.TokenURL, "/oauth/token"),
+			"authorizePath": rel(o.AuthorizeURL, "/oauth/authorize"), "scope": scope, "accessTokenParam": "access_token",
+			"identityTokenSentVia": o.TokenSentVia,
+		}
+		if !o.Builtin {
+			m["custom"] = true
+			m["clientId"] = o.ClientID
+			m["tokenSentVia"] = o.TokenSentVia
+			m["identityTokenSentVia"] = "default"
+			m["usernameField"] = o.UsernameField
+			m["emailField"] = o.EmailField
+			m["nameField"] = o.NameField
+			m["mergeUsers"] = o.MergeUsers
+			m["keyField"] = "username"
+			m["loginStyle"] = "popup"
+			m["showButton"] = true
+		}
+		services = append(services, m)
+	}
+	return success(map[string]any{"services": services})
 }
 
 // oauthLogin is the access-token login handler of a Custom OAuth service
@@ -96,8 +207,12 @@ func (s *Server) oauthLogin(args map[string]any, now time.Time) (loginOutcome, *
 	}
 	svc, ok := s.oauthService(name)
 	if !ok {
+		// No CustomOAuth registered the access-token service: unknown, gated
+		// on 9.0 without oauth-enterprise, or a removed built-in provider
+		// (apps/meteor/app/lib/server/oauth/oauth.ts @b0707e86212f9ded844192971c43cd4c9f558749).
 		return loginOutcome{}, plainError("Unexpected AccessToken service " + name)
 	}
+	svc = svc.effective()
 	token, ok := args["accessToken"].(string)
 	if !ok {
 		return loginOutcome{}, plainError("Match error: Expected string, got " + jsType(args["accessToken"]) + " in field accessToken")
@@ -113,16 +228,31 @@ func (s *Server) oauthLogin(args map[string]any, now time.Time) (loginOutcome, *
 	if e != nil {
 		return loginOutcome{}, e
 	}
-	id := ident.id
-	if id == "" {
-		return loginOutcome{}, plainError("Service data for service " + name + " must include id")
-	}
-	if ident.username == "" {
-		return loginOutcome{}, plainError("rcemu: the identity of " + name + " has no username; set UsernameField (Rocket.Chat would create a user without a username)")
-	}
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	u, e := s.oauthUser(svc, ident, now)
+	if e != nil {
+		return loginOutcome{}, e
+	}
+	// Meteor's login type is the service name; it is not "resume", so
+	// the 2FA hook applies (Rocket.Chat issue #21533).
+	if e := s.validateLogin(u, name); e != nil {
+		return loginOutcome{}, e
+	}
+	return s.issueToken(u, name, now), nil
+}
+
+// oauthUser is Accounts.updateOrCreateUserFromExternalService for a
+// service's identity: find the user by services.<name>.id, else (Merge
+// users) by username or e-mail, else create it; s.mu must be held.
+func (s *Server) oauthUser(svc OAuthService, ident oauthIdentity, now time.Time) (*user, *meteorError) {
+	name, id := svc.Name, ident.id
+	if id == "" {
+		return nil, plainError("Service data for service " + name + " must include id")
+	}
+	if ident.username == "" {
+		return nil, plainError("rcemu: the identity of " + name + " has no username; set UsernameField (Rocket.Chat would create a user without a username)")
+	}
 	u := s.byOAuthID(name, id)
 	if u == nil && svc.MergeUsers {
 		if u = s.st.findForLogin("username", ident.username); u == nil && ident.email != "" {
@@ -132,12 +262,12 @@ func (s *Server) oauthLogin(args map[string]any, now time.Time) (loginOutcome, *
 	switch {
 	case u != nil:
 		if e := s.mergeOAuthUser(u, svc, ident, now); e != nil {
-			return loginOutcome{}, e
+			return nil, e
 		}
 	case s.st.usernameTaken(ident.username, ""):
-		return loginOutcome{}, &meteorError{code: 403, reason: "Username already exists."}
+		return nil, &meteorError{code: 403, reason: "Username already exists."}
 	case ident.email != "" && s.st.emailTaken(ident.email, ""):
-		return loginOutcome{}, &meteorError{code: 403, reason: "Email already exists."}
+		return nil, &meteorError{code: 403, reason: "Email already exists."}
 	default:
 		u = &user{
 			id: randomID(), username: ident.username, name: ident.name, typ: "user", status: "offline",
@@ -149,12 +279,7 @@ func (s *Server) oauthLogin(args map[string]any, now time.Time) (loginOutcome, *
 		}
 		s.st.insert(u)
 	}
-	// Meteor's login type is the service name; it is not "resume", so
-	// the 2FA hook applies (Rocket.Chat issue #21533).
-	if e := s.validateLogin(u, name); e != nil {
-		return loginOutcome{}, e
-	}
-	return s.issueToken(u, name, now), nil
+	return u, nil
 }
 
 // mergeOAuthUser is the Custom OAuth hook before updateOrCreate for a user

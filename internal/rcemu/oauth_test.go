@@ -256,3 +256,81 @@ func TestOAuthDDPLogin(t *testing.T) {
 		t.Fatalf("bad expiresIn over DDP: %d %v", st, m)
 	}
 }
+
+// 9.0 without the oauth-enterprise module switches every Custom OAuth
+// service off: it vanishes from settings.oauth and its access-token logins
+// are 500 "Internal server error" (no CustomOAuth registered the service).
+// The built-in WordPress provider is not gated, until PR #41992 removes it.
+func TestCustomOAuthGate(t *testing.T) {
+	is := newIdentityServer(t)
+	is.set("rcsso", map[string]any{"id": "local:dana", "username": "dana", "name": "Dana", "email": "dana@example.test"})
+	is.set("wordpress", map[string]any{"id": "local:walt", "username": "walt", "name": "Walt"})
+	services := []OAuthService{
+		{Name: "rcsso", IdentityURL: is.URL + "/oauth/identity", TokenSentVia: "header", UsernameField: "username", MergeUsers: true},
+		{Name: "wordpress", Builtin: true, IdentityURL: is.URL + "/oauth/identity", TokenSentVia: "header"},
+	}
+	cases := []struct {
+		name              string
+		cfg               Config
+		custom, wordpress int // login status
+		listed            string
+	}{
+		{"8.x", Config{Profile: "8.x"}, 200, 200, "rcsso,wordpress"},
+		{"8.7", Config{Profile: "8.7"}, 200, 200, "rcsso,wordpress"},
+		{"9.0 without the module", Config{Profile: "9.0"}, 500, 200, "wordpress"},
+		{"9.0 with the module", Config{Profile: "9.0", OAuthEnterprise: true}, 200, 200, "rcsso,wordpress"},
+		{"9.0 without the module, WordPress removed (#41992)", Config{Profile: "9.0", BuiltinOAuthRemoved: true}, 500, 500, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.OAuthServices, tc.cfg.DisableRateLimit = services, true
+			s, ts := newTestServer(t, tc.cfg)
+			c := newClient(t, ts)
+			r := c.get("/api/v1/settings.oauth").wantStatus(t, 200)
+			var names []string
+			for _, x := range r.field("services").([]any) {
+				m := x.(map[string]any)
+				names = append(names, m["service"].(string))
+				if m["service"] == "rcsso" && (m["custom"] != true || m["identityPath"] != "/oauth/identity" || m["serverURL"] != is.URL) {
+					t.Fatalf("custom service entry: %v", m)
+				}
+				if m["service"] == "wordpress" && (m["custom"] != nil || m["identityPath"] != "/oauth/identity") {
+					t.Fatalf("wordpress entry: %v", m)
+				}
+				if strings.Contains(r.raw, "secret") {
+					t.Fatalf("settings.oauth leaks a secret: %s", r.raw)
+				}
+			}
+			if strings.Join(names, ",") != tc.listed {
+				t.Fatalf("settings.oauth lists %v, want %s", names, tc.listed)
+			}
+			for svc, want := range map[string]int{"rcsso": tc.custom, "wordpress": tc.wordpress} {
+				r := c.post("/api/v1/login", oauthBody(svc, svc)).wantStatus(t, want)
+				if want == 500 {
+					r.wantBody(t, `{"success":false,"error":"Internal server error"}`)
+				}
+			}
+			if n := s.UserCount(); n != map[bool]int{true: 1, false: 0}[tc.custom == 200]+map[bool]int{true: 1, false: 0}[tc.wordpress == 200] {
+				t.Fatalf("users created: %d", n)
+			}
+		})
+	}
+}
+
+// The built-in WordPress provider has no "Merge users": a person whose
+// chat account came from the Custom OAuth service cannot log in through it
+// ("Username already exists.").
+func TestWordPressDoesNotMerge(t *testing.T) {
+	is := newIdentityServer(t)
+	is.set("t", map[string]any{"id": "local:erin", "username": "erin", "name": "Erin"})
+	s, ts := newTestServer(t, Config{Profile: "9.0", OAuthEnterprise: true, DisableRateLimit: true, OAuthServices: []OAuthService{
+		{Name: "rcsso", IdentityURL: is.URL, TokenSentVia: "header", UsernameField: "username", MergeUsers: true},
+		{Name: "wordpress", Builtin: true, IdentityURL: is.URL, TokenSentVia: "header"},
+	}})
+	c := newClient(t, ts)
+	c.post("/api/v1/login", oauthBody("rcsso", "t")).wantStatus(t, 200)
+	c.post("/api/v1/login", oauthBody("wordpress", "t")).wantStatus(t, 401)
+	if s.UserCount() != 1 {
+		t.Fatalf("users: %d", s.UserCount())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -23,13 +24,19 @@ type Server struct {
 	now     func() time.Time
 	started time.Time
 
-	mu       serverMu // guards everything below (MongoDB mode: see mongostore.go)
-	st       *store
-	settings map[string]any
-	perms    map[string][]string // permission -> roles
-	adminID  string
-	stats    Stats
+	mu        serverMu // guards everything below (MongoDB mode: see mongostore.go)
+	st        *store
+	settings  map[string]any
+	roles     map[string]*role       // roles collection by _id (permissions.go)
+	roleOrder []string               // role _ids in creation order
+	perms     map[string]*permission // permissions collection by _id
+	adminID   string
+	stats     Stats
 
+	oauthIDs        []string    // login service configuration _id per Config.OAuthServices
+	oauthEnterprise atomic.Bool // the licence's oauth-enterprise module (Config.OAuthEnterprise)
+
+	flows   oauthFlows // the 8.7 server-side OAuth flow (oauthflow.go)
 	limiter *rateLimiter
 	routes  map[string]*route
 	handler http.Handler
@@ -71,29 +78,6 @@ type UserSnapshot struct {
 	AvatarURL string
 }
 
-// defaultPermissions are Rocket.Chat's default role assignments for the
-// permissions the emulator checks (spec §4.15).
-var defaultPermissions = map[string][]string{
-	"create-user":                   {"admin"},
-	"delete-user":                   {"admin"},
-	"edit-other-user-info":          {"admin"},
-	"edit-other-user-password":      {"admin"},
-	"edit-other-user-avatar":        {"admin"},
-	"edit-other-user-active-status": {"admin"},
-	"view-full-other-user-info":     {"admin"},
-	"user-generate-access-token":    {"admin"},
-	"logout-other-user":             {"admin"},
-	"assign-admin-role":             {"admin"},
-	"assign-roles":                  {"admin"},
-	"api-bypass-rate-limit":         {"admin", "bot", "app"},
-	"create-personal-access-tokens": {"admin", "user"},
-	"view-d-room":                   {"admin", "user", "bot", "app", "guest"},
-}
-
-// knownRoles are the roles users.create/users.update accept.
-var knownRoles = []string{"admin", "user", "bot", "app", "guest", "anonymous", "owner", "moderator", "leader",
-	"livechat-agent", "livechat-manager", "livechat-monitor", "auditor", "auditor-log"}
-
 // New creates a Server with its initial admin.
 func New(cfg Config) (*Server, error) {
 	c, err := cfg.withDefaults()
@@ -112,18 +96,27 @@ func New(cfg Config) (*Server, error) {
 		now:      c.Now,
 		st:       newStore(),
 		settings: map[string]any{},
-		perms:    map[string][]string{},
 		limiter:  newRateLimiter(),
 	}
 	s.started = s.now()
 	for k, d := range knownSettings {
 		s.settings[k] = d.value
 	}
+	if p >= profile87 {
+		// PR #40876: the server-side OAuth flow's switch (oauthflow.go).
+		s.settings["Accounts_OAuth_Use_Modern_Flow"] = false
+	}
 	for k, v := range c.Settings {
 		s.settings[k] = v
 	}
-	for k, v := range defaultPermissions {
-		s.perms[k] = slices.Clone(v)
+	s.flows.states, s.flows.codes = map[string]pendingFlow{}, map[string]loginCode{}
+	s.initRoles(s.started)
+	s.oauthEnterprise.Store(c.OAuthEnterprise)
+	for _, o := range c.OAuthServices {
+		if o.Builtin && o.Name != "wordpress" {
+			return nil, fmt.Errorf("rcemu: OAuthService %q: only the built-in provider \"wordpress\" is emulated", o.Name)
+		}
+		s.oauthIDs = append(s.oauthIDs, randomID())
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(sha256Hex(c.AdminPassword)), c.BcryptCost)
 	if err != nil {
@@ -186,6 +179,8 @@ func (s *Server) buildHandler() http.Handler {
 	mux.HandleFunc("POST /_emu/ddp-set-status", s.handleDDPSetStatus)
 	mux.HandleFunc("GET /_emu/client.js", s.serveAsset("client.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /_emu/client.css", s.serveAsset("client.css", "text/css; charset=utf-8"))
+	mux.HandleFunc("GET /oauth/{service}", s.handleOAuthStart)
+	mux.HandleFunc("GET /oauth/{service}/callback", s.handleOAuthCallback)
 	mux.HandleFunc("GET /favicon.ico", http.NotFound)
 	mux.HandleFunc("/", s.serveClient)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -312,21 +307,15 @@ func (s *Server) PushResumeToken(userID, token string) error {
 	return nil
 }
 
-// SetPermissionRoles replaces the roles holding a permission (like the
-// admin's Permissions page), e.g. SetPermissionRoles("create-user",
-// "admin", "bot").
-func (s *Server) SetPermissionRoles(permission string, roles ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.perms[permission] = slices.Clone(roles)
-}
-
 // NewUser describes a user created directly with AddUser.
 type NewUser struct {
 	Username, Name, Email, Password string
 	Verified                        bool
-	Roles                           []string // default ["user"]
+	Roles                           []string // role _ids or names; default ["user"]
 	Inactive                        bool
+	// PAT, when set, is stored as a personal access token of the user
+	// (bypassTwoFactor true, spec §4.12): a service account for tests.
+	PAT string
 }
 
 // AddUser creates a user directly (no REST, no permission checks, no rate
@@ -351,7 +340,14 @@ func (s *Server) AddUser(nu NewUser) (string, error) {
 	if nu.Email != "" && s.st.emailTaken(nu.Email, "") {
 		return "", fmt.Errorf("rcemu: AddUser: email %q is already in use", nu.Email)
 	}
-	roles := nu.Roles
+	roles := make([]string, 0, len(nu.Roles))
+	for _, r := range nu.Roles {
+		id := s.resolveRole(r)
+		if id == "" {
+			return "", fmt.Errorf("rcemu: AddUser: unknown role %q", r)
+		}
+		roles = append(roles, id)
+	}
 	if len(roles) == 0 {
 		roles = []string{"user"}
 	}
@@ -366,22 +362,14 @@ func (s *Server) AddUser(nu NewUser) (string, error) {
 	if slices.Contains(roles, "bot") {
 		u.typ = "bot"
 	}
+	if nu.PAT != "" {
+		s.st.seq++
+		u.tokens = append(u.tokens, tokenEntry{hashedToken: hashToken(nu.PAT), pat: true, createdAt: now,
+			lastTokenPart: lastPart(nu.PAT), name: "rcemu", bypassTwoFactor: true, seq: s.st.seq})
+		u.hasResume = true
+	}
 	s.st.insert(u)
 	return u.id, nil
-}
-
-// hasPermission reports whether u holds permission through a role; s.mu
-// must be held.
-func (s *Server) hasPermission(u *user, permission string) bool {
-	if u == nil {
-		return false
-	}
-	for _, r := range s.perms[permission] {
-		if u.hasRole(r) {
-			return true
-		}
-	}
-	return false
 }
 
 // clientIP is Rocket.Chat's rate-limit key: X-Real-IP, else the socket

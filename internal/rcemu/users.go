@@ -362,7 +362,8 @@ var emailRe = regexp.MustCompile(`^[^\s@]+@[^\s@]+\.[^\s@]+$`)
 
 func (s *Server) checkRoles(caller *user, roles []string) (reply, bool) {
 	for _, r := range roles {
-		if !slices.Contains(knownRoles, r) {
+		// validateUserData: roles are role _ids (getRoleIds).
+		if !s.roleExists(r) {
 			return meteorFailure("error-action-not-allowed", "The field Roles consist invalid role name/id",
 				map[string]any{"method": insertOrUpdate, "action": "Assign_role"}), false
 		}
@@ -526,7 +527,7 @@ func (s *Server) handleUsersUpdate(c *call) reply {
 		return action("Assign roles is not allowed", "Assign_role")
 	}
 	if _, ok := data["active"]; ok && !s.hasPermission(caller, "edit-other-user-active-status") {
-		return meteorFailure("error-not-allowed", "Not allowed", map[string]any{"method": "setUserActiveStatus"})
+		return s.refusal("error-not-allowed", "Not allowed", map[string]any{"method": "setUserActiveStatus"})
 	}
 	if bio := str(data, "bio"); utf8.RuneCountInString(bio) > 260 {
 		return meteorFailure("error-bio-size-exceeded", "Bio size exceeds 260 characters", map[string]any{"method": "saveUserProfile"})
@@ -628,11 +629,25 @@ func (s *Server) getUserFromParams(b map[string]any) (*user, reply, bool) {
 	return u, reply{}, true
 }
 
-// handleCreateToken is POST /api/v1/users.createToken (spec §4.7). 8.x
-// requires body secret == CREATE_TOKENS_FOR_USERS_SECRET; 6.x/7.x require
-// CREATE_TOKENS_FOR_USERS and ignore any secret (those versions have no body
-// validator for this route). A caller other than the target needs
-// user-generate-access-token. The new resume token counts against the cap.
+// handleCreateToken is POST /api/v1/users.createToken (spec §4.7). The
+// rules follow the version profile:
+//
+//   - 5.x–7.x: CREATE_TOKENS_FOR_USERS must be set, any secret is ignored
+//     (no body validator), and a caller other than the target needs
+//     user-generate-access-token (RocketChat/Rocket.Chat
+//     apps/meteor/app/lib/server/methods/createToken.ts
+//     @08bd686f9c5d6bc04c8f14df42a4dd3b83d3b577).
+//   - 8.0–8.6: body secret == CREATE_TOKENS_FOR_USERS_SECRET and nothing
+//     else: the rewrite that undeprecated the endpoint (PR #36570) dropped
+//     the caller check, so anyone holding the secret mints for anyone.
+//   - 8.7 (and 8.0.8): the secret plus the caller check again, restored by
+//     PR #40768 (apps/meteor/server/meteor-methods/auth/createToken.ts
+//     @d7c37a600f96d50224153b78e28518e95c9d04fa, generateAccessToken with
+//     caller). 9.0 keeps it, still as 400 error-not-authorized (#43214 does
+//     not map the prefixed code).
+//
+// Every refusal is 400 "Not authorized [error-not-authorized]". The new
+// resume token counts against the cap.
 func (s *Server) handleCreateToken(c *call) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -641,14 +656,16 @@ func (s *Server) handleCreateToken(c *call) reply {
 		return rep
 	}
 	notAuthorized := meteorFailure("error-not-authorized", "Not authorized", nil)
+	callerCheck := true
 	if s.profile >= profile8 {
 		if s.cfg.CreateTokensSecret == "" || str(c.body, "secret") != s.cfg.CreateTokensSecret {
 			return notAuthorized
 		}
+		callerCheck = s.profile >= profile87
 	} else if !s.cfg.CreateTokensForUsers {
 		return notAuthorized
 	}
-	if c.userID != target.id && !s.hasPermission(s.st.users[c.userID], "user-generate-access-token") {
+	if callerCheck && c.userID != target.id && !s.hasPermission(s.st.users[c.userID], "user-generate-access-token") {
 		return notAuthorized
 	}
 	bug := s.cfg.Bug40598 && !target.hasResume
@@ -744,7 +761,7 @@ func (s *Server) handleSetAvatar(c *call) reply {
 		return meteorFailure("error-invalid-user", "Invalid user", map[string]any{"method": "users.setAvatar"})
 	}
 	if target != caller && !s.hasPermission(caller, "edit-other-user-avatar") {
-		return meteorFailure("error-not-allowed", "Change avatar is not allowed", map[string]any{"method": "users.setAvatar"})
+		return s.refusal("error-not-allowed", "Change avatar is not allowed", map[string]any{"method": "users.setAvatar"})
 	}
 	target.avatarURL = raw
 	target.updatedAt = c.now

@@ -266,7 +266,7 @@ func TestCreateTokenGating(t *testing.T) {
 }
 
 func TestCreateTokenPermissionsAndParams(t *testing.T) {
-	s, ts := newTestServer(t, Config{Profile: "8.x", CreateTokensSecret: "sek", DisableRateLimit: true})
+	s, ts := newTestServer(t, Config{Profile: "8.7", CreateTokensSecret: "sek", DisableRateLimit: true})
 	admin := adminClient(t, s, ts)
 	hank := createUser(t, admin, "hank", "hank@example.com", "pw")
 	ivy := createUser(t, admin, "ivy", "ivy@example.com", "pw")
@@ -286,6 +286,28 @@ func TestCreateTokenPermissionsAndParams(t *testing.T) {
 	}
 	if u, _ := s.UserByID(ivy); u.ResumeTokens != 50 {
 		t.Fatalf("ResumeTokens = %d, want 50", u.ResumeTokens)
+	}
+}
+
+// The caller check of users.createToken by version: 6.x/7.x and 8.7+
+// refuse a caller without user-generate-access-token who mints for someone
+// else; 8.0–8.6 let anyone holding the secret do it (PR #36570 dropped the
+// check, PR #40768 restored it). 9.0 keeps the 400 error-not-authorized.
+func TestCreateTokenCallerCheckByVersion(t *testing.T) {
+	for _, tc := range []struct {
+		profile string
+		status  int
+	}{{"6.x", 400}, {"7.x", 400}, {"8.x", 200}, {"8.7", 400}, {"9.0", 400}} {
+		t.Run(tc.profile, func(t *testing.T) {
+			s, ts := newTestServer(t, Config{Profile: tc.profile, CreateTokensSecret: "sek", CreateTokensForUsers: true, DisableRateLimit: true})
+			admin := adminClient(t, s, ts)
+			createUser(t, admin, "mallory", "mallory@example.com", "pw")
+			uid, tok := login(t, newClient(t, ts), "mallory", "pw")
+			r := newClient(t, ts).as(uid, tok).post("/api/v1/users.createToken", map[string]any{"userId": s.AdminID(), "secret": "sek"}).wantStatus(t, tc.status)
+			if tc.status != 200 {
+				r.wantBody(t, `{"success":false,"error":"Not authorized [error-not-authorized]","errorType":"error-not-authorized"}`)
+			}
+		})
 	}
 }
 

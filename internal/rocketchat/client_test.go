@@ -682,6 +682,9 @@ type errorCase struct {
 	tokensBug    bool
 	rateLimited  bool
 	retryAfter   time.Duration
+	forbidden    bool
+	wantCode     string // Error.Code (9.0 error-forbidden)
+	wantPerm     string // MissingPermission
 }
 
 func callEndpoint(c *Client, endpoint string) error {
@@ -701,6 +704,8 @@ func callEndpoint(c *Client, endpoint string) error {
 		_, err = c.CreateToken(ctx, admin, "u1", testSecret)
 	case "users.list":
 		_, _, err = c.ListUsers(ctx, admin, 0, 10)
+	case "users.setAvatar":
+		err = c.SetAvatar(ctx, admin, "u1", "https://example.com/a.png")
 	case "logout":
 		err = c.Logout(ctx, admin)
 	case "login":
@@ -725,11 +730,31 @@ func TestErrorMapping(t *testing.T) {
 		{name: "401 8.x", endpoint: "users.info", status: 401, body: `{"success":false,"error":"` + loggedIn + `"}`,
 			wantMsg: loggedIn, unauth: true},
 		{name: "403 handler unauthorized", endpoint: "users.create", status: 403, body: `{"success":false,"error":"unauthorized"}`,
-			wantMsg: "unauthorized"},
+			wantMsg: "unauthorized", forbidden: true, wantPerm: "create-user"},
 		{name: "403 route permission", endpoint: "users.create", status: 403,
 			body:     `{"success":false,"error":"User does not have the permissions required for this action [error-unauthorized]"}`,
-			wantType: "error-unauthorized", wantMsg: "User does not have the permissions required for this action"},
-		{name: "403 8.x forbidden", endpoint: "users.list", status: 403, body: `{"success":false,"error":"forbidden"}`, wantMsg: "forbidden"},
+			wantType: "error-unauthorized", wantMsg: "User does not have the permissions required for this action", forbidden: true, wantPerm: "create-user"},
+		{name: "403 8.x forbidden", endpoint: "users.list", status: 403, body: `{"success":false,"error":"forbidden"}`, wantMsg: "forbidden",
+			forbidden: true, wantPerm: "view-d-room"},
+		{name: "403 9.0 error-forbidden (#43214)", endpoint: "users.setAvatar", status: 403,
+			body:     `{"success":false,"error":"Change avatar is not allowed [error-not-allowed]","errorType":"error-forbidden"}`,
+			wantType: "error-forbidden", wantCode: "error-not-allowed", wantMsg: "Change avatar is not allowed", forbidden: true,
+			wantPerm: "edit-other-user-avatar", wantString: "rocketchat: users.setAvatar: 403 error-forbidden (error-not-allowed): Change avatar is not allowed"},
+		{name: "403 9.0 error-forbidden on users.update active", endpoint: "users.update", status: 403,
+			body:     `{"success":false,"error":"Not allowed [error-not-allowed]","errorType":"error-forbidden"}`,
+			wantType: "error-forbidden", wantCode: "error-not-allowed", wantMsg: "Not allowed", forbidden: true, wantPerm: "edit-other-user-active-status"},
+		{name: "400 8.x error-not-allowed", endpoint: "users.setAvatar", status: 400,
+			body:     `{"success":false,"error":"Change avatar is not allowed [error-not-allowed]","errorType":"error-not-allowed","details":{"method":"users.setAvatar"}}`,
+			wantType: "error-not-allowed", wantMsg: "Change avatar is not allowed", forbidden: true, wantPerm: "edit-other-user-avatar"},
+		{name: "400 adding user not allowed (bot role)", endpoint: "users.create", status: 400,
+			body:     `{"success":false,"error":"Adding user is not allowed [error-action-not-allowed]","errorType":"error-action-not-allowed","details":{"method":"insertOrUpdateUser","action":"Adding_user"}}`,
+			wantType: "error-action-not-allowed", wantMsg: "Adding user is not allowed", forbidden: true, wantPerm: "create-user"},
+		{name: "400 assign roles not allowed", endpoint: "users.update", status: 400,
+			body:     `{"success":false,"error":"Assign roles is not allowed [error-action-not-allowed]","errorType":"error-action-not-allowed"}`,
+			wantType: "error-action-not-allowed", wantMsg: "Assign roles is not allowed", forbidden: true, wantPerm: "assign-roles"},
+		{name: "400 invalid role is not a refusal", endpoint: "users.create", status: 400,
+			body:     `{"success":false,"error":"The field Roles consist invalid role id [error-action-not-allowed]","errorType":"error-action-not-allowed"}`,
+			wantType: "error-action-not-allowed", wantMsg: "The field Roles consist invalid role id"},
 		{name: "400 field unavailable", endpoint: "users.create", status: 400,
 			body:     `{"success":false,"error":"alice is already in use :( [error-field-unavailable]","errorType":"error-field-unavailable","details":{"method":"insertOrUpdateUser","field":"Username"}}`,
 			wantType: "error-field-unavailable", wantMsg: "alice is already in use :(", fieldUnavail: true,
@@ -756,7 +781,7 @@ func TestErrorMapping(t *testing.T) {
 			wantType: "error-invalid-user", wantMsg: `The required "userId" or "username" param provided does not match any users`, notFound: true},
 		{name: "400 createToken not authorized", endpoint: "users.createToken", status: 400,
 			body:     `{"success":false,"error":"Not authorized [error-not-authorized]","errorType":"error-not-authorized"}`,
-			wantType: "error-not-authorized", wantMsg: "Not authorized"},
+			wantType: "error-not-authorized", wantMsg: "Not authorized", forbidden: true, wantPerm: "user-generate-access-token"},
 		{name: "400 7.13 tokens bug", endpoint: "users.createToken", status: 400,
 			body:    `{"success":false,"error":"Cannot read properties of undefined (reading 'tokens')"}`,
 			wantMsg: "Cannot read properties of undefined (reading 'tokens')", tokensBug: true},
@@ -843,11 +868,15 @@ func checkErrorCase(t *testing.T, tt errorCase, err error) {
 		{"IsFieldUnavailable", IsFieldUnavailable(err), tt.fieldUnavail},
 		{"IsUnavailable", IsUnavailable(err), tt.unavailable},
 		{"IsTokensBug", IsTokensBug(err), tt.tokensBug},
+		{"IsForbidden", IsForbidden(err), tt.forbidden},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
 			t.Errorf("%s = %v, want %v (err: %v)", ch.name, ch.got, ch.want, err)
 		}
+	}
+	if e.Code != tt.wantCode || MissingPermission(err) != tt.wantPerm {
+		t.Errorf("Code = %q, MissingPermission = %q; want %q, %q", e.Code, MissingPermission(err), tt.wantCode, tt.wantPerm)
 	}
 	d, limited := IsRateLimited(err)
 	if limited != tt.rateLimited || d != tt.retryAfter {
@@ -860,7 +889,7 @@ func checkErrorCase(t *testing.T, tt errorCase, err error) {
 
 func TestPredicatesOnForeignErrors(t *testing.T) {
 	for _, err := range []error{nil, errors.New("x"), context.DeadlineExceeded, (*Error)(nil)} {
-		if IsUnauthorized(err) || IsNotFound(err) || IsFieldUnavailable(err) || IsUnavailable(err) || IsTokensBug(err) {
+		if IsUnauthorized(err) || IsNotFound(err) || IsFieldUnavailable(err) || IsUnavailable(err) || IsTokensBug(err) || IsForbidden(err) || MissingPermission(err) != "" {
 			t.Errorf("predicate true for %v", err)
 		}
 		if _, ok := IsRateLimited(err); ok {
@@ -1255,6 +1284,8 @@ func FuzzDecodeError(f *testing.F) {
 		`{"status":"error","error":403,"message":"You've been logged out by the server. Please log in again."}`,
 		`{"success":false,"error":"Error, too many requests. Please slow down. You must wait 60 seconds before trying this endpoint again. [error-too-many-requests]"}`,
 		`{"success":false,"error":{"error":"x","reason":"y","errorType":"z"}}`,
+		`{"success":false,"error":"Change avatar is not allowed [error-not-allowed]","errorType":"error-forbidden"}`,
+		`{"success":false,"error":"[error-forbidden]","errorType":"error-forbidden"}`,
 		`{"error":1e400}`, `{"error":-0.5}`, `{"error":[]}`, `null`, `[]`, `"str"`, ``,
 		"<html><title>502 Bad Gateway</title></html>",
 		"\xff\xfe\x00[",
@@ -1294,6 +1325,12 @@ func FuzzDecodeError(f *testing.F) {
 			_ = IsUnavailable(e)
 			_ = IsTokensBug(e)
 			_, _ = IsRateLimited(e)
+			if p := MissingPermission(e); p != "" && !IsForbidden(e) {
+				t.Fatalf("MissingPermission %q for an error that is not a refusal: %v", p, e)
+			}
+			if utf8.RuneCountInString(e.Code) > 101 || strings.ContainsAny(e.Code, "\r\n") {
+				t.Fatalf("Code not clean: %q", e.Code)
+			}
 		}
 	})
 }

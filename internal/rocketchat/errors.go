@@ -29,6 +29,7 @@ import (
 //   - ajv: {"success":false,"error":"must NOT … [invalid-params]","errorType":"invalid-params"}
 //   - 3.x check(): {"success":false,"error":"Match error: …"} (no errorType)
 //   - /login: {"status":"error","error":"<code>"|<number>,"message":"<reason>"}
+//   - 9.0 refusals (PR #43214): 403 {"success":false,"error":"<reason> [<code>]","errorType":"error-forbidden"}
 //
 // No field ever holds a token, password or secret: values the call sent as
 // secrets are replaced by "[redacted]" if the server echoes them.
@@ -52,6 +53,11 @@ type Error struct {
 	// "Rocket.Chat cannot be reached", "request timed out" or "request
 	// canceled". Single line, at most 512 characters.
 	Message string
+	// Code is the original Meteor error code of a refusal that Rocket.Chat
+	// 9.0 reports as errorType "error-forbidden" and keeps only in the
+	// message's trailing "[<code>]" (PR #43214), e.g. "error-not-allowed";
+	// "" otherwise.
+	Code string
 	// RetryAfter is how long to wait before retrying a rate-limited call
 	// (429 or error-too-many-requests; spec §4.0, §4.14): from the
 	// X-RateLimit-Reset header (epoch milliseconds), else the "wait N
@@ -87,6 +93,9 @@ func (e *Error) Error() string {
 		switch {
 		case e.ErrorType != "":
 			b.WriteString(" " + e.ErrorType)
+			if e.Code != "" {
+				b.WriteString(" (" + e.Code + ")")
+			}
 			if msg != "" {
 				b.WriteString(": " + msg)
 			}
@@ -137,6 +146,7 @@ func (e *Error) redact(secrets []string) {
 		}
 		e.Message = strings.ReplaceAll(e.Message, s, "[redacted]")
 		e.ErrorType = strings.ReplaceAll(e.ErrorType, s, "[redacted]")
+		e.Code = strings.ReplaceAll(e.Code, s, "[redacted]")
 	}
 }
 
@@ -229,6 +239,84 @@ func IsUnavailable(err error) bool {
 		!errors.Is(e.Err, context.Canceled)
 }
 
+// refusalCodes are the Meteor error codes with which Rocket.Chat refuses an
+// action the caller may not take (6.x–9.0), as errorType, as the bracketed
+// code of the message, or (9.0) as Code.
+var refusalCodes = map[string]bool{
+	"error-action-not-allowed": true, "error-not-allowed": true, "not-allowed": true,
+	"error-not-authorized": true, "not-authorized": true, "not_authorized": true, "no-permission": true,
+	"error-unauthorized": true, "unauthorized": true, "error-forbidden": true, "forbidden": true,
+}
+
+// IsForbidden reports whether Rocket.Chat refused the call because the
+// caller may not do it (a missing permission, or a users.createToken
+// secret that does not match): HTTP 403 on any endpoint but /login (3.x–8.x
+// {"error":"unauthorized"|"forbidden"}, route permissions "… [error-unauthorized]"
+// or "[error-forbidden]", 9.0 errorType "error-forbidden", PR #43214), or a
+// 4xx whose code is a refusal: error-action-not-allowed ("Adding user is
+// not allowed"), error-not-allowed, error-not-authorized ("Not
+// authorized"), not-authorized, no-permission. A refused invalid role
+// name ("The field Roles consist invalid role …") is not a refusal of the
+// caller and reports false. MissingPermission names the permission.
+func IsForbidden(err error) bool {
+	e, ok := asError(err)
+	if !ok || e.Endpoint == "login" || e.Status < 400 || e.Status > 499 || e.Status == http.StatusTooManyRequests {
+		return false
+	}
+	if strings.Contains(e.Message, "invalid role") {
+		return false
+	}
+	if e.Status == http.StatusForbidden {
+		return true
+	}
+	if refusalCodes[e.ErrorType] || refusalCodes[e.Code] {
+		return true
+	}
+	return refusalCodes[strings.ToLower(strings.TrimSpace(e.Message))]
+}
+
+// endpointPermission is the Rocket.Chat permission each endpoint rcsso
+// calls needs when it acts on another user (protocol spec §4.5–§4.11;
+// RocketChat/Rocket.Chat apps/meteor/app/lib/server/functions/saveUser/validateUserData.ts
+// @78da2ffbabc4d5aa21ef2d7aa2ad4dbc4725e164 and validateUserEditing.ts
+// @262bf4de27ac1532562fa4f39ff09b5bc97064e2, apps/meteor/server/meteor-methods/auth/createToken.ts
+// @d7c37a600f96d50224153b78e28518e95c9d04fa).
+var endpointPermission = map[string]string{
+	"users.create":          "create-user",
+	"users.update":          "edit-other-user-info",
+	"users.createToken":     "user-generate-access-token",
+	"users.setAvatar":       "edit-other-user-avatar",
+	"users.delete":          "delete-user",
+	"users.setActiveStatus": "edit-other-user-active-status",
+	"users.list":            "view-d-room",
+	"users.logout":          "logout-other-user",
+	"users.info":            "view-full-other-user-info",
+}
+
+// MissingPermission names the Rocket.Chat permission whose absence
+// explains a refusal (IsForbidden) of a call rcsso makes: "assign-roles"
+// for "Assign roles is not allowed", "assign-admin-role" for "Assigning
+// admin is not allowed", "edit-other-user-active-status" for users.update's
+// "Not allowed" (the active flag), else the endpoint's permission
+// ("create-user" for users.create, …). For users.createToken the secret may
+// be the cause instead. "" when err is not a refusal or the endpoint is
+// not one rcsso calls.
+func MissingPermission(err error) string {
+	if !IsForbidden(err) {
+		return ""
+	}
+	e, _ := asError(err)
+	switch m := strings.ToLower(e.Message); {
+	case strings.Contains(m, "assign roles"):
+		return "assign-roles"
+	case strings.Contains(m, "assigning admin"):
+		return "assign-admin-role"
+	case e.Endpoint == "users.update" && m == "not allowed":
+		return "edit-other-user-active-status"
+	}
+	return endpointPermission[e.Endpoint]
+}
+
 // IsTokensBug reports Rocket.Chat 7.13.x bug #40598 (spec §4.7, §7):
 // users.createToken answers 400 "Cannot read properties of undefined
 // (reading 'tokens')" for a user without resume tokens. Retrying once
@@ -267,6 +355,7 @@ func decodeError(endpoint string, status int, h http.Header, body []byte, now ti
 	}
 	e.Message = cleanText(e.Message, maxMessageLen)
 	e.ErrorType = cleanText(e.ErrorType, 100)
+	e.Code = cleanText(e.Code, 100)
 	if status == http.StatusTooManyRequests || e.ErrorType == "error-too-many-requests" {
 		e.RetryAfter = retryAfter(h, e.Message, now)
 	}
@@ -337,7 +426,10 @@ func parseEnvelope(e *Error, m map[string]json.RawMessage) {
 			if e.ErrorType == "" {
 				e.ErrorType = sm[2]
 			}
-			if sm[2] == e.ErrorType {
+			if e.ErrorType == "error-forbidden" && sm[2] != e.ErrorType {
+				e.Code = sm[2] // 9.0: the original code survives only here
+			}
+			if sm[2] == e.ErrorType || e.Code == sm[2] {
 				msg = strings.TrimSpace(sm[1])
 			}
 		}

@@ -38,7 +38,12 @@ import (
 //	                                 another subject)
 //	Rocket.Chat rate limit (429)   → 503 + Retry-After
 //	mint.ErrUnavailable            → 503 (the mode's backend, e.g. MongoDB, is down)
+//	mint.ErrIncapable              → 502 (the mode cannot work with Rocket.Chat as
+//	                                 it is set up now, e.g. 9.0's Custom OAuth gate)
 //	Rocket.Chat unreachable / 5xx  → 503
+//	Rocket.Chat permission refusal → 502 naming the missing permission
+//	                                 (rocketchat.IsForbidden: 403, 9.0 error-forbidden,
+//	                                 error-action-not-allowed, …)
 //	mint.ErrCannotMint             → 502 (the mode cannot log this person in)
 //	context.Canceled               → 499, nothing written (the client hung up)
 //	deadline exceeded              → 504
@@ -114,8 +119,16 @@ func classify(err error) (int, string, int) {
 		return statusClientClosed, "request canceled", 0
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "Rocket.Chat did not answer in time", 0
+	case errors.Is(err, mint.ErrIncapable):
+		return http.StatusBadGateway, "rcsso cannot log you in to the chat as Rocket.Chat is set up now; the site administrator can find what to change in rcsso's log and /readyz", 0
 	case rocketchat.IsUnavailable(err):
 		return http.StatusServiceUnavailable, "Rocket.Chat cannot be reached", 0
+	case rocketchat.IsForbidden(err):
+		if p := rocketchat.MissingPermission(err); p != "" {
+			return http.StatusBadGateway, "Rocket.Chat refused rcsso's request: its service account lacks the permission " + p +
+				"; the site administrator can grant it under Administration → Workspace → Permissions", 0
+		}
+		return http.StatusBadGateway, "Rocket.Chat refused rcsso's request for lack of a permission; the site administrator can find which in rcsso's log", 0
 	}
 	var rce *rocketchat.Error
 	if errors.As(err, &rce) {

@@ -96,6 +96,7 @@ func TestClassify(t *testing.T) {
 		{"mode mongo-iframe: e-mail 2FA", fmt.Errorf("mongo-iframe: user U1: %w", mongomint.ErrEmail2FA), 502, 0},
 		{"mode password: no password", passwordmint.ErrNoPassword, 502, 0},
 		{"cannot mint (shared value)", mint.ErrCannotMint, 502, 0},
+		{"mode incapable (9.0 Custom OAuth gate)", fmt.Errorf("oauth: %w", mint.ErrIncapable), 502, 0},
 
 		{"client hung up", context.Canceled, statusClientClosed, 0},
 		{"client hung up during a Rocket.Chat call", rc(0, "", context.Canceled), statusClientClosed, 0},

@@ -409,6 +409,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 				if err := s.o.Ready(ctx); err != nil {
 					body["minting"] = "failing: " + err.Error()
 					ok = false
+				} else if s.o.MintingVia != nil {
+					if via := s.o.MintingVia(); via != "" {
+						body["minting_via"] = via
+					}
 				}
 			}
 		}

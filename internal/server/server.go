@@ -66,6 +66,10 @@ type Options struct {
 	// Ready, when set, is an extra readiness check (the minting mode's
 	// capability): /readyz reports its error under "minting".
 	Ready func(ctx context.Context) error
+	// MintingVia, when set, describes in one line how rcsso mints right
+	// now (mode oauth: the OAuth service it logs in through); /readyz
+	// reports it under "minting_via" when minting is ok.
+	MintingVia func() string
 
 	// WebhookSecret signs /webhooks/* (HMAC-SHA256); empty turns them off.
 	WebhookSecret []byte
