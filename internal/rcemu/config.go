@@ -79,6 +79,12 @@ type Config struct {
 	// MongoDatabase is the database of MongoURL (default: the URL's path,
 	// else "rocketchat", Rocket.Chat's usual name).
 	MongoDatabase string
+	// SettingsDelay is how long after the web client page's load event its
+	// public settings arrive: on a first visit Rocket.Chat's client connects
+	// (DDP) and fetches them only after the bundle has loaded, and it hears
+	// host commands only from then on (rocketchat-2026.md §1.6). Default
+	// 150 ms; negative means at once (still after the load event).
+	SettingsDelay time.Duration
 	// Logger receives request logs at debug level (default: discarded).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
@@ -110,9 +116,9 @@ func (c *Config) EnableIframeAuth(iframeURL, apiURL, apiMethod string) {
 // (--admin-username, --admin-password, --admin-user-id, --admin-pat,
 // --create-tokens-secret, --create-tokens-for-users, --profile,
 // --iframe-url, --api-url, --api-method, --disable-rate-limit,
-// --max-resume-tokens). --listen belongs to the caller. Call the returned
-// function after fs.Parse: it applies --iframe-url/--api-url through
-// EnableIframeAuth when either was given.
+// --max-resume-tokens, --settings-delay). --listen belongs to the caller.
+// Call the returned function after fs.Parse: it applies
+// --iframe-url/--api-url through EnableIframeAuth when either was given.
 func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
 	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "emulated Rocket.Chat version profile: "+ProfileNames)
 	fs.StringVar(&cfg.AdminUsername, "admin-username", cfg.AdminUsername, "username of the initial admin (default admin)")
@@ -123,6 +129,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
 	fs.BoolVar(&cfg.CreateTokensForUsers, "create-tokens-for-users", cfg.CreateTokensForUsers, "CREATE_TOKENS_FOR_USERS=true (6.x/7.x)")
 	fs.BoolVar(&cfg.DisableRateLimit, "disable-rate-limit", cfg.DisableRateLimit, "switch the REST rate limiter off (like TEST_MODE)")
 	fs.IntVar(&cfg.MaxResumeTokens, "max-resume-tokens", cfg.MaxResumeTokens, "MAX_RESUME_LOGIN_TOKENS (default 50)")
+	fs.DurationVar(&cfg.SettingsDelay, "settings-delay", cfg.SettingsDelay, "how long after page load the web client's public settings arrive (default 150ms)")
 	iframeURL := fs.String("iframe-url", "", "Accounts_iframe_url (enables iframe authentication)")
 	apiURL := fs.String("api-url", "", "Accounts_Iframe_api_url (enables iframe authentication)")
 	apiMethod := fs.String("api-method", "POST", "Accounts_Iframe_api_method")
@@ -221,6 +228,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.BcryptCost == 0 {
 		out.BcryptCost = 10
+	}
+	switch {
+	case out.SettingsDelay == 0:
+		out.SettingsDelay = 150 * time.Millisecond
+	case out.SettingsDelay < 0:
+		out.SettingsDelay = 0
 	}
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)
