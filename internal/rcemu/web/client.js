@@ -60,6 +60,7 @@
   let uid = null; // Meteor.userId(): set from storage before the resume login completes
   let user = null; // {id, username, token} once a login completed
   let busy = 0; // API URL calls and logins in flight: the page shows "loading" meanwhile
+  let loggingOut = false; // Meteor.loggingOut()
   let lastUid; // last uid Custom_Script_Logged_In/Out was fired for
 
   const truthy = (v) => v === true || v === 'true';
@@ -117,7 +118,8 @@
 
   function render() {
     let s;
-    if (user) s = 'logged-in';
+    if (loggingOut) s = 'loading';
+    else if (user) s = 'logged-in';
     else if (renderedInstance && renderedInstance.iframeUrl) s = 'iframe';
     else if (busy > 0 || uid || !settingsLoaded) s = 'loading';
     else s = 'logged-out';
@@ -251,12 +253,14 @@
   async function logout() {
     const token = storage.get(LOGIN_TOKEN_KEY) || (user && user.token);
     record('logout', {});
+    loggingOut = true;
     begin();
     try {
       await fetch('/_emu/ddp-logout', {
         method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }),
       });
     } catch (_) { /* offline: still log out locally */ }
+    loggingOut = false;
     makeClientLoggedOut();
     end();
   }
