@@ -3,8 +3,8 @@ package rcemu
 import (
 	"embed"
 	"io"
-	"strconv"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
