@@ -82,8 +82,13 @@ type Config struct {
 	// SettingsDelay is how long after the web client page's load event its
 	// public settings arrive: on a first visit Rocket.Chat's client connects
 	// (DDP) and fetches them only after the bundle has loaded, and it hears
-	// host commands only from then on (rocketchat-2026.md §1.6). Default
-	// 150 ms; negative means at once (still after the load event).
+	// host commands only from then on (rocketchat-2026.md §1.6; the listener
+	// is a useEffect keyed on Iframe_Integration_receive_enable in
+	// RocketChat/Rocket.Chat apps/meteor/client/views/root/hooks/useIframeCommands.ts
+	// @03de61f886ab7ad2c85b998b8bb5201778938be0, and reads the settings per
+	// message in apps/meteor/client/startup/iframeCommands.ts
+	// @7b75dd7eee367b31413ab2b3ae601cb588835ad0). Default 150 ms; negative
+	// means at once (still after the load event).
 	SettingsDelay time.Duration
 	// Logger receives request logs at debug level (default: discarded).
 	Logger *slog.Logger
