@@ -42,10 +42,18 @@ func TestIframeURLTopLevel(t *testing.T) {
 	}
 }
 
-// Rocket.Chat's desktop app (Electron) adds client=electron to the IFrame
-// URL; the login inside it works the same way.
+// Rocket.Chat's desktop app (Electron) keeps Electron's user agent; every
+// web client generation then adds client=electron to the IFrame URL (5.x
+// IframeLogin, 7.x useIframe, 8.x useIframe); the login inside it works the
+// same way.
 func TestIframeURLElectron(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	for _, profile := range []string{"5.x", "7.x", "8.x"} {
+		t.Run(profile, func(t *testing.T) { testIframeURLElectron(t, profile) })
+	}
+}
+
+func testIframeURLElectron(t *testing.T, profile string) {
+	e := newEnv(t, envOptions{profile: profile})
 	ctx := e.browser()
 	ua := "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Rocket.Chat/4.1.0 Chrome/130.0 Electron/33.0.0 Safari/537.36"
 	if _, err := chromedp.Call(ctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{UserAgent: ua}); err != nil {

@@ -129,6 +129,10 @@ type envOptions struct {
 	hostPush bool
 	// identity replaces the identity sources (default: local only).
 	identity []config.IdentitySource
+	// settingsDelay is the emulator's rcemu.Config.SettingsDelay (0: its
+	// default): how long after the chat page's load event its public
+	// settings, and so its command listener, arrive.
+	settingsDelay time.Duration
 	// minting selects the minting mode: "" (create-token) or "oauth" (the
 	// emulator gets Custom OAuth service "rcsso" pointing at rcsso's
 	// /oauth/identity; rcsso gets no Rocket.Chat admin credentials).
@@ -156,6 +160,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		CreateTokensForUsers: true,
 		BcryptCost:           bcrypt.MinCost,
 		Logger:               log,
+		SettingsDelay:        o.settingsDelay,
 	}
 	if !o.noIframeAuth {
 		emuCfg.EnableIframeAuth(ssoURL+"/login", ssoURL+"/api/rocketchat/token", "POST")

@@ -13,7 +13,7 @@ import (
 )
 
 func runEmulate(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := newFlagSet("emulate", "emulate --listen ADDR --admin-username U --admin-password P --create-tokens-secret S [--profile 8.x|7.x|6.x] [--iframe-url URL --api-url URL --api-method POST] [--mongo-url URL | --mongo [--mongo-dir DIR] [--mongo-listen ADDR]]", stderr)
+	fs := newFlagSet("emulate", "emulate --listen ADDR --admin-username U --admin-password P --create-tokens-secret S [--profile VERSION] [--iframe-url URL --api-url URL --api-method POST] [--settings-delay D] [--mongo-url URL | --mongo [--mongo-dir DIR] [--mongo-listen ADDR]]", stderr)
 	listen := fs.String("listen", "127.0.0.1:3000", "address to serve the emulator on")
 	logLevel := fs.String("log-level", "info", "log level (debug shows every request)")
 	cfg := rcemu.Config{}

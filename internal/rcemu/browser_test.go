@@ -22,7 +22,7 @@ const chromiumPath = "/usr/bin/chromium"
 // that embeds the emulator, on another loopback origin.
 type fakeSite struct {
 	mu         sync.Mutex
-	mode       string        // API URL answer: "token", "401", "empty", "bogus"
+	mode       string        // API URL answer: "token", "401", "empty", "bogus", "nocors" (no CORS headers: a network error)
 	mint       func() string // token for mode "token"
 	iframePost string        // loginToken the IFrame URL page posts to its parent ("" = none)
 	rcOrigin   string
@@ -56,6 +56,11 @@ func (f *fakeSite) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/api":
 		h := w.Header()
+		if f.mode == "nocors" {
+			f.calls++
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		h.Set("Access-Control-Allow-Origin", f.rcOrigin)
 		h.Set("Access-Control-Allow-Credentials", "true")
 		h.Set("Vary", "Origin")
@@ -89,13 +94,20 @@ func (f *fakeSite) serve(w http.ResponseWriter, r *http.Request) {
 	case "/host":
 		rc := r.URL.Query().Get("rc")
 		b, _ := json.Marshal(f.rcOrigin)
+		push, _ := json.Marshal(r.URL.Query().Get("push"))
 		fmt.Fprintf(w, `<!doctype html><title>host</title>
 <iframe id="rc" src="%s" style="width:800px;height:600px"></iframe>
 <script>
 window.hostEvents = [];
+window.loadPushes = 0;
 window.addEventListener('message', (e) => { window.hostEvents.push({origin: e.origin, data: e.data}); });
 window.sendCommand = (cmd) => document.getElementById('rc').contentWindow.postMessage(cmd, %s);
-</script>`, html.EscapeString(rc), b)
+const push = %s;
+if (push) document.getElementById('rc').addEventListener('load', () => {
+  window.loadPushes++;
+  sendCommand({externalCommand: 'login-with-token', token: push});
+});
+</script>`, html.EscapeString(rc), b, push)
 	default:
 		http.NotFound(w, r)
 	}
@@ -165,6 +177,25 @@ func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 	return v
 }
 
+// waitInFrame polls a JavaScript predicate inside the iframe sel (15 s).
+func waitInFrame(t *testing.T, ctx context.Context, sel, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS(sel)))
+		if err == nil && len(nodes) > 0 {
+			_, err = chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInFrame(nodes[0]),
+				chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(time.Second)))
+			if err == nil {
+				return
+			}
+		}
+		last = err
+	}
+	t.Fatalf("waiting in %s for %s: %v", sel, expr, last)
+}
+
 const statusIs = `document.getElementById('rc-status').textContent === `
 
 // emulatorFor starts an emulator whose iframe settings point at site.
@@ -191,67 +222,104 @@ func minter(t *testing.T, s *Server, uid string) func() string {
 	}
 }
 
+// The web client's iframe login, per client generation (client.js cites the
+// Rocket.Chat source of each behaviour; rocketchat-2026.md §1.3–1.4).
 func TestBrowserIframeLogin(t *testing.T) {
 	browser := newBrowser(t)
 
-	t.Run("API URL loginToken logs in (8.x, no preflight)", func(t *testing.T) {
-		site := newFakeSite(t)
-		s, ts, uid := emulatorFor(t, site, "8.x")
-		site.set(func(f *fakeSite) { f.mode, f.mint = "token", minter(t, s, uid) })
-		ctx := tab(t, browser)
-		navigate(t, ctx, ts.URL+"/home")
-		waitJS(t, ctx, "logged-in", statusIs+`'logged-in'`)
-		if got := evalJS[string](t, ctx, `document.getElementById('rc-username').textContent`); got != "web.user" {
-			t.Fatalf("#rc-username = %q", got)
-		}
-		if got := evalJS[string](t, ctx, `localStorage.getItem('Meteor.userId')`); got != uid {
-			t.Fatalf("Meteor.userId = %q", got)
-		}
-		if n := evalJS[int](t, ctx, `window.__rcemu.apiCalls`); n != 1 {
-			t.Fatalf("apiCalls = %d", n)
-		}
-		if calls, pre := site.counts(); calls != 1 || pre != 0 {
-			t.Fatalf("API URL calls %d, preflights %d; want 1, 0", calls, pre)
-		}
-		if st := s.Stats(); st.LoginCalls != 0 || st.DDPLoginCalls != 1 {
-			t.Fatalf("the client used REST /login: %+v", st)
-		}
+	type gen struct {
+		profile string
+		// API URL calls on a logged-out load, and on a load with a stored token.
+		loggedOutCalls, storedCalls int
+		preflight                   bool
+		// what the person sees ("iframe" = IFrame URL, "logged-out" =
+		// Rocket.Chat's own login page) after: a logout whose API URL call
+		// answers a token Rocket.Chat revoked; a network (CORS) error; a 200
+		// without a token.
+		afterRevoked, afterNetworkError, afterNoToken string
+	}
+	gens := []gen{
+		// X: two IframeLogin instances each call; the post-logout call's
+		// instance is not rendered (issue #30046).
+		{"5.x", 2, 0, false, "logged-out", "iframe", "iframe"},
+		// F1: the login page alone calls; the refused token shows the IFrame URL.
+		{"6.x", 1, 0, true, "iframe", "logged-out", "iframe"},
+		// F2: AppLayout's listener calls on every load; a refused loginToken
+		// is ignored (#36919 not yet).
+		{"7.x", 2, 1, true, "logged-out", "logged-out", "logged-out"},
+		// L: listener (twice) + login page; every load.
+		{"8.x", 3, 2, false, "iframe", "iframe", "logged-out"},
+		{"9.0", 3, 2, false, "iframe", "iframe", "logged-out"},
+	}
+	for _, g := range gens {
+		t.Run(g.profile, func(t *testing.T) {
+			t.Run("API URL loginToken logs in", func(t *testing.T) {
+				site := newFakeSite(t)
+				s, ts, uid := emulatorFor(t, site, g.profile)
+				site.set(func(f *fakeSite) { f.mode, f.mint = "token", minter(t, s, uid) })
+				ctx := tab(t, browser)
+				navigate(t, ctx, ts.URL+"/home")
+				waitJS(t, ctx, "logged-in", statusIs+`'logged-in'`)
+				if got := evalJS[string](t, ctx, `document.getElementById('rc-username').textContent`); got != "web.user" {
+					t.Fatalf("#rc-username = %q", got)
+				}
+				if got := evalJS[string](t, ctx, `localStorage.getItem('Meteor.userId')`); got != uid {
+					t.Fatalf("Meteor.userId = %q", got)
+				}
+				waitCalls(t, site, g.loggedOutCalls)
+				if _, pre := site.counts(); (pre > 0) != g.preflight {
+					t.Fatalf("preflights %d, want some: %v", pre, g.preflight)
+				}
+				if st := s.Stats(); st.LoginCalls != 0 {
+					t.Fatalf("the client used REST /login: %+v", st)
+				}
 
-		// Reload: the stored token resumes without calling the API URL.
-		navigate(t, ctx, ts.URL+"/home")
-		waitJS(t, ctx, "logged-in after reload", statusIs+`'logged-in'`)
-		if calls, _ := site.counts(); calls != 1 {
-			t.Fatalf("reload called the API URL (%d calls)", calls)
-		}
+				// Reload with the stored token.
+				navigate(t, ctx, ts.URL+"/home")
+				waitJS(t, ctx, "logged-in after reload", statusIs+`'logged-in' && window.__rcemu.ready`)
+				waitCalls(t, site, g.loggedOutCalls+g.storedCalls)
 
-		// Logout calls the API URL again; a live website session logs the
-		// user straight back in (§1.7).
-		if err := chromedp.Do(ctx, chromedp.Click("#rc-logout")); err != nil {
-			t.Fatal(err)
-		}
-		// (__rcemu counts per page load: this page has not called it yet.)
-		waitJS(t, ctx, "re-login after logout", `window.__rcemu.apiCalls === 1 && `+statusIs+`'logged-in'`)
-		if calls, _ := site.counts(); calls != 2 {
-			t.Fatalf("API URL calls = %d, want 2", calls)
-		}
-		if u, _ := s.UserByID(uid); u.ResumeTokens != 1 {
-			t.Fatalf("logout did not revoke the old token: %d tokens", u.ResumeTokens)
-		}
-	})
+				// Logout calls the API URL again; a live website session logs
+				// the user straight back in (§1.7).
+				if err := chromedp.Do(ctx, chromedp.Click("#rc-logout")); err != nil {
+					t.Fatal(err)
+				}
+				waitJS(t, ctx, "re-login after logout", `window.__rcemu.events.some(e => e.type === 'logout') && `+statusIs+`'logged-in'`)
+			})
 
-	t.Run("logout with a cached, now revoked token shows the iframe", func(t *testing.T) {
-		site := newFakeSite(t)
-		s, ts, uid := emulatorFor(t, site, "6.x")
-		cached := minter(t, s, uid)()
-		site.set(func(f *fakeSite) { f.mode, f.mint = "token", func() string { return cached } })
-		ctx := tab(t, browser)
-		navigate(t, ctx, ts.URL+"/home")
-		waitJS(t, ctx, "logged-in", statusIs+`'logged-in'`)
-		if err := chromedp.Do(ctx, chromedp.Click("#rc-logout")); err != nil {
-			t.Fatal(err)
-		}
-		waitJS(t, ctx, "iframe after logout", statusIs+`'iframe' && !!document.getElementById('rc-login-iframe')`)
-	})
+			t.Run("logout with a cached, now revoked token", func(t *testing.T) {
+				site := newFakeSite(t)
+				s, ts, uid := emulatorFor(t, site, g.profile)
+				cached := minter(t, s, uid)()
+				site.set(func(f *fakeSite) { f.mode, f.mint = "token", func() string { return cached } })
+				ctx := tab(t, browser)
+				navigate(t, ctx, ts.URL+"/home")
+				waitJS(t, ctx, "logged-in", statusIs+`'logged-in'`)
+				if err := chromedp.Do(ctx, chromedp.Click("#rc-logout")); err != nil {
+					t.Fatal(err)
+				}
+				waitJS(t, ctx, g.afterRevoked+" after logout", `window.__rcemu.events.some(e => e.type === 'logout') && `+statusIs+`'`+g.afterRevoked+`'`)
+			})
+
+			t.Run("network error", func(t *testing.T) {
+				site := newFakeSite(t)
+				_, ts, _ := emulatorFor(t, site, g.profile)
+				site.set(func(f *fakeSite) { f.mode = "nocors" })
+				ctx := tab(t, browser)
+				navigate(t, ctx, ts.URL+"/")
+				waitJS(t, ctx, g.afterNetworkError, `window.__rcemu.ready && `+statusIs+`'`+g.afterNetworkError+`'`)
+			})
+
+			t.Run("200 without a token", func(t *testing.T) {
+				site := newFakeSite(t)
+				_, ts, _ := emulatorFor(t, site, g.profile)
+				site.set(func(f *fakeSite) { f.mode = "empty" })
+				ctx := tab(t, browser)
+				navigate(t, ctx, ts.URL+"/home")
+				waitJS(t, ctx, g.afterNoToken, `window.__rcemu.ready && `+statusIs+`'`+g.afterNoToken+`'`)
+			})
+		})
+	}
 
 	t.Run("API URL 401 shows the IFrame URL", func(t *testing.T) {
 		site := newFakeSite(t)
@@ -263,30 +331,6 @@ func TestBrowserIframeLogin(t *testing.T) {
 		title := evalJS[string](t, ctx, `document.getElementById('rc-login-iframe').title`)
 		if src != site.srv.URL+"/iframe" || title != "Login" {
 			t.Fatalf("iframe src %q title %q", src, title)
-		}
-	})
-
-	t.Run("7.x sends Content-Type and so a preflight", func(t *testing.T) {
-		site := newFakeSite(t)
-		s, ts, uid := emulatorFor(t, site, "7.x")
-		site.set(func(f *fakeSite) { f.mode, f.mint = "token", minter(t, s, uid) })
-		ctx := tab(t, browser)
-		navigate(t, ctx, ts.URL+"/home")
-		waitJS(t, ctx, "logged-in", statusIs+`'logged-in'`)
-		if calls, pre := site.counts(); calls != 1 || pre != 1 {
-			t.Fatalf("API URL calls %d, preflights %d; want 1, 1", calls, pre)
-		}
-	})
-
-	t.Run("200 without a token does nothing", func(t *testing.T) {
-		site := newFakeSite(t)
-		_, ts, _ := emulatorFor(t, site, "8.x")
-		site.set(func(f *fakeSite) { f.mode = "empty" })
-		ctx := tab(t, browser)
-		navigate(t, ctx, ts.URL+"/home")
-		waitJS(t, ctx, "logged-out", statusIs+`'logged-out'`)
-		if evalJS[bool](t, ctx, `!!document.getElementById('rc-login-iframe')`) {
-			t.Fatal("iframe shown for a 200 without token")
 		}
 	})
 
@@ -308,32 +352,56 @@ func TestBrowserIframeLogin(t *testing.T) {
 		}
 	})
 
-	t.Run("host page commands and events", func(t *testing.T) {
-		site := newFakeSite(t)
-		s, ts := newTestServer(t, Config{Settings: map[string]any{
-			"Iframe_Integration_receive_enable": true, "Iframe_Integration_send_enable": true,
-		}})
-		site.set(func(f *fakeSite) { f.rcOrigin = ts.URL })
-		s.SetSetting("Iframe_Integration_receive_origin", site.srv.URL)
-		s.SetSetting("Iframe_Integration_send_target_origin", site.srv.URL)
-		uid, _ := s.AddUser(NewUser{Username: "hosted", Name: "H", Password: "pw"})
-		tok := minter(t, s, uid)()
-		ctx := tab(t, browser)
-		navigate(t, ctx, site.srv.URL+"/host?rc="+ts.URL+"/home")
-		hasEvent := func(name string) string {
-			return `window.hostEvents.some(e => e.origin === ` + jsString(ts.URL) + ` && e.data && e.data.eventName === '` + name + `')`
-		}
-		waitJS(t, ctx, "startup + logged out", hasEvent("startup")+" && "+hasEvent("Custom_Script_Logged_Out"))
-		evalJS[chromedp.Void](t, ctx, `sendCommand({externalCommand: 'login-with-token', token: `+jsString(tok)+`})`)
-		waitJS(t, ctx, "Custom_Script_Logged_In", hasEvent("Custom_Script_Logged_In"))
-		evalJS[chromedp.Void](t, ctx, `sendCommand({externalCommand: 'go', path: '/channel/general'})`)
-		waitJS(t, ctx, "room-opened", `window.hostEvents.some(e => e.data && e.data.eventName === 'room-opened' && e.data.data.name === 'general')`)
-		evalJS[chromedp.Void](t, ctx, `sendCommand({externalCommand: 'logout'})`)
-		waitJS(t, ctx, "logged out again", `window.hostEvents.filter(e => e.data && e.data.eventName === 'Custom_Script_Logged_Out').length === 2`)
-		if u, _ := s.UserByID(uid); u.ResumeTokens != 0 {
-			t.Fatalf("logout command left %d tokens", u.ResumeTokens)
-		}
-	})
+	// Host commands are heard only once the public settings have arrived,
+	// after the page's load event; startup and Custom_Script_Logged_Out reach
+	// the host when the generation sends them (client.js [event-old],
+	// [event-79], [event-L]).
+	for _, g := range []struct {
+		profile       string
+		startupEvents bool // startup and Custom_Script_Logged_Out on a logged-out start
+		statusChanged bool
+	}{{"5.x", true, false}, {"6.x", true, false}, {"7.x", false, true}, {"8.x", true, true}} {
+		t.Run("host page commands and events "+g.profile, func(t *testing.T) {
+			site := newFakeSite(t)
+			s, ts := newTestServer(t, Config{Profile: g.profile, Settings: map[string]any{
+				"Iframe_Integration_receive_enable": true, "Iframe_Integration_send_enable": true,
+			}})
+			site.set(func(f *fakeSite) { f.rcOrigin = ts.URL })
+			s.SetSetting("Iframe_Integration_receive_origin", site.srv.URL)
+			s.SetSetting("Iframe_Integration_send_target_origin", site.srv.URL)
+			uid, _ := s.AddUser(NewUser{Username: "hosted", Name: "H", Password: "pw"})
+			tok := minter(t, s, uid)()
+			ctx := tab(t, browser)
+			// The host pushes login-with-token on the iframe's load event.
+			navigate(t, ctx, site.srv.URL+"/host?push="+tok+"&rc="+ts.URL+"/home")
+			hasEvent := func(name string) string {
+				return `window.hostEvents.some(e => e.origin === ` + jsString(ts.URL) + ` && e.data && e.data.eventName === '` + name + `')`
+			}
+			waitJS(t, ctx, "pushed on load", `window.loadPushes === 1`)
+			waitInFrame(t, ctx, "#rc", `window.__rcemu.ready && window.__rcemu.events.some(e => e.type === 'command-lost') && document.getElementById('rc-status').textContent === 'logged-out'`)
+			if st := s.Stats(); st.DDPLoginCalls != 0 {
+				t.Fatalf("a command sent on the iframe's load event logged in: %+v", st)
+			}
+			if got := evalJS[bool](t, ctx, hasEvent("startup")+" && "+hasEvent("Custom_Script_Logged_Out")); got != g.startupEvents {
+				t.Fatalf("startup and Custom_Script_Logged_Out seen: %v, want %v", got, g.startupEvents)
+			}
+			evalJS[chromedp.Void](t, ctx, `sendCommand({externalCommand: 'login-with-token', token: `+jsString(tok)+`})`)
+			waitJS(t, ctx, "Custom_Script_Logged_In", hasEvent("Custom_Script_Logged_In"))
+			evalJS[chromedp.Void](t, ctx, `sendCommand({externalCommand: 'set-user-status', status: 'away'})`)
+			waitInFrame(t, ctx, "#rc", `document.getElementById('rc-user-status').textContent === 'away'`)
+			if got := evalJS[bool](t, ctx, hasEvent("status-changed")); got != g.statusChanged {
+				t.Fatalf("status-changed seen: %v, want %v", got, g.statusChanged)
+			}
+			evalJS[chromedp.Void](t, ctx, `sendCommand({externalCommand: 'go', path: '/channel/general'})`)
+			waitJS(t, ctx, "room-opened", `window.hostEvents.some(e => e.data && e.data.eventName === 'room-opened' && e.data.data.name === 'general')`)
+			evalJS[chromedp.Void](t, ctx, `sendCommand({externalCommand: 'logout'})`)
+			waitJS(t, ctx, "logged out again", hasEvent("Custom_Script_Logged_Out"))
+			waitInFrame(t, ctx, "#rc", `document.getElementById('rc-status').textContent === 'logged-out'`)
+			if u, _ := s.UserByID(uid); u.ResumeTokens != 0 {
+				t.Fatalf("logout command left %d tokens", u.ResumeTokens)
+			}
+		})
+	}
 
 	t.Run("command origin check is exact and untrimmed", func(t *testing.T) {
 		_, ts := newTestServer(t, Config{Settings: map[string]any{"Iframe_Integration_receive_enable": true}})
@@ -348,6 +416,23 @@ func TestBrowserIframeLogin(t *testing.T) {
 			window.postMessage({externalCommand: 'go', path: '/channel/b'}, '*')`)
 		waitJS(t, ctx, "accepted", `location.pathname === '/channel/b'`)
 	})
+}
+
+// waitCalls polls (15 s at most) until the site saw n API URL calls in all;
+// more than n fails at once.
+func waitCalls(t *testing.T, site *fakeSite, n int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		calls, _ := site.counts()
+		if calls == n {
+			return
+		}
+		if calls > n || time.Now().After(deadline) {
+			t.Fatalf("API URL calls = %d, want %d", calls, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func jsString(s string) string {

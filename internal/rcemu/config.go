@@ -94,6 +94,17 @@ type Config struct {
 	// MongoDatabase is the database of MongoURL (default: the URL's path,
 	// else "rocketchat", Rocket.Chat's usual name).
 	MongoDatabase string
+	// SettingsDelay is how long after the web client page's load event its
+	// public settings arrive: on a first visit Rocket.Chat's client connects
+	// (DDP) and fetches them only after the bundle has loaded, and it hears
+	// host commands only from then on (rocketchat-2026.md §1.6; the listener
+	// is a useEffect keyed on Iframe_Integration_receive_enable in
+	// RocketChat/Rocket.Chat apps/meteor/client/views/root/hooks/useIframeCommands.ts
+	// @03de61f886ab7ad2c85b998b8bb5201778938be0, and reads the settings per
+	// message in apps/meteor/client/startup/iframeCommands.ts
+	// @7b75dd7eee367b31413ab2b3ae601cb588835ad0). Default 150 ms; negative
+	// means at once (still after the load event).
+	SettingsDelay time.Duration
 	// Logger receives request logs at debug level (default: discarded).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
@@ -125,9 +136,10 @@ func (c *Config) EnableIframeAuth(iframeURL, apiURL, apiMethod string) {
 // (--admin-username, --admin-password, --admin-user-id, --admin-pat,
 // --create-tokens-secret, --create-tokens-for-users, --profile,
 // --iframe-url, --api-url, --api-method, --disable-rate-limit,
-// --max-resume-tokens, --oauth-enterprise). --listen belongs to the caller. Call the returned
-// function after fs.Parse: it applies --iframe-url/--api-url through
-// EnableIframeAuth when either was given.
+// --max-resume-tokens, --oauth-enterprise, --settings-delay). --listen
+// belongs to the caller. Call the returned function after fs.Parse: it
+// applies --iframe-url/--api-url through EnableIframeAuth when either was
+// given.
 func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
 	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "emulated Rocket.Chat version profile: "+ProfileNames)
 	fs.StringVar(&cfg.AdminUsername, "admin-username", cfg.AdminUsername, "username of the initial admin (default admin)")
@@ -139,6 +151,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
 	fs.BoolVar(&cfg.DisableRateLimit, "disable-rate-limit", cfg.DisableRateLimit, "switch the REST rate limiter off (like TEST_MODE)")
 	fs.IntVar(&cfg.MaxResumeTokens, "max-resume-tokens", cfg.MaxResumeTokens, "MAX_RESUME_LOGIN_TOKENS (default 50)")
 	fs.BoolVar(&cfg.OAuthEnterprise, "oauth-enterprise", cfg.OAuthEnterprise, "the licence has the oauth-enterprise module (9.0: Custom OAuth works)")
+	fs.DurationVar(&cfg.SettingsDelay, "settings-delay", cfg.SettingsDelay, "how long after page load the web client's public settings arrive (default 150ms)")
 	iframeURL := fs.String("iframe-url", "", "Accounts_iframe_url (enables iframe authentication)")
 	apiURL := fs.String("api-url", "", "Accounts_Iframe_api_url (enables iframe authentication)")
 	apiMethod := fs.String("api-method", "POST", "Accounts_Iframe_api_method")
@@ -237,6 +250,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.BcryptCost == 0 {
 		out.BcryptCost = 10
+	}
+	switch {
+	case out.SettingsDelay == 0:
+		out.SettingsDelay = 150 * time.Millisecond
+	case out.SettingsDelay < 0:
+		out.SettingsDelay = 0
 	}
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)

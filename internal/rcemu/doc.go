@@ -26,10 +26,16 @@
 //     (AddRole), users.roles and permission roles as role _ids,
 //     GET /api/v1/permissions.listAll and GET /api/v1/roles.list.
 //   - A web client (§1.2–1.7, §3) at / that performs the iframe-login
-//     protocol like Rocket.Chat's fetch-generation client, listens for the
-//     login channel and host commands, and fires the iframe-integration
-//     events. It logs in through /_emu/ddp-login, the stand-in for Meteor's
-//     DDP login method (not rate limited).
+//     protocol like the Rocket.Chat client generation of the profile
+//     (rocketchat-2026.md §1.1: 5.x XHR, 6.x and 7.x fetch, 8.x and later),
+//     bad habits included: several API URL calls at once, a call on every
+//     load, refused tokens and network errors that leave Rocket.Chat's own
+//     login page, host commands heard only after the public settings
+//     arrive (after the page's load event), startup and Custom_Script_*
+//     events when that generation sends them. web/client.js cites the
+//     Rocket.Chat source of each behaviour. It logs in through
+//     /_emu/ddp-login, the stand-in for Meteor's DDP login method (not rate
+//     limited).
 //   - Storage: users in memory (default) or, with Config.MongoURL, in a
 //     MongoDB users collection shaped like Rocket.Chat's (§5), so that
 //     rcsso's mongo-resume and mongo-iframe minters write what the
@@ -39,6 +45,6 @@
 // Not emulated: rooms and messages, DDP/websockets, LDAP/SAML/CAS logins,
 // the legacy Meteor OAuth popup/redirect flow (/_oauth/<service>),
 // e-mail (2FA codes cannot be supplied), failed-login blocking, REST CORS,
-// the XHR-generation client (3.x–6.1), /embeddedLogin, settings and
+// the 6.0–6.1 XHR hook and 7.8–7.9.3 clients, /embeddedLogin, settings and
 // permissions in MongoDB (they stay in memory in MongoDB mode).
 package rcemu

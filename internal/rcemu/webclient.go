@@ -2,7 +2,9 @@ package rcemu
 
 import (
 	"embed"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -34,13 +36,21 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	// The client generation is part of the page, as the client code is
+	// part of Rocket.Chat's bundle (client.js reads these attributes).
+	page := strings.NewReplacer(
+		"{{client}}", s.profile.clientGen(),
+		"{{profile}}", s.profile.String(),
+		"{{version}}", s.profile.version(),
+		"{{settingsDelay}}", strconv.FormatInt(s.cfg.SettingsDelay.Milliseconds(), 10),
+	).Replace(string(data))
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", clientCSP)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
-	_, _ = w.Write(data)
+	_, _ = io.WriteString(w, page)
 }
 
 func (s *Server) serveAsset(name, contentType string) http.HandlerFunc {

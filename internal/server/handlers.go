@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,9 +20,20 @@ import (
 // Contract (protocol spec §1.4, for every client generation): 200 with
 // Content-Type application/json and {"loginToken": …} (or {"token": …} for
 // iframe tokens, never both) when the visitor is logged in on the website;
-// 401 when not, and to Rocket.Chat's mobile app's WebView, which only takes
-// the IFrame URL's hand-over (mobileapp.go); 5xx with a JSON error when
-// Rocket.Chat fails.
+// 401 when not, or when the person logged out of the chat, and to
+// Rocket.Chat's mobile app's WebView, which only takes the IFrame URL's
+// hand-over (mobileapp.go); 5xx with a JSON error when Rocket.Chat fails.
+//
+// A call from a 6.2–7.10 web client (fetchClient) gets the cached token only
+// after Rocket.Chat has confirmed it (one GET /api/v1/me; concurrent calls
+// share it): those clients call right after a chat logout, when Rocket.Chat
+// has just deleted that token, and 7.8–7.10 ignore a refused loginToken,
+// leaving Rocket.Chat's own login page. A refused token marks the chat
+// logout, so the other post-logout calls answer 401 without asking
+// Rocket.Chat again. Other clients get the cached token as long as it is
+// fresh (minting.revalidate_after): 8.x calls on every page load, and
+// 3.x–6.1 and 7.11+ show the IFrame URL on a refused token, which
+// re-validates.
 func (s *Server) apiURL(w http.ResponseWriter, r *http.Request) error {
 	if fromMobileAppWebView(r) {
 		return errMobileAppWebView
@@ -30,12 +42,33 @@ func (s *Server) apiURL(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.o.Broker.Token(r.Context(), id, false)
+	t, err := s.o.Broker.Token(r.Context(), id, fetchClient(r))
 	if err != nil {
 		return err
 	}
 	writeTokenJSON(w, t)
 	return nil
+}
+
+// fetchClient reports whether r comes from Rocket.Chat's 6.2–7.10 web
+// client, which alone sends Content-Type: application/json to the API URL
+// (with no body): RocketChat/Rocket.Chat
+// apps/meteor/client/views/root/MainLayout/useIframeLogin.ts
+// @1384c562991ed85c0232da0adc6720c68eb76d41 (6.2–7.7) and
+// apps/meteor/client/hooks/iframe/useIframe.ts
+// @8320a447b47382aae069df8e498ee50be0a40d5c (7.8–7.10, PR #36022); 3.x–6.1
+// send no header (Meteor HTTP.call) and 7.11+ send `headers: undefined`
+// (apps/meteor/client/views/root/hooks/useIframe.ts
+// @366449569490ba3f88fa7870a87d3f4b7ff92c47). The header only makes rcsso
+// check the person's own token with Rocket.Chat before answering, as every
+// visit to the IFrame URL does; forging it gains nothing.
+func fetchClient(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
 
 // writeTokenJSON writes {"loginToken":"…"} or {"token":"…"}. Tokens are

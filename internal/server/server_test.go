@@ -46,9 +46,16 @@ func (linkProv) Ensure(_ context.Context, id identity.Identity) (store.Link, err
 
 func newTestServer(t *testing.T) (*Server, *countingMinter, store.Store) {
 	t.Helper()
+	m := &countingMinter{}
+	s, st := newTestServerWith(t, m)
+	return s, m, st
+}
+
+// newTestServerWith is newTestServer with the minter m.
+func newTestServerWith(t *testing.T, m mint.Minter) (*Server, store.Store) {
+	t.Helper()
 	st := memory.New()
 	seal, _ := sealer.New(make([]byte, 32))
-	m := &countingMinter{}
 	b := mint.NewBroker(st, seal, m, linkProv{}, mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: time.Hour}, nil)
 	sessions := websession.New(st, websession.Options{CookieName: "rcsso_session", SameSite: http.SameSiteLaxMode, TTL: time.Hour})
 	acct, _ := local.NewAccount("alice", "password123", "Alice", "alice@example.test", time.Now())
@@ -69,7 +76,7 @@ func newTestServer(t *testing.T) (*Server, *countingMinter, store.Store) {
 		Store:    st,
 		RC:       rc,
 	})
-	return s, m, st
+	return s, st
 }
 
 func do(s *Server, method, target string, hdr map[string]string, body string) *httptest.ResponseRecorder {
