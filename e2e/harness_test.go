@@ -197,7 +197,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	cfg.RocketChat.AdminUserID = emu.AdminID()
 	cfg.RocketChat.AdminToken = "admin-personal-access-token"
 	cfg.RocketChat.CreateTokensSecret = secret
-	cfg.Store = config.Store{Type: "sqlite", Path: t.TempDir() + "/rcsso.db"}
+	cfg.Store = config.Store{Type: "sqlite", Options: map[string]any{"path": t.TempDir() + "/rcsso.db"}}
 	cfg.Website = config.Website{Name: "Example", Origins: []string{}}
 	if o.hostPush {
 		cfg.Website.Origins = []string{www.URL, other.URL}

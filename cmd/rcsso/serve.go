@@ -39,7 +39,7 @@ func (c *configFlags) load() (config.Config, error) {
 	if c.logLevel != "" {
 		over["log_level"] = c.logLevel
 	}
-	return config.Load(c.path, os.Environ(), over)
+	return config.Load(c.path, os.Environ(), over, app.Schemas()...)
 }
 
 func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -54,7 +54,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := app.Validate(cfg); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	if *check {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -33,7 +34,7 @@ func runUsers(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	st, err := app.OpenStore(ctx, cfg.Store)
+	st, err := app.OpenStore(ctx, cfg.Store, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

@@ -44,8 +44,6 @@ import (
 	"github.com/rcsso/rcsso/internal/sealer"
 	"github.com/rcsso/rcsso/internal/server"
 	"github.com/rcsso/rcsso/internal/store"
-	"github.com/rcsso/rcsso/internal/store/memory"
-	"github.com/rcsso/rcsso/internal/store/sqlite"
 	"github.com/rcsso/rcsso/internal/websession"
 )
 
@@ -61,26 +59,11 @@ type App struct {
 	closers []func()
 }
 
-// OpenStore opens the configured store.
-func OpenStore(ctx context.Context, c config.Store) (store.Store, error) {
-	switch c.Type {
-	case "memory":
-		return memory.New(), nil
-	case "sqlite":
-		st, err := sqlite.Open(ctx, c.Path)
-		if err != nil {
-			return nil, fmt.Errorf("store.path: opening %s: %w", c.Path, err)
-		}
-		return st, nil
-	}
-	return nil, fmt.Errorf("store.type: unknown store %q", c.Type)
-}
-
 // Build validates cfg and wires every part. It asks Rocket.Chat for its
 // version (to decide whether users.createToken takes a secret) but does not
 // fail when Rocket.Chat is down: /readyz reports that.
 func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := Validate(cfg); err != nil {
 		return nil, err
 	}
 	pub, _ := url.Parse(cfg.PublicURL)
@@ -92,7 +75,8 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		websiteOrigins = append(websiteOrigins, config.Origin(u))
 	}
 
-	st, err := OpenStore(ctx, cfg.Store)
+	sc, _ := storeConfig(cfg.Store) // checked by Validate
+	st, err := sc.Open(ctx, log)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +86,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			_ = st.Close()
 		}
 	}()
-	key, err := encryptionKey(cfg.Store, log)
+	key, err := encryptionKey(cfg.Store, sc, log)
 	if err != nil {
 		return nil, err
 	}
@@ -507,19 +491,21 @@ func majorVersion(v string) int {
 	return n
 }
 
-// encryptionKey returns the token encryption key: configured, or kept in
-// "<store.path>.key" (created 0600 on first start), or ephemeral for the
-// memory store.
-func encryptionKey(c config.Store, log *slog.Logger) ([]byte, error) {
+// encryptionKey returns the token encryption key: configured, or kept
+// beside a one-host store (store.KeyKeeper; created 0600 on first start),
+// or ephemeral for a store that dies with the process (memory). A shared
+// store without a configured key is refused by Validate.
+func encryptionKey(c config.Store, sc store.Config, log *slog.Logger) ([]byte, error) {
 	if c.EncryptionKey != "" {
 		return config.DecodeKey(c.EncryptionKey)
 	}
-	if c.Type != "sqlite" {
+	kk, ok := sc.(store.KeyKeeper)
+	if !ok {
 		k := make([]byte, 32)
 		_, _ = rand.Read(k)
 		return k, nil
 	}
-	path := c.Path + ".key"
+	path := kk.KeyPath()
 	b, err := os.ReadFile(path)
 	if err == nil {
 		k, err := config.DecodeKey(string(b))

@@ -153,7 +153,7 @@ func TestThousandPageViewsMintOnce(t *testing.T) {
 // Rocket.Chat user and mint one token.
 func TestTwoProcessesMintOnce(t *testing.T) {
 	emu, cfg := emulated(t, rcemu.Config{CreateTokensSecret: "s"})
-	cfg.Store = config.Store{Type: "sqlite", Path: t.TempDir() + "/shared.db", EncryptionKey: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
+	cfg.Store = config.Store{Type: "sqlite", Options: map[string]any{"path": t.TempDir() + "/shared.db"}, EncryptionKey: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
 	apps := []*App{build(t, cfg), build(t, cfg)}
 	base := emu.Stats()
 	var wg sync.WaitGroup

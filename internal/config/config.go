@@ -174,23 +174,31 @@ type Claims struct {
 	RoleMap map[string]string `koanf:"role_map"`
 }
 
-// Store selects rcsso's own state backend.
+// Store selects rcsso's own state backend. The keys shared by every store
+// type are here; the type's own keys (sqlite: path; postgres: postgres.url,
+// postgres.url_file; redis: redis.url, …) stay in Options and are decoded by
+// that type's store.Config (see the app package's storeTypes).
 type Store struct {
-	// Type is sqlite (default) or memory.
+	// Type is sqlite (default), memory, postgres or redis.
 	Type string `koanf:"type"`
-	// Path is the SQLite file.
-	Path string `koanf:"path"`
 	// EncryptionKey encrypts cached Rocket.Chat tokens at rest (AES-256-GCM):
 	// 32 bytes, base64 (std or url) encoded. When empty and
-	// encryption_key_file is empty, rcsso keeps a generated key in
-	// "<path>.key" (mode 0600) for sqlite and an ephemeral one for memory.
+	// encryption_key_file is empty, rcsso keeps a generated key beside a
+	// one-host store (sqlite: "<path>.key", mode 0600) and an ephemeral one
+	// for memory; a store shared by several hosts (postgres, redis) requires
+	// it.
 	EncryptionKey     string `koanf:"encryption_key"`
 	EncryptionKeyFile string `koanf:"encryption_key_file"`
 	// PreviousEncryptionKeys still open tokens sealed before a key
 	// rotation (new tokens are sealed with encryption_key). Each value is
 	// tagged with a key id, so the right key is tried.
 	PreviousEncryptionKeys []string `koanf:"previous_encryption_keys"`
+	// Options are the store type's own keys, as written.
+	Options map[string]any `koanf:",remain"`
 }
+
+// Block is the store type's own keys as a Block under "store".
+func (s Store) Block() Block { return Block{Path: "store", Raw: s.Options} }
 
 // Minting selects how rcsso obtains Rocket.Chat tokens and how it reuses them.
 type Minting struct {
@@ -312,7 +320,7 @@ func Default() Config {
 			Timeout: 10 * time.Second,
 		},
 		Identity: []IdentitySource{{Type: "local"}},
-		Store:    Store{Type: "sqlite", Path: "rcsso.db"},
+		Store:    Store{Type: "sqlite"},
 		Minting: Minting{
 			Mode:            "create-token",
 			RevalidateAfter: time.Hour,
@@ -332,14 +340,17 @@ func Default() Config {
 // not empty) < environment (RCSSO_*) < overrides (flag values keyed by
 // config path, e.g. "listen"). Secrets named by *_file keys are read.
 // It does not call Validate.
-func Load(path string, environ []string, overrides map[string]any) (Config, error) {
+//
+// schemas name the keys of the typed blocks (a store type's, …) so that
+// their RCSSO_* variables are known too (the app package's Schemas).
+func Load(path string, environ []string, overrides map[string]any, schemas ...Schema) (Config, error) {
 	k := koanf.New(".")
 	if path != "" {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
 			return Config{}, fmt.Errorf("config: reading %s: %w", path, err)
 		}
 	}
-	env, err := envValues(environ)
+	env, err := envValues(environ, schemas)
 	if err != nil {
 		return Config{}, err
 	}
@@ -382,9 +393,19 @@ func cleanDecodeError(err error) string {
 	return msg
 }
 
+// Schema names the keys of a typed block that sits under Prefix ("store"):
+// the koanf-tagged fields of Type, a struct type.
+type Schema struct {
+	Prefix string
+	Type   reflect.Type
+}
+
 // envValues maps RCSSO_* variables onto config paths.
-func envValues(environ []string) (map[string]any, error) {
+func envValues(environ []string, schemas []Schema) (map[string]any, error) {
 	paths := leafPaths(reflect.TypeFor[Config](), "")
+	for _, s := range schemas {
+		paths = append(paths, leafPaths(s.Type, s.Prefix)...)
+	}
 	byEnv := make(map[string]string, len(paths))
 	for _, p := range paths {
 		byEnv["RCSSO_"+strings.ToUpper(strings.ReplaceAll(p, ".", "_"))] = p
@@ -435,6 +456,9 @@ func leafPaths(t reflect.Type, prefix string) []string {
 		p := tag
 		if prefix != "" {
 			p = prefix + "." + tag
+		}
+		if tag == ",remain" {
+			continue // a typed block's keys: named by its Schema
 		}
 		switch {
 		case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]():
@@ -611,15 +635,6 @@ func (c *Config) Validate() error {
 		if !validName(name) {
 			bad(key+".name", "%q: use letters, digits, '-' and '_' only (it appears in URLs and subjects)", name)
 		}
-	}
-	switch c.Store.Type {
-	case "memory":
-	case "sqlite":
-		if c.Store.Path == "" {
-			bad("store.path", "the sqlite store needs a file path, e.g. /var/lib/rcsso/rcsso.db")
-		}
-	default:
-		bad("store.type", "unknown store %q: use sqlite or memory", c.Store.Type)
 	}
 	for i, k := range c.Store.PreviousEncryptionKeys {
 		if _, err := DecodeKey(k); err != nil {

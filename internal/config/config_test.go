@@ -92,7 +92,6 @@ func TestBrokenConfigNamesTheKey(t *testing.T) {
 		{"header without proxies", "identity:\n  - type: header\n    user_header: X-User\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "identity[0].trusted_proxies"},
 		{"bad proxy", "identity:\n  - type: header\n    user_header: X-User\n    trusted_proxies: [nope]\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "not an IP address"},
 		{"unknown source", "identity:\n  - type: ldap\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "identity[0].type"},
-		{"bad store", "store:\n  type: mysql\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "store.type"},
 		{"bad key", "store:\n  encryption_key: short\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "store.encryption_key"},
 		{"bad duration", "rocketchat:\n  timeout: soon\n", nil, "timeout"},
 		{"unknown diagnostics key", "diagnostics:\n  tokn: x\n", nil, "tokn"},

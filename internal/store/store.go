@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -277,4 +278,30 @@ type Locker interface {
 	Renew(ctx context.Context, key, token string, ttl time.Duration) (bool, error)
 	// Unlock releases the lease if token still holds it.
 	Unlock(ctx context.Context, key, token string) error
+}
+
+// Config is a store type's typed configuration: the keys under store:
+// that its package defines (sqlite: path; postgres: postgres.url, …), decoded
+// by config.Block.Decode. Each store package exports one, and rcsso's app
+// package lists them in one map (store.type → Config), so adding a store
+// is one package and one map row.
+type Config interface {
+	// Validate checks the decoded keys; its errors name the full key
+	// (store.path, store.postgres.url) and how to fix it.
+	Validate() error
+	// Open opens the store, creating or migrating its schema. ctx bounds
+	// opening only.
+	Open(ctx context.Context, log *slog.Logger) (Store, error)
+	// Shared reports whether rcsso instances on several hosts may use the
+	// store at once. They must then share store.encryption_key, which rcsso
+	// cannot generate for them: start-up refuses a shared store without it.
+	Shared() bool
+}
+
+// KeyKeeper is an optional Config capability: a store on one host that can
+// keep a generated encryption key next to its data (SQLite: <path>.key),
+// so that store.encryption_key may be left empty.
+type KeyKeeper interface {
+	// KeyPath is the file for the generated key.
+	KeyPath() string
 }

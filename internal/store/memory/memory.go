@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,20 @@ import (
 
 // purgeScan bounds how many sessions one PutSession inspects for expiry.
 const purgeScan = 64
+
+// Config is store type memory's configuration: it has no keys. The state
+// lives in one process and is lost when it exits, so the token encryption
+// key may be ephemeral.
+type Config struct{}
+
+// Validate implements store.Config.
+func (Config) Validate() error { return nil }
+
+// Open implements store.Config.
+func (Config) Open(context.Context, *slog.Logger) (store.Store, error) { return New(), nil }
+
+// Shared implements store.Config: one process only.
+func (Config) Shared() bool { return false }
 
 // Store is an in-memory store.Store. The zero value is not usable; call New.
 //

@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -48,6 +49,47 @@ const fileParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma
 
 // memoryParams are the DSN parameters for MemoryPath.
 const memoryParams = "_pragma=foreign_keys(1)&_txlock=immediate"
+
+// Config is store type sqlite's configuration (the default store).
+type Config struct {
+	// Path is the database file (store.path), default "rcsso.db"; a new
+	// file is created with mode 0600. Several rcsso processes on one host
+	// may share it; the generated token encryption key is kept beside it
+	// in "<path>.key".
+	Path string `koanf:"path"`
+}
+
+// path is Path or its default.
+func (c Config) path() string {
+	if c.Path == "" {
+		return "rcsso.db"
+	}
+	return c.Path
+}
+
+// Validate implements store.Config.
+func (c Config) Validate() error {
+	if strings.ContainsRune(c.Path, '?') || strings.HasPrefix(c.Path, "file:") {
+		return fmt.Errorf("config: store.path: %q is not a plain file path (no '?', no file: prefix); give one such as /var/lib/rcsso/rcsso.db", c.Path)
+	}
+	return nil
+}
+
+// Open implements store.Config.
+func (c Config) Open(ctx context.Context, _ *slog.Logger) (store.Store, error) {
+	st, err := Open(ctx, c.path())
+	if err != nil {
+		return nil, fmt.Errorf("store.path: opening %s: %w", c.path(), err)
+	}
+	return st, nil
+}
+
+// Shared implements store.Config: one host (processes on it may share the
+// file).
+func (Config) Shared() bool { return false }
+
+// KeyPath implements store.KeyKeeper: "<path>.key".
+func (c Config) KeyPath() string { return c.path() + ".key" }
 
 // Store is a store.Store backed by an SQLite database. It is safe for
 // concurrent use; create it with Open and release it with Close.

@@ -1,0 +1,88 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/store"
+	"github.com/rcsso/rcsso/internal/store/memory"
+	"github.com/rcsso/rcsso/internal/store/sqlite"
+)
+
+// storeTypes are the store types (store.type): each row makes an empty
+// typed configuration that decodes the type's own keys and opens the store.
+// Adding a store is its package and one row here.
+var storeTypes = map[string]func() store.Config{
+	"memory": func() store.Config { return new(memory.Config) },
+	"sqlite": func() store.Config { return new(sqlite.Config) },
+}
+
+// names lists a map's keys, sorted, for messages.
+func names[V any](m map[string]V) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ", ")
+}
+
+// storeConfig decodes and validates the configured store type's block.
+func storeConfig(c config.Store) (store.Config, error) {
+	mk, ok := storeTypes[c.Type]
+	if !ok {
+		return nil, fmt.Errorf("config: store.type: unknown store %q: use %s", c.Type, names(storeTypes))
+	}
+	sc := mk()
+	if err := c.Block().Decode(sc); err != nil {
+		return nil, err
+	}
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	if _, keeps := sc.(store.KeyKeeper); sc.Shared() && !keeps && c.EncryptionKey == "" {
+		return nil, fmt.Errorf("config: store.encryption_key: store type %s is shared by every rcsso instance, which must all seal tokens with one key: "+
+			"set store.encryption_key (or encryption_key_file) to the same 32 random bytes, base64, on every instance (head -c32 /dev/urandom | base64)", c.Type)
+	}
+	return sc, nil
+}
+
+// OpenStore opens the configured store.
+func OpenStore(ctx context.Context, c config.Store, log *slog.Logger) (store.Store, error) {
+	sc, err := storeConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return sc.Open(ctx, log)
+}
+
+// Validate checks the whole configuration: the top-level keys
+// (config.Config.Validate) and every typed block (the store type's keys, …),
+// returning every problem found, each naming its key.
+func Validate(cfg config.Config) error {
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := storeConfig(cfg.Store); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Schemas are the typed blocks' keys, for RCSSO_* environment variables
+// (config.Load): every key any store type, identity source or minting mode
+// defines, under its prefix.
+func Schemas() []config.Schema {
+	var out []config.Schema
+	for _, mk := range storeTypes {
+		out = append(out, config.Schema{Prefix: "store", Type: reflect.TypeOf(mk()).Elem()})
+	}
+	return out
+}

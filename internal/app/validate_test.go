@@ -1,0 +1,54 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rcsso/rcsso/internal/config"
+)
+
+// The typed blocks (a store type's keys, an identity source's, a minting
+// mode's) are decoded by their own packages; every message still names the
+// full key and how to fix it, from YAML and from RCSSO_* variables alike.
+func TestBrokenBlocksNameTheKey(t *testing.T) {
+	creds := []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}
+	cases := []struct {
+		name, yaml string
+		env        []string
+		want       string
+	}{
+		{"unknown store type", "store:\n  type: mysql\n", creds, "store.type: unknown store \"mysql\": use memory, sqlite"},
+		{"misspelt store key", "store:\n  type: sqlite\n  pth: /var/lib/rcsso.db\n", creds, "store.pth: unknown key"},
+		{"key of another store type", "store:\n  type: memory\n  path: x.db\n", creds, "store.path: unknown key"},
+		{"unknown store variable", "", append(creds, "RCSSO_STORE_PTH=x"), "RCSSO_STORE_PTH does not name a configuration key"},
+		{"bad sqlite path", "store:\n  path: \"file:x.db?mode=ro\"\n", creds, "store.path"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := ""
+			if c.yaml != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg, err := config.Load(path, c.env, nil, Schemas()...)
+			if err == nil {
+				err = Validate(cfg)
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+	// A store type's own variable is known.
+	cfg, err := config.Load("", append(creds, "RCSSO_STORE_PATH="+filepath.Join(t.TempDir(), "x.db")), nil, Schemas()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(cfg); err != nil {
+		t.Fatalf("RCSSO_STORE_PATH: %v", err)
+	}
+}
