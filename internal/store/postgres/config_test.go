@@ -114,6 +114,7 @@ func TestOpenErrorsHidePassword(t *testing.T) {
 			_ = s.Close()
 			t.Fatalf("Open(%s) succeeded", strings.ReplaceAll(url, "hunter2secret", "xxxxx"))
 		}
+		t.Log(err)
 		if strings.Contains(err.Error(), "hunter2secret") || !strings.Contains(err.Error(), "store.postgres.url: postgres: open rcsso@127.0.0.1:") {
 			t.Errorf("Open error = %q, want the target named and no password", err)
 		}

@@ -167,6 +167,11 @@ func (c Config) Open(ctx context.Context, log *slog.Logger) (*Store, error) {
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("%s: postgres: open %s: %w", key, target, s.redact(err))
 	}
+	if err := s.pool.Ping(ctx); err != nil {
+		s.pool.Close()
+		return nil, fmt.Errorf("%s: postgres: open %s: %w (check the URL's host, port, user, password and database, "+
+			"and that the server lets rcsso connect)", key, target, s.redact(err))
+	}
 	version, err := migrate(ctx, s.pool)
 	if err != nil {
 		s.pool.Close()

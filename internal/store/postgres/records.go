@@ -242,8 +242,12 @@ func (s *Store) updateLink(ctx context.Context, subject string, update func(*sto
 		return store.Link{}, false, s.wrap("update link", err)
 	}
 	// After Commit this is a no-op; after a failure it ends the transaction
-	// (or pgx closes the connection if it cannot).
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// (or pgx closes the connection if it cannot), even when ctx is done.
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
 
 	l, err := scanLink(tx.QueryRow(ctx, `SELECT `+linkColumns+` FROM links WHERE subject = $1 FOR UPDATE`, subject))
 	exists := err == nil
