@@ -18,7 +18,13 @@
 // Clock: every expiry (sessions, codes, single-use keys, counter windows,
 // leases) is judged by the PostgreSQL server's clock (now()), one clock for
 // every instance, so instances with skewed clocks still agree on who holds
-// a lease. Times are timestamptz (microseconds) and returned in UTC.
+// a lease or how full a counter is; an absolute expiry a caller computed
+// (Session.ExpiresAt) is off by that caller's skew. Times are timestamptz
+// (microseconds) and returned in UTC.
+//
+// Leases (store.Locker) are rows of the leases table taken by one
+// conditional upsert, not session advisory locks, so that a lease has the
+// TTL the interface promises whatever happens to connections (see TryLock).
 //
 // Purging: every PutSession, PutCode, UseOnce, Count and TryLock deletes
 // up to 100 expired rows of its table in the same statement (skipping rows
@@ -29,15 +35,16 @@
 // a connection gives up after 10 s unless the URL sets connect_timeout. The
 // pool replaces broken connections by itself: after the server restarts,
 // calls fail until it is back and then work again without reopening the
-// store (a call that failed wrote nothing or may have written; a call that
-// returned nil was committed). The change feed's connection reconnects,
-// with a backoff up to 5 s, and reports subject "" after a loss.
+// store. A write that returned nil was committed; one that failed may or
+// may not have been. The change feed's connection reconnects, with a
+// backoff up to 5 s, and reports subject "" after a loss.
 //
 // Text: PostgreSQL text cannot hold NUL bytes or invalid UTF-8. A lookup by
 // such a key finds nothing (ErrNotFound, or nil for deletes); a write of
 // such a value fails with an error that does not repeat the value.
 //
-// Errors are prefixed "postgres: <operation>:" and wrap the cause
+// Errors are prefixed "postgres: <operation>:" (Open's also with the
+// configuration key, store.postgres.url or url_file) and wrap the cause
 // (ErrNotFound, ErrConflict, *store.LinkTakenError, a context error or a
 // pgx error); they never contain the password of the connection URL,
 // session ids, token ciphertext or other record contents.
@@ -137,8 +144,11 @@ var (
 
 // Open connects to the database (reading URLFile if set), brings its
 // schema up to date and returns the store. ctx bounds connecting and
-// migrating only. Errors name the key the URL came from and never contain
-// its password.
+// migrating only (a migration waits up to five minutes for another
+// instance's). log gets one line at open and the change feed's losses and
+// reconnections; nil discards them. Errors name the key the URL came from
+// ("store.postgres.url: postgres: open user@host:port/db: …") and never
+// contain its password.
 func (c Config) Open(ctx context.Context, log *slog.Logger) (*Store, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
