@@ -1,5 +1,5 @@
 // Package redis is a store.Store on Redis 7.0 or later, or Valkey 7.2 or
-// later (standalone server; not Redis Cluster), through go-redis v9. Several
+// later (a standalone server), through go-redis v9. Several
 // rcsso instances share one database: every read-modify-write is one
 // atomic server-side step (a command, MULTI/EXEC or a Lua script), locks are
 // leases with a fencing token, and the change feed is a pub/sub channel.
@@ -7,7 +7,8 @@
 // # Key layout
 //
 // Every key starts with the key prefix P (Config.KeyPrefix, default
-// "rcsso:"); the part after the kind is the record's key, byte for byte.
+// "rcsso:"), so "P session:<IDHash>" below is e.g. "rcsso:session:<IDHash>";
+// the part after the kind is the record's key, byte for byte.
 // Times are decimal unix milliseconds, UTC; a zero time is an empty field.
 //
 //	P layout                      string "1": the data layout below; Open refuses another
@@ -68,6 +69,22 @@
 // connection fails, and again when a new subscription is confirmed, the
 // subscriber is told subject "" (it may have missed messages). go-redis
 // reconnects, and resubscribes, on the next read.
+//
+// # Server requirements
+//
+// Redis 7.0 or later, or Valkey 7.2 or later (Open checks INFO when it is
+// allowed): one standalone server, as the URL names one host (no Sentinel;
+// no Cluster, as the scripts touch keys they do not declare). A restricted ACL user needs the keys and channel under the
+// prefix and these commands, e.g. for the default prefix:
+//
+//	user rcsso on >password ~rcsso:* &rcsso:changes +ping +info +hello +client|setname
+//	  +get +set +getdel +del +exists +hget +hset +hsetnx +hgetall +hdel +incrby
+//	  +pexpire +pexpireat +pexpiretime +sadd +srem +smembers +srandmember
+//	  +multi +exec +eval +evalsha +publish +subscribe
+//
+// For acknowledged writes to survive a server restart, run it with
+// appendonly yes and appendfsync always (everysec may lose the last
+// second).
 //
 // # Errors
 //
@@ -187,7 +204,7 @@ func (s *Store) key(kind, id string) string { return s.prefix + kind + ":" + id 
 func wrap(op string, err error) error { return fmt.Errorf("redis: %s: %w", op, err) }
 
 // check fails a call made with a done ctx before anything is sent.
-func check(op string, ctx context.Context) error {
+func check(ctx context.Context, op string) error {
 	if err := ctx.Err(); err != nil {
 		return wrap(op, err)
 	}
@@ -258,7 +275,7 @@ func decodeAccount(username, raw string) (store.Account, error) {
 // CreateAccount implements store.Store with HSETNX; ErrConflict if the
 // username exists.
 func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
-	if err := check("create account", ctx); err != nil {
+	if err := check(ctx, "create account"); err != nil {
 		return err
 	}
 	name := strings.ToLower(a.Username)
@@ -274,7 +291,7 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
 
 // GetAccount implements store.Store; ErrNotFound if absent.
 func (s *Store) GetAccount(ctx context.Context, username string) (store.Account, error) {
-	if err := check("get account", ctx); err != nil {
+	if err := check(ctx, "get account"); err != nil {
 		return store.Account{}, err
 	}
 	name := strings.ToLower(username)
@@ -292,7 +309,7 @@ func (s *Store) GetAccount(ctx context.Context, username string) (store.Account,
 // ListAccounts implements store.Store: all accounts (one HGETALL) ordered
 // by username, byte-wise.
 func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
-	if err := check("list accounts", ctx); err != nil {
+	if err := check(ctx, "list accounts"); err != nil {
 		return nil, err
 	}
 	all, err := s.rdb.HGetAll(ctx, s.prefix+"accounts").Result()
@@ -313,7 +330,7 @@ func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
 
 // DeleteAccount implements store.Store; ErrNotFound if absent.
 func (s *Store) DeleteAccount(ctx context.Context, username string) error {
-	if err := check("delete account", ctx); err != nil {
+	if err := check(ctx, "delete account"); err != nil {
 		return err
 	}
 	n, err := s.rdb.HDel(ctx, s.prefix+"accounts", strings.ToLower(username)).Result()
@@ -362,7 +379,7 @@ return n`)
 // of that subject whose sessions are gone. A session that has already
 // expired is deleted instead.
 func (s *Store) PutSession(ctx context.Context, sess store.Session) error {
-	if err := check("put session", ctx); err != nil {
+	if err := check(ctx, "put session"); err != nil {
 		return err
 	}
 	exp := ""
@@ -388,7 +405,7 @@ func (s *Store) PutSession(ctx context.Context, sess store.Session) error {
 // GetSession implements store.Store with one HGETALL; ErrNotFound if
 // absent or expired.
 func (s *Store) GetSession(ctx context.Context, idHash string) (store.Session, error) {
-	if err := check("get session", ctx); err != nil {
+	if err := check(ctx, "get session"); err != nil {
 		return store.Session{}, err
 	}
 	m, err := s.rdb.HGetAll(ctx, s.key("session", idHash)).Result()
@@ -425,7 +442,7 @@ func decodeSession(idHash string, m map[string]string) (store.Session, error) {
 // DeleteSession implements store.Store; nil if absent. The subject's
 // sessions-of entry is dropped later (see the package comment).
 func (s *Store) DeleteSession(ctx context.Context, idHash string) error {
-	if err := check("delete session", ctx); err != nil {
+	if err := check(ctx, "delete session"); err != nil {
 		return err
 	}
 	if err := s.rdb.Del(ctx, s.key("session", idHash)).Err(); err != nil {
@@ -438,7 +455,7 @@ func (s *Store) DeleteSession(ctx context.Context, idHash string) error {
 // subject's sessions-of set. Sessions Redis already expired are not
 // counted.
 func (s *Store) DeleteSessionsBySubject(ctx context.Context, subject string) (int, error) {
-	if err := check("delete sessions by subject", ctx); err != nil {
+	if err := check(ctx, "delete sessions by subject"); err != nil {
 		return 0, err
 	}
 	n, err := deleteSessionsScript.Run(ctx, s.rdb, []string{s.key("sessions-of", subject)},
@@ -499,7 +516,7 @@ func linkFields(l store.Link) []any {
 
 // GetLink implements store.Store with one HGETALL; ErrNotFound if absent.
 func (s *Store) GetLink(ctx context.Context, subject string) (store.Link, error) {
-	if err := check("get link", ctx); err != nil {
+	if err := check(ctx, "get link"); err != nil {
 		return store.Link{}, err
 	}
 	l, _, err := s.readLink(ctx, subject)
@@ -525,7 +542,7 @@ func (s *Store) readLink(ctx context.Context, subject string) (store.Link, strin
 // LinkByUserID implements store.Store: link-user names the subject, whose
 // link must still hold the user id; ErrNotFound otherwise.
 func (s *Store) LinkByUserID(ctx context.Context, userID string) (store.Link, error) {
-	if err := check("link by user id", ctx); err != nil {
+	if err := check(ctx, "link by user id"); err != nil {
 		return store.Link{}, err
 	}
 	if userID == "" {
@@ -549,7 +566,7 @@ func (s *Store) LinkByUserID(ctx context.Context, userID string) (store.Link, er
 // package comment): the updater may run several times, each time on the
 // link as then stored.
 func (s *Store) UpdateLink(ctx context.Context, subject string, update func(*store.Link) error) (store.Link, error) {
-	if err := check("update link", ctx); err != nil {
+	if err := check(ctx, "update link"); err != nil {
 		return store.Link{}, err
 	}
 	key := s.key("link", subject)
@@ -600,7 +617,7 @@ func pause(ctx context.Context, d time.Duration) error {
 // DeleteLink implements store.Store in one script that also frees the
 // link's user id; nil if absent.
 func (s *Store) DeleteLink(ctx context.Context, subject string) error {
-	if err := check("delete link", ctx); err != nil {
+	if err := check(ctx, "delete link"); err != nil {
 		return err
 	}
 	if err := deleteLinkScript.Run(ctx, s.rdb, []string{s.key("link", subject)}, s.prefix+"link-user:", subject).Err(); err != nil {
@@ -613,7 +630,7 @@ func (s *Store) DeleteLink(ctx context.Context, subject string) error {
 
 // GetToken implements store.Store with one HGETALL; ErrNotFound if absent.
 func (s *Store) GetToken(ctx context.Context, subject string) (store.Token, error) {
-	if err := check("get token", ctx); err != nil {
+	if err := check(ctx, "get token"); err != nil {
 		return store.Token{}, err
 	}
 	m, err := s.rdb.HGetAll(ctx, s.key("token", subject)).Result()
@@ -632,7 +649,7 @@ func (s *Store) GetToken(ctx context.Context, subject string) (store.Token, erro
 
 // PutToken implements store.Store with one HSET of every field.
 func (s *Store) PutToken(ctx context.Context, t store.Token) error {
-	if err := check("put token", ctx); err != nil {
+	if err := check(ctx, "put token"); err != nil {
 		return err
 	}
 	if err := s.rdb.HSet(ctx, s.key("token", t.Subject), "user_id", t.UserID, "ciphertext", t.Ciphertext,
@@ -644,7 +661,7 @@ func (s *Store) PutToken(ctx context.Context, t store.Token) error {
 
 // DeleteToken implements store.Store; nil if absent.
 func (s *Store) DeleteToken(ctx context.Context, subject string) error {
-	if err := check("delete token", ctx); err != nil {
+	if err := check(ctx, "delete token"); err != nil {
 		return err
 	}
 	if err := s.rdb.Del(ctx, s.key("token", subject)).Err(); err != nil {
@@ -673,7 +690,7 @@ func decodeCode(h, raw string) (store.Code, error) {
 // PutCode implements store.Store: SET with PXAT ExpiresAt (a code already
 // expired is deleted instead).
 func (s *Store) PutCode(ctx context.Context, c store.Code) error {
-	if err := check("put code", ctx); err != nil {
+	if err := check(ctx, "put code"); err != nil {
 		return err
 	}
 	key := s.key("code", c.Hash)
@@ -692,7 +709,7 @@ func (s *Store) PutCode(ctx context.Context, c store.Code) error {
 // ConsumeCode implements store.Store with GETDEL, so of concurrent
 // redemptions exactly one gets the code.
 func (s *Store) ConsumeCode(ctx context.Context, h string) (store.Code, error) {
-	if err := check("consume code", ctx); err != nil {
+	if err := check(ctx, "consume code"); err != nil {
 		return store.Code{}, err
 	}
 	raw, err := s.rdb.GetDel(ctx, s.key("code", h)).Result()
@@ -713,7 +730,7 @@ func (s *Store) ConsumeCode(ctx context.Context, h string) (store.Code, error) {
 // expiresAt has passed is recorded nowhere: the call reports whether an
 // unexpired use exists.
 func (s *Store) UseOnce(ctx context.Context, key string, expiresAt time.Time) (bool, error) {
-	if err := check("use once", ctx); err != nil {
+	if err := check(ctx, "use once"); err != nil {
 		return false, err
 	}
 	k := s.key("used", key)
@@ -738,7 +755,7 @@ func (s *Store) UseOnce(ctx context.Context, key string, expiresAt time.Time) (b
 // in one MULTI, so the first increment of a window sets its end and the
 // others keep it. window is rounded up to whole milliseconds (at least 1).
 func (s *Store) Count(ctx context.Context, key string, delta int64, window time.Duration) (int64, time.Time, error) {
-	if err := check("count", ctx); err != nil {
+	if err := check(ctx, "count"); err != nil {
 		return 0, time.Time{}, err
 	}
 	k := s.key("count", key)
@@ -767,7 +784,7 @@ func ceilMs(d time.Duration) int64 {
 
 // ResetCount implements store.Store; nil if absent.
 func (s *Store) ResetCount(ctx context.Context, key string) error {
-	if err := check("reset count", ctx); err != nil {
+	if err := check(ctx, "reset count"); err != nil {
 		return err
 	}
 	if err := s.rdb.Del(ctx, s.key("count", key)).Err(); err != nil {
@@ -794,7 +811,7 @@ return 0`)
 // ttl <= 0 asks for a lease that has already ended: it is granted, and
 // nothing written, when nobody holds the key.
 func (s *Store) TryLock(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
-	if err := check("lock", ctx); err != nil {
+	if err := check(ctx, "lock"); err != nil {
 		return "", false, err
 	}
 	token, k := rand.Text(), s.key("lock", key)
@@ -817,7 +834,7 @@ func (s *Store) TryLock(ctx context.Context, key string, ttl time.Duration) (str
 
 // Renew implements store.Locker in one script that compares the token.
 func (s *Store) Renew(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
-	if err := check("renew lock", ctx); err != nil {
+	if err := check(ctx, "renew lock"); err != nil {
 		return false, err
 	}
 	d := int64(0)
@@ -833,7 +850,7 @@ func (s *Store) Renew(ctx context.Context, key, token string, ttl time.Duration)
 
 // Unlock implements store.Locker in one script that compares the token.
 func (s *Store) Unlock(ctx context.Context, key, token string) error {
-	if err := check("unlock", ctx); err != nil {
+	if err := check(ctx, "unlock"); err != nil {
 		return err
 	}
 	if err := unlockScript.Run(ctx, s.rdb, []string{s.key("lock", key)}, token).Err(); err != nil {
@@ -846,7 +863,7 @@ func (s *Store) Unlock(ctx context.Context, key, token string) error {
 
 // Publish implements store.ChangeFeed with PUBLISH.
 func (s *Store) Publish(ctx context.Context, subject string) error {
-	if err := check("publish", ctx); err != nil {
+	if err := check(ctx, "publish"); err != nil {
 		return err
 	}
 	if err := s.rdb.Publish(ctx, s.prefix+"changes", subject).Err(); err != nil {
@@ -859,7 +876,7 @@ func (s *Store) Publish(ctx context.Context, subject string) error {
 // confirmed the subscription; delivery runs on a goroutine until ctx is
 // done or the store closes (see the package comment for reconnects).
 func (s *Store) Subscribe(ctx context.Context, fn func(string)) error {
-	if err := check("subscribe", ctx); err != nil {
+	if err := check(ctx, "subscribe"); err != nil {
 		return err
 	}
 	ps := s.rdb.Subscribe(ctx, s.prefix+"changes")
@@ -993,7 +1010,7 @@ func (f *feed) deliver(ctx context.Context, subject string) {
 
 // Ping implements store.Store with PING.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := check("ping", ctx); err != nil {
+	if err := check(ctx, "ping"); err != nil {
 		return err
 	}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {

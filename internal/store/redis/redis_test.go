@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +33,34 @@ func open(t testing.TB, cfg Config) *Store {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, err := Config{URL: redistest.Start(t)}.Open(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// aclRules are the package comment's ACL rules for the default prefix.
+const aclRules = `~rcsso:* &rcsso:changes +ping +info +hello +client|setname
+	+get +set +getdel +del +exists +hget +hset +hsetnx +hgetall +hdel +incrby
+	+pexpire +pexpireat +pexpiretime +sadd +srem +smembers +srandmember
+	+multi +exec +eval +evalsha +publish +subscribe`
+
+// TestConformanceACLUser runs the suite as a user restricted by the ACL
+// rules the package comment documents, so the list is complete.
+func TestConformanceACLUser(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		admin := open(t, Config{URL: redistest.Start(t)})
+		args := []any{"ACL", "SETUSER", "rcsso", "on", ">" + secret}
+		for _, r := range strings.Fields(aclRules) {
+			args = append(args, r)
+		}
+		if err := admin.rdb.Do(t.Context(), args...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse("redis://" + admin.rdb.Options().Addr + "/0")
+		u.User = url.UserPassword("rcsso", secret)
+		s, err := Config{URL: u.String()}.Open(t.Context(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
