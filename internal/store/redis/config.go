@@ -206,3 +206,18 @@ func (c Config) open(ctx context.Context, log *slog.Logger, adjust func(*goredis
 		"server_version", version, "key_prefix", prefix)
 	return s, nil
 }
+
+// LogLibrary sends go-redis's own messages (failed dials while the server
+// is away, and the like; they carry addresses, never passwords) to log at
+// level Warn with component=go-redis, instead of go-redis's default of
+// unstructured lines on standard error. The setting is process-wide: call
+// it once at startup.
+func LogLibrary(log *slog.Logger) {
+	goredis.SetLogger(libraryLogger{log})
+}
+
+type libraryLogger struct{ log *slog.Logger }
+
+func (l libraryLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "), "component", "go-redis")
+}

@@ -3,10 +3,13 @@ package redis
 import (
 	"bytes"
 	"crypto/tls"
+	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,4 +240,32 @@ func FuzzRecords(f *testing.F) {
 		_, _ = decodeSession("id", map[string]string{"roles": subject, "created_at": origin})
 		_, _ = decodeLink("s", map[string]string{"updated_at": subject})
 	})
+}
+
+// TestLogLibrary: go-redis's own messages go to the slog logger given.
+func TestLogLibrary(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	LogLibrary(slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil)))
+	defer LogLibrary(slog.New(slog.DiscardHandler)) // quiet for the other tests
+	_, err := Config{URL: "redis://127.0.0.1:1/0?dial_timeout=100ms"}.Open(t.Context(), nil)
+	if err == nil {
+		t.Fatal("Open of a closed port succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if out := buf.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "component=go-redis") || !strings.Contains(out, "127.0.0.1:1") {
+		t.Fatalf("go-redis logged %q, want a WARN line with component=go-redis naming the address", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
