@@ -12,6 +12,8 @@ import (
 	"github.com/rcsso/rcsso/internal/config"
 	"github.com/rcsso/rcsso/internal/store"
 	"github.com/rcsso/rcsso/internal/store/memory"
+	"github.com/rcsso/rcsso/internal/store/postgres"
+	"github.com/rcsso/rcsso/internal/store/redis"
 	"github.com/rcsso/rcsso/internal/store/sqlite"
 )
 
@@ -19,8 +21,10 @@ import (
 // typed configuration that decodes the type's own keys and opens the store.
 // Adding a store is its package and one row here.
 var storeTypes = map[string]func() store.Config{
-	"memory": func() store.Config { return new(memory.Config) },
-	"sqlite": func() store.Config { return new(sqlite.Config) },
+	"memory":   func() store.Config { return new(memory.Config) },
+	"sqlite":   func() store.Config { return new(sqlite.Config) },
+	"postgres": func() store.Config { return new(postgres.StoreConfig) },
+	"redis":    func() store.Config { return new(redis.StoreConfig) },
 }
 
 // names lists a map's keys, sorted, for messages.

@@ -19,11 +19,16 @@ func TestBrokenBlocksNameTheKey(t *testing.T) {
 		env        []string
 		want       string
 	}{
-		{"unknown store type", "store:\n  type: mysql\n", creds, "store.type: unknown store \"mysql\": use memory, sqlite"},
 		{"misspelt store key", "store:\n  type: sqlite\n  pth: /var/lib/rcsso.db\n", creds, "store.pth: unknown key"},
 		{"key of another store type", "store:\n  type: memory\n  path: x.db\n", creds, "store.path: unknown key"},
 		{"unknown store variable", "", append(creds, "RCSSO_STORE_PTH=x"), "RCSSO_STORE_PTH does not name a configuration key"},
 		{"bad sqlite path", "store:\n  path: \"file:x.db?mode=ro\"\n", creds, "store.path"},
+		{"unknown store type", "store:\n  type: mysql\n", creds, "use memory, postgres, redis, sqlite"},
+		{"postgres without url", "store:\n  type: postgres\n", creds, "store.postgres.url"},
+		{"postgres without a shared key", "store:\n  type: postgres\n  postgres:\n    url: postgres://rcsso@db/rcsso\n", creds, "store.encryption_key: store type postgres is shared"},
+		{"redis without a shared key", "store:\n  type: redis\n  redis:\n    url: redis://cache:6379/0\n", creds, "store.encryption_key: store type redis is shared"},
+		{"redis with a bad scheme", "store:\n  type: redis\n  redis:\n    url: http://cache:6379/0\n", creds, "store.redis.url"},
+		{"redis key of postgres", "store:\n  type: redis\n  postgres:\n    url: x\n", creds, "store.postgres: unknown key"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -43,8 +48,16 @@ func TestBrokenBlocksNameTheKey(t *testing.T) {
 			}
 		})
 	}
-	// A store type's own variable is known.
-	cfg, err := config.Load("", append(creds, "RCSSO_STORE_PATH="+filepath.Join(t.TempDir(), "x.db")), nil, Schemas()...)
+	// A store type's own variables are known.
+	key := "RCSSO_STORE_ENCRYPTION_KEY=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	cfg, err := config.Load("", append(creds, key, "RCSSO_STORE_TYPE=redis", "RCSSO_STORE_REDIS_URL=redis://cache:6379/0", "RCSSO_STORE_REDIS_KEY_PREFIX=site1:"), nil, Schemas()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(cfg); err != nil {
+		t.Fatalf("RCSSO_STORE_REDIS_*: %v", err)
+	}
+	cfg, err = config.Load("", append(creds, "RCSSO_STORE_PATH="+filepath.Join(t.TempDir(), "x.db")), nil, Schemas()...)
 	if err != nil {
 		t.Fatal(err)
 	}
