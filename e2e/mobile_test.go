@@ -603,7 +603,7 @@ func TestMobileAppWebsiteSession(t *testing.T) {
 func TestMobileAppOIDC(t *testing.T) {
 	p := startOIDCProvider(t)
 	e := newEnv(t, envOptions{identity: []config.IdentitySource{
-		{Type: "oidc", Name: "idp", Label: "Log in with Example ID", Issuer: p.Issuer(), ClientID: p.ClientID, ClientSecret: p.ClientSecret},
+		{Type: "oidc", Name: "idp", Options: map[string]any{"label": "Log in with Example ID", "issuer": p.Issuer(), "client_id": p.ClientID, "client_secret": p.ClientSecret}},
 		{Type: "local"},
 	}})
 	p.QueueUser(oidcUser{})

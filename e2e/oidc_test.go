@@ -64,7 +64,7 @@ func startOIDCProvider(t *testing.T) *mockoidc.MockOIDC {
 func TestOIDCPopupAndBackChannelLogout(t *testing.T) {
 	m := startOIDCProvider(t)
 	e := newEnv(t, envOptions{identity: []config.IdentitySource{
-		{Type: "oidc", Name: "idp", Label: "Log in with Example ID", Issuer: m.Issuer(), ClientID: m.ClientID, ClientSecret: m.ClientSecret},
+		{Type: "oidc", Name: "idp", Options: map[string]any{"label": "Log in with Example ID", "issuer": m.Issuer(), "client_id": m.ClientID, "client_secret": m.ClientSecret}},
 		{Type: "local"},
 	}})
 	m.QueueUser(oidcUser{})

@@ -22,10 +22,10 @@ func TestJWTCookieThroughAPIURL(t *testing.T) {
 	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, envOptions{identity: []config.IdentitySource{{
-		Type: "jwt", Cookie: "site_jwt", Algorithms: []string{"HS256"}, SecretFile: secretFile,
-		Issuer: "https://www.example.test", Audience: "rcsso",
-	}}})
+	e := newEnv(t, envOptions{identity: []config.IdentitySource{{Type: "jwt", Options: map[string]any{
+		"cookie": "site_jwt", "algorithms": []string{"HS256"}, "secret_file": secretFile,
+		"issuer": "https://www.example.test", "audience": "rcsso",
+	}}}})
 	issue := func(w http.ResponseWriter, claims jwt.MapClaims) {
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
 		if err != nil {
@@ -84,10 +84,10 @@ func TestWhoamiThroughAPIURL(t *testing.T) {
 		http.SetCookie(w, &http.Cookie{Name: "site_session", Value: "s-grace", Domain: "example.test", Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 		_, _ = w.Write([]byte("ok"))
 	})
-	e := newEnv(t, envOptions{identity: []config.IdentitySource{{
-		Type: "whoami", URL: "http://127.0.0.1:" + www.URL[len("http://www.example.test:"):] + "/api/me", Cookies: []string{"site_session"},
-		Claims: config.Claims{Subject: "user.id", Username: "user.login", Name: "user.display", Email: "user.mail"},
-	}}})
+	e := newEnv(t, envOptions{identity: []config.IdentitySource{{Type: "whoami", Options: map[string]any{
+		"url": "http://127.0.0.1:" + www.URL[len("http://www.example.test:"):] + "/api/me", "cookies": []string{"site_session"},
+		"claims": map[string]any{"subject": "user.id", "username": "user.login", "name": "user.display", "email": "user.mail"},
+	}}}})
 	ctx := e.browser()
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -25,12 +24,6 @@ import (
 
 	"github.com/rcsso/rcsso/internal/config"
 	"github.com/rcsso/rcsso/internal/identity"
-	"github.com/rcsso/rcsso/internal/identity/claims"
-	"github.com/rcsso/rcsso/internal/identity/header"
-	jwtsrc "github.com/rcsso/rcsso/internal/identity/jwt"
-	"github.com/rcsso/rcsso/internal/identity/local"
-	"github.com/rcsso/rcsso/internal/identity/oidc"
-	"github.com/rcsso/rcsso/internal/identity/whoami"
 	"github.com/rcsso/rcsso/internal/metrics"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/createtoken"
@@ -254,79 +247,28 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	}, log)
 
 	returnTo := server.ReturnToFilter(pub, rcOrigin, websiteOrigins)
+	sources, _ := sourceConfigs(cfg.Identity) // checked by Validate
 	var chain identity.Chain
-	for _, s := range cfg.Identity {
-		name := s.Name
-		if name == "" {
-			name = s.Type
+	for i, sc := range sources {
+		name := cfg.Identity[i].SourceName()
+		src, err := sc.Open(ctx, identity.Deps{
+			Name:          name,
+			Store:         st,
+			Sessions:      sessions,
+			PublicURL:     pub,
+			SecureCookies: secure,
+			SafeReturnTo:  returnTo,
+			Key:           func(purpose string) []byte { return deriveKey(key, purpose) },
+			OnLogout: func(ctx context.Context, subject string) error {
+				_, err := broker.Forget(ctx, subject, true)
+				return err
+			},
+			Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("identity source %q (%s): %w", name, cfg.Identity[i].Type, err)
 		}
-		mapping := claimsMapping(s.Claims)
-		switch s.Type {
-		case "header":
-			prefixes := make([]netip.Prefix, 0, len(s.TrustedProxies))
-			for _, p := range s.TrustedProxies {
-				pp, _ := config.ParsePrefix(p)
-				prefixes = append(prefixes, pp)
-			}
-			chain = append(chain, header.New(header.Config{Name: name, UserHeader: s.UserHeader, EmailHeader: s.EmailHeader, NameHeader: s.NameHeader,
-				GroupsHeader: s.GroupsHeader, RoleMap: s.Claims.RoleMap, TrustedProxies: prefixes, EmailVerified: s.EmailVerified}))
-		case "local":
-			chain = append(chain, local.New(name, st, sessions))
-		case "jwt":
-			jc := jwtsrc.Config{Name: name, Cookie: s.Cookie, Header: s.AuthorizationHeader, Algorithms: s.Algorithms,
-				JWKSURL: s.JWKSURL, Issuer: s.Issuer, Audience: s.Audience, Leeway: s.Leeway, RequireExp: !s.AllowMissingExp,
-				Mapping: mapping, Logger: log}
-			if s.SecretFile != "" {
-				b, err := os.ReadFile(s.SecretFile)
-				if err != nil {
-					return nil, fmt.Errorf("identity source %q: secret_file: %w", name, err)
-				}
-				jc.Secret = []byte(strings.TrimRight(string(b), "\r\n"))
-			}
-			if s.PublicKeyFile != "" {
-				b, err := os.ReadFile(s.PublicKeyFile)
-				if err != nil {
-					return nil, fmt.Errorf("identity source %q: public_key_file: %w", name, err)
-				}
-				jc.PublicKeyPEM = b
-			}
-			src, err := jwtsrc.New(ctx, jc)
-			if err != nil {
-				return nil, fmt.Errorf("identity source %q (jwt): %w", name, err)
-			}
-			chain = append(chain, src)
-		case "whoami":
-			src, err := whoami.New(whoami.Config{Name: name, URL: s.URL, Cookies: s.Cookies, Headers: s.Headers,
-				Timeout: s.Timeout, CacheTTL: s.CacheTTL, Mapping: mapping, Logger: log})
-			if err != nil {
-				return nil, fmt.Errorf("identity source %q (whoami): %w", name, err)
-			}
-			chain = append(chain, src)
-		case "oidc":
-			src, err := oidc.New(ctx, oidc.Config{
-				Name:          name,
-				Label:         s.Label,
-				Issuer:        s.Issuer,
-				ClientID:      s.ClientID,
-				ClientSecret:  s.ClientSecret,
-				Scopes:        s.Scopes,
-				RedirectURL:   strings.TrimRight(cfg.PublicURL, "/") + "/auth/" + name + "/callback",
-				Mapping:       mapping,
-				Sessions:      sessions,
-				StateKey:      deriveKey(key, "rcsso oidc state "+name),
-				SecureCookies: secure,
-				SafeReturnTo:  returnTo,
-				OnLogout: func(ctx context.Context, subject string) error {
-					_, err := broker.Forget(ctx, subject, true)
-					return err
-				},
-				Logger: log,
-			})
-			if err != nil {
-				return nil, fmt.Errorf("identity source %q (oidc): %w", name, err)
-			}
-			chain = append(chain, src)
-		}
+		chain = append(chain, src)
 	}
 
 	var extra map[string]http.Handler
@@ -529,12 +471,6 @@ func encryptionKey(c config.Store, sc store.Config, log *slog.Logger) ([]byte, e
 	}
 	log.Info("generated the token encryption key; back it up with the database", "path", path)
 	return k, nil
-}
-
-// claimsMapping turns configured claim names into a claims.Mapping.
-func claimsMapping(c config.Claims) claims.Mapping {
-	return claims.Mapping{Subject: c.Subject, Username: c.Username, Name: c.Name, Email: c.Email,
-		EmailVerified: c.EmailVerified, Avatar: c.Avatar, Roles: c.Roles, RoleMap: c.RoleMap}
 }
 
 // usernameMapper is the provisioner's username mapping (template, then

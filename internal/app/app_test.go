@@ -29,9 +29,16 @@ func emulated(t *testing.T, ec rcemu.Config) (*rcemu.Server, config.Config) {
 	cfg := config.Default()
 	cfg.RocketChat.URL = srv.URL
 	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
-	cfg.Identity = []config.IdentitySource{{Type: "header", UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", TrustedProxies: []string{"192.0.2.1"}}}
+	cfg.Identity = []config.IdentitySource{headerSource()}
 	cfg.Store = config.Store{Type: "memory"}
 	return emu, cfg
+}
+
+// headerSource is a header identity source trusting 192.0.2.1
+// (X-Forwarded-User, X-Forwarded-Email).
+func headerSource() config.IdentitySource {
+	return config.IdentitySource{Type: "header", Options: map[string]any{"user_header": "X-Forwarded-User",
+		"email_header": "X-Forwarded-Email", "trusted_proxies": []string{"192.0.2.1"}}}
 }
 
 // build is Build that fails the test on error and closes at its end.

@@ -49,7 +49,7 @@ func TestAttackHeaderAdoptionTakeover(t *testing.T) {
 	for _, vouched := range []bool{false, true} {
 		t.Run(map[bool]string{false: "email not vouched (default)", true: "email_verified: true"}[vouched], func(t *testing.T) {
 			emu, cfg := emulated(t, rcemu.Config{Profile: "8.x", CreateTokensSecret: "s"})
-			cfg.Identity[0].EmailVerified = vouched
+			cfg.Identity[0].Options["email_verified"] = vouched
 			a := build(t, cfg)
 			carol := visit(a, "carol", "")
 			dave := visit(a, "dave", "dave@example.test")
@@ -83,8 +83,8 @@ func TestAttackJWTAdoptionTakeover(t *testing.T) {
 	if err := os.WriteFile(path, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Identity = []config.IdentitySource{{Type: "jwt", Cookie: "site_jwt", Algorithms: []string{"HS256"}, SecretFile: path,
-		Issuer: "https://www.example.test", Audience: "rcsso"}}
+	cfg.Identity = []config.IdentitySource{{Type: "jwt", Options: map[string]any{"cookie": "site_jwt", "algorithms": []string{"HS256"},
+		"secret_file": path, "issuer": "https://www.example.test", "audience": "rcsso"}}}
 	a := build(t, cfg)
 	call := func(claims jwt.MapClaims) *httptest.ResponseRecorder {
 		claims["exp"], claims["iss"], claims["aud"] = time.Now().Add(time.Hour).Unix(), "https://www.example.test", "rcsso"
@@ -119,7 +119,7 @@ func TestAttackJWTAdoptionTakeover(t *testing.T) {
 // source (409), before any Rocket.Chat user is created.
 func TestAttackPlaceholderEmailRefused(t *testing.T) {
 	emu, cfg := emulated(t, rcemu.Config{Profile: "8.x", CreateTokensSecret: "s"})
-	cfg.Identity[0].EmailVerified = true
+	cfg.Identity[0].Options["email_verified"] = true
 	a := build(t, cfg)
 	w := visit(a, "mallory", "anything@users.rcsso.invalid")
 	if w.Code != http.StatusConflict || token(w) != "" {

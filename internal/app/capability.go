@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/rcadmin"
 	"github.com/rcsso/rcsso/internal/rocketchat"
@@ -65,12 +66,11 @@ func neededPermissions(cfg config.Config) []permissionNeed {
 	}
 	need = append(need, permissionNeed{"api-bypass-rate-limit", "REST calls beyond Rocket.Chat's 10 a minute per endpoint"})
 	roles, admin := false, slices.Contains(cfg.Provision.Roles, "admin")
-	for _, s := range cfg.Identity {
-		if s.Claims.Roles != "" || len(s.Claims.RoleMap) > 0 || s.GroupsHeader != "" {
-			roles = true
-		}
-		for _, r := range s.Claims.RoleMap {
-			admin = admin || r == "admin"
+	sources, _ := sourceConfigs(cfg.Identity)
+	for _, s := range sources {
+		if rs, ok := s.(identity.RoleSource); ok {
+			managed, a := rs.ManagesRoles()
+			roles, admin = roles || managed, admin || a
 		}
 	}
 	if roles {

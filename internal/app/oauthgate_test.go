@@ -51,7 +51,7 @@ func oauthEmulated(t *testing.T, ec rcemu.Config, wordpress bool) (*rcemu.Server
 	cfg.RocketChat.URL = rc.URL
 	cfg.Minting.Mode = "oauth"
 	cfg.Minting.OAuth = config.MintingOAuth{ServiceName: "rcsso", ClientID: "rocketchat", ClientSecret: strings.Repeat("c", 32)}
-	cfg.Identity = []config.IdentitySource{{Type: "header", UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", TrustedProxies: []string{"192.0.2.1"}}}
+	cfg.Identity = []config.IdentitySource{headerSource()}
 	cfg.Store = config.Store{Type: "memory"}
 	return emu, cfg, func(a *App) { var hh http.Handler = a.Handler; h.Store(&hh) }
 }

@@ -10,6 +10,12 @@ import (
 	"strings"
 
 	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/identity/header"
+	"github.com/rcsso/rcsso/internal/identity/jwt"
+	"github.com/rcsso/rcsso/internal/identity/local"
+	"github.com/rcsso/rcsso/internal/identity/oidc"
+	"github.com/rcsso/rcsso/internal/identity/whoami"
 	"github.com/rcsso/rcsso/internal/store"
 	"github.com/rcsso/rcsso/internal/store/memory"
 	"github.com/rcsso/rcsso/internal/store/postgres"
@@ -25,6 +31,43 @@ var storeTypes = map[string]func() store.Config{
 	"sqlite":   func() store.Config { return new(sqlite.Config) },
 	"postgres": func() store.Config { return new(postgres.StoreConfig) },
 	"redis":    func() store.Config { return new(redis.StoreConfig) },
+}
+
+// sourceTypes are the identity source types (identity[i].type). Adding a
+// source is its package and one row here.
+var sourceTypes = map[string]func() identity.Config{
+	"header": func() identity.Config { return new(header.Config) },
+	"local":  func() identity.Config { return new(local.Config) },
+	"jwt":    func() identity.Config { return new(jwt.Config) },
+	"whoami": func() identity.Config { return new(whoami.Config) },
+	"oidc":   func() identity.Config { return new(oidc.Config) },
+}
+
+// sourceConfigs decodes and validates every identity source's block.
+func sourceConfigs(list []config.IdentitySource) ([]identity.Config, error) {
+	var errs []error
+	out := make([]identity.Config, 0, len(list))
+	for i, s := range list {
+		b := s.Block(i)
+		mk, ok := sourceTypes[s.Type]
+		if !ok {
+			if s.Type != "" { // a missing type is config.Validate's
+				errs = append(errs, b.Errorf("type", "unknown identity source %q: use %s", s.Type, names(sourceTypes)))
+			}
+			continue
+		}
+		sc := mk()
+		if err := b.Decode(sc); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := sc.Validate(b); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, sc)
+	}
+	return out, errors.Join(errs...)
 }
 
 // names lists a map's keys, sorted, for messages.
@@ -75,6 +118,9 @@ func Validate(cfg config.Config) error {
 		errs = append(errs, err)
 	}
 	if _, err := storeConfig(cfg.Store); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := sourceConfigs(cfg.Identity); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

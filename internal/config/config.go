@@ -105,73 +105,29 @@ type RocketChat struct {
 // are tried in order; the first that recognises the visitor wins. Which keys
 // apply depends on Type.
 type IdentitySource struct {
-	// Type is header, local, jwt, whoami or oidc.
+	// Type is the source type: header, local, jwt, whoami or oidc.
 	Type string `koanf:"type"`
 	// Name identifies the source in logs, subjects ("<name>:<id>") and
 	// routes (/auth/<name>/); defaults to Type. Changing it changes every
 	// subject of the source.
 	Name string `koanf:"name"`
-
-	// header: the trusted reverse proxy's headers.
-	UserHeader     string   `koanf:"user_header"`
-	EmailHeader    string   `koanf:"email_header"`
-	NameHeader     string   `koanf:"name_header"`
-	GroupsHeader   string   `koanf:"groups_header"`
-	TrustedProxies []string `koanf:"trusted_proxies"`
-	// EmailVerified (header): whether the proxy vouches for the e-mail it
-	// sends (it verified the address). Default false: rcsso then never uses
-	// the address to create or adopt an account, only a placeholder.
-	EmailVerified bool `koanf:"email_verified"`
-
-	// jwt: a token the website issues, in a cookie and/or an
-	// Authorization: Bearer header.
-	Cookie              string        `koanf:"cookie"`
-	AuthorizationHeader bool          `koanf:"authorization_header"`
-	Algorithms          []string      `koanf:"algorithms"`
-	SecretFile          string        `koanf:"secret_file"`
-	PublicKeyFile       string        `koanf:"public_key_file"`
-	JWKSURL             string        `koanf:"jwks_url"`
-	Audience            string        `koanf:"audience"`
-	Leeway              time.Duration `koanf:"leeway"`
-	AllowMissingExp     bool          `koanf:"allow_missing_exp"`
-
-	// jwt and oidc: the token issuer (oidc: discovery at
-	// <issuer>/.well-known/openid-configuration).
-	Issuer string `koanf:"issuer"`
-
-	// whoami: a website endpoint answering who the visitor is.
-	URL      string        `koanf:"url"`
-	Cookies  []string      `koanf:"cookies"`
-	Headers  []string      `koanf:"headers"`
-	Timeout  time.Duration `koanf:"timeout"`
-	CacheTTL time.Duration `koanf:"cache_ttl"`
-
-	// oidc: rcsso as an OpenID Connect relying party.
-	ClientID         string   `koanf:"client_id"`
-	ClientSecret     string   `koanf:"client_secret"`
-	ClientSecretFile string   `koanf:"client_secret_file"`
-	Scopes           []string `koanf:"scopes"`
-	Label            string   `koanf:"label"`
-
-	// Claims maps the source's attributes onto the person (all sources).
-	Claims Claims `koanf:"claims"`
+	// Options are the type's own keys as written (header: user_header, …),
+	// decoded by that type's identity.Config (the app package's
+	// sourceTypes).
+	Options map[string]any `koanf:",remain"`
 }
 
-// Claims names the claims (or JSON fields, dotted paths allowed) that carry
-// each attribute. Defaults are the OIDC standard claims: sub,
-// preferred_username, name, email, email_verified, picture; roles are not
-// managed unless Roles is set.
-type Claims struct {
-	Subject       string `koanf:"subject"`
-	Username      string `koanf:"username"`
-	Name          string `koanf:"name"`
-	Email         string `koanf:"email"`
-	EmailVerified string `koanf:"email_verified"`
-	Avatar        string `koanf:"avatar"`
-	Roles         string `koanf:"roles"`
-	// RoleMap maps website roles to Rocket.Chat roles; only the roles
-	// listed are passed on (an allow-list).
-	RoleMap map[string]string `koanf:"role_map"`
+// SourceName is the source's name: Name, or Type when empty.
+func (s IdentitySource) SourceName() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return s.Type
+}
+
+// Block is the source's own keys as a Block under "identity[i]".
+func (s IdentitySource) Block(i int) Block {
+	return Block{Path: fmt.Sprintf("identity[%d]", i), Raw: s.Options}
 }
 
 // Store selects rcsso's own state backend. The keys shared by every store
@@ -500,12 +456,6 @@ func (c *Config) readSecretFiles() error {
 	read("diagnostics.token", &c.Diagnostics.Token, c.Diagnostics.TokenFile)
 	read("minting.mongo.url", &c.Minting.Mongo.URL, c.Minting.Mongo.URLFile)
 	read("minting.oauth.client_secret", &c.Minting.OAuth.ClientSecret, c.Minting.OAuth.ClientSecretFile)
-	for i := range c.Identity {
-		s := &c.Identity[i]
-		if s.ClientSecretFile != "" && s.ClientSecret == "" {
-			read(fmt.Sprintf("identity[%d].client_secret", i), &s.ClientSecret, s.ClientSecretFile)
-		}
-	}
 	return errors.Join(errs...)
 }
 
@@ -564,74 +514,15 @@ func (c *Config) Validate() error {
 	names := map[string]bool{}
 	for i, s := range c.Identity {
 		key := fmt.Sprintf("identity[%d]", i)
-		name := s.Name
-		if name == "" {
-			name = s.Type
+		name := s.SourceName()
+		if s.Type == "" {
+			bad(key+".type", "missing: use header, local, jwt, whoami or oidc")
+			continue
 		}
 		if names[name] {
 			bad(key+".name", "two identity sources are named %q: give each a distinct name", name)
 		}
 		names[name] = true
-		switch s.Type {
-		case "local":
-		case "header":
-			if s.UserHeader == "" {
-				bad(key+".user_header", "the header source needs the name of the header carrying the user, e.g. X-Forwarded-User")
-			}
-			if len(s.TrustedProxies) == 0 {
-				bad(key+".trusted_proxies", "list the reverse proxies allowed to set identity headers, e.g. [127.0.0.1/32]; without it anyone could send them")
-			}
-			for _, p := range s.TrustedProxies {
-				if _, err := ParsePrefix(p); err != nil {
-					bad(key+".trusted_proxies", "%q is not an IP address or CIDR prefix such as 10.0.0.0/8", p)
-				}
-			}
-		case "jwt":
-			if s.Cookie == "" && !s.AuthorizationHeader {
-				bad(key+".cookie", "the jwt source needs the cookie name carrying the token, or authorization_header: true")
-			}
-			if len(s.Algorithms) == 0 {
-				bad(key+".algorithms", "list the accepted signing algorithms explicitly, e.g. [RS256] or [HS256]")
-			}
-			keys := 0
-			for _, k := range []string{s.SecretFile, s.PublicKeyFile, s.JWKSURL} {
-				if k != "" {
-					keys++
-				}
-			}
-			if keys != 1 {
-				bad(key+".secret_file", "set exactly one of secret_file (HS*), public_key_file (RS*/ES*/EdDSA PEM) or jwks_url")
-			}
-			if s.JWKSURL != "" {
-				if _, err := ParseOrigin(s.JWKSURL, true); err != nil {
-					bad(key+".jwks_url", "%v", err)
-				}
-			}
-			if s.Issuer == "" {
-				bad(key+".issuer", "the jwt source checks iss: give the issuer your website puts in its tokens")
-			}
-			if s.Audience == "" {
-				bad(key+".audience", "the jwt source checks aud: give the audience your website puts in its tokens (for example rcsso)")
-			}
-		case "whoami":
-			if _, err := ParseOrigin(s.URL, true); err != nil {
-				bad(key+".url", "the whoami source needs the website endpoint that answers who is logged in: %v", err)
-			}
-		case "oidc":
-			if _, err := ParseOrigin(s.Issuer, true); err != nil {
-				bad(key+".issuer", "%v", err)
-			}
-			if s.ClientID == "" {
-				bad(key+".client_id", "register rcsso as a client at the provider with the redirect URI <public_url>/auth/%s/callback and give its client id", name)
-			}
-			if s.ClientSecret != "" && s.ClientSecretFile != "" {
-				bad(key+".client_secret", "client_secret and client_secret_file are both set: keep one")
-			}
-		case "":
-			bad(key+".type", "missing: use header, local, jwt, whoami or oidc")
-		default:
-			bad(key+".type", "unknown identity source %q: use header, local, jwt, whoami or oidc", s.Type)
-		}
 		if !validName(name) {
 			bad(key+".name", "%q: use letters, digits, '-' and '_' only (it appears in URLs and subjects)", name)
 		}

@@ -180,7 +180,7 @@ func TestReturnToEndpointsHostile(t *testing.T) {
 	s, _, _ := newTestServer(t)
 	// A password source that does not hash: this test is about redirects.
 	s.o.Identity = identity.Chain{
-		header.New(header.Config{UserHeader: "X-Forwarded-User", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}}),
+		header.New(header.Options{UserHeader: "X-Forwarded-User", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}}),
 		&fakePassword{good: "password123"},
 	}
 	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}

@@ -68,7 +68,7 @@ func newTestServerWith(t *testing.T, m mint.Minter) (*Server, store.Store) {
 		WebsiteOrigins:   []string{"http://www.example.test"},
 		WebsiteName:      "Example",
 		Identity: identity.Chain{
-			header.New(header.Config{UserHeader: "X-Forwarded-User", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}}),
+			header.New(header.Options{UserHeader: "X-Forwarded-User", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}}),
 			local.New("", st, sessions),
 		},
 		Sessions: sessions,

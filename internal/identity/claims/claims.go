@@ -23,28 +23,42 @@ var ErrMissingSubject = errors.New("claims: no subject")
 // Mapping says which claim carries what. Claim names may be dotted paths
 // into nested objects ("user.id"). Empty fields take the defaults of
 // DefaultMapping.
+//
+// It is also the claims block of an identity source's configuration
+// (identity[i].claims: subject, username, name, email, email_verified,
+// avatar, roles, role_map).
 type Mapping struct {
 	// Subject names the stable, never-reassigned user id (default "sub").
 	// It is never the e-mail alone.
-	Subject string
+	Subject string `koanf:"subject"`
 	// Username names the claim used as the website user name (default
 	// "preferred_username", falling back to the subject).
-	Username string
+	Username string `koanf:"username"`
 	// Name, Email, EmailVerified, Avatar name the profile claims (defaults
 	// "name", "email", "email_verified", "picture").
-	Name          string
-	Email         string
-	EmailVerified string
-	Avatar        string
+	Name          string `koanf:"name"`
+	Email         string `koanf:"email"`
+	EmailVerified string `koanf:"email_verified"`
+	Avatar        string `koanf:"avatar"`
 	// Roles names a claim holding a string or a list of strings (default
 	// "" = roles not managed).
-	Roles string
+	Roles string `koanf:"roles"`
 	// RoleMap maps website role → Rocket.Chat role. Only roles listed here
 	// are passed on (an allow-list); a website role not in it is dropped.
-	RoleMap map[string]string
+	RoleMap map[string]string `koanf:"role_map"`
 	// AssumeEmailVerified treats the e-mail as verified when the claim is
 	// absent (for sources that vouch for it, such as a trusted proxy).
-	AssumeEmailVerified bool
+	AssumeEmailVerified bool `koanf:"-"`
+}
+
+// ManagesRoles implements identity.RoleSource for a source whose configuration
+// holds this mapping: roles are managed when a roles claim is named, and
+// admin is among them when the role map can produce it.
+func (m Mapping) ManagesRoles() (managed, admin bool) {
+	for _, r := range m.RoleMap {
+		admin = admin || r == "admin"
+	}
+	return m.Roles != "" || len(m.RoleMap) > 0, admin
 }
 
 // DefaultMapping is the OIDC standard claim set.

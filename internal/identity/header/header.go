@@ -19,8 +19,8 @@ import (
 // maxValue bounds a header value (bytes).
 const maxValue = 256
 
-// Config configures the source.
-type Config struct {
+// Options configures the source.
+type Options struct {
 	// Name is the source name; subjects are "<Name>:<user header value>".
 	Name string
 	// UserHeader carries the stable user id/name (required), e.g. X-Forwarded-User.
@@ -44,10 +44,10 @@ type Config struct {
 }
 
 // Source is the header identity source.
-type Source struct{ cfg Config }
+type Source struct{ cfg Options }
 
 // New returns a header source.
-func New(cfg Config) *Source {
+func New(cfg Options) *Source {
 	if cfg.Name == "" {
 		cfg.Name = "header"
 	}

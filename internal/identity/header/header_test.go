@@ -12,7 +12,7 @@ import (
 )
 
 func TestIdentify(t *testing.T) {
-	s := New(Config{UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", NameHeader: "X-Forwarded-Name",
+	s := New(Options{UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", NameHeader: "X-Forwarded-Name",
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, EmailVerified: true})
 	cases := []struct {
 		name, remote, user, email string
@@ -54,7 +54,7 @@ func TestIdentify(t *testing.T) {
 // comma-joined list, is ErrMalformedRequest (400), never an identity and
 // never "not logged in" (which would let the next source in the chain try).
 func TestDuplicateIdentityHeaders(t *testing.T) {
-	s := New(Config{UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", NameHeader: "X-Forwarded-Name", GroupsHeader: "X-Forwarded-Groups",
+	s := New(Options{UserHeader: "X-Forwarded-User", EmailHeader: "X-Forwarded-Email", NameHeader: "X-Forwarded-Name", GroupsHeader: "X-Forwarded-Groups",
 		RoleMap: map[string]string{"admins": "admin"}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	base := map[string][]string{"X-Forwarded-User": {"alice"}, "X-Forwarded-Email": {"alice@example.com"}, "X-Forwarded-Name": {"Alice"}, "X-Forwarded-Groups": {"users"}}
 	cases := []struct {
@@ -131,7 +131,7 @@ func FuzzIdentify(f *testing.F) {
 	f.Add("alice", "alice@example.com", "Alice", "admins", uint8(4))
 	f.Add("alice", "alice@example.com", "Alice", "admins", uint8(8))
 	f.Add("alice", "a@b.c,alice@example.com", "Alice", "admins", uint8(0))
-	s := New(Config{UserHeader: "X-User", EmailHeader: "X-Email", NameHeader: "X-Name", GroupsHeader: "X-Groups",
+	s := New(Options{UserHeader: "X-User", EmailHeader: "X-Email", NameHeader: "X-Name", GroupsHeader: "X-Groups",
 		RoleMap: map[string]string{"admins": "admin"}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	f.Fuzz(func(t *testing.T, user, email, name, groups string, dup uint8) {
 		r := httptest.NewRequest("GET", "/", nil)

@@ -40,7 +40,7 @@ import (
 const MaxTokenSize = 8 << 10
 
 // DefaultLeeway is the clock skew allowed for exp, nbf and iat when
-// Config.Leeway is zero.
+// Options.Leeway is zero.
 const DefaultLeeway = 30 * time.Second
 
 // JWKS fetching: each fetch is bounded by jwksTimeout; keys are refreshed
@@ -54,8 +54,8 @@ const (
 	maxLogReason   = 200
 )
 
-// Config configures the source.
-type Config struct {
+// Options configures the source.
+type Options struct {
 	// Name is the source name; subjects are "<Name>:<sub>" (default "jwt").
 	Name string
 	// Cookie names the cookie carrying the token ("" = no cookie).
@@ -105,7 +105,7 @@ type Config struct {
 
 // Source is the JWT identity source. It is safe for concurrent use.
 type Source struct {
-	cfg    Config
+	cfg    Options
 	log    *slog.Logger
 	parser *gojwt.Parser
 	now    func() time.Time // replaced in tests
@@ -149,7 +149,7 @@ var minSecret = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
 // key set once (an unreachable JWKS is logged, not fatal: tokens are then
 // answered with a non-ErrNotLoggedIn error until it recovers) and refreshes
 // it in the background until ctx ends.
-func New(ctx context.Context, cfg Config) (*Source, error) {
+func New(ctx context.Context, cfg Options) (*Source, error) {
 	if cfg.Name == "" {
 		cfg.Name = "jwt"
 	}

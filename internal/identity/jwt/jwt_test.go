@@ -152,7 +152,7 @@ func (l *logBuffer) String() string {
 
 // newSource builds a source with test defaults for unset fields and the fake
 // clock.
-func newSource(t testing.TB, cfg Config) (*Source, *logBuffer) {
+func newSource(t testing.TB, cfg Options) (*Source, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
 	if cfg.Name == "" {
@@ -284,7 +284,7 @@ func TestIdentifyRS256(t *testing.T) {
 	for _, tc := range tests {
 		for _, via := range []string{"cookie", "header"} {
 			t.Run(tc.name+"/"+via, func(t *testing.T) {
-				s, logs := newSource(t, Config{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM})
+				s, logs := newSource(t, Options{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM})
 				tok := tc.token(t)
 				r := cookieRequest(tok)
 				if via == "header" {
@@ -311,7 +311,7 @@ func TestIdentifyRS256(t *testing.T) {
 
 func TestIdentifyMapping(t *testing.T) {
 	k := keys()
-	s, _ := newSource(t, Config{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM,
+	s, _ := newSource(t, Options{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM,
 		Mapping: claims.Mapping{Roles: "realm_access.roles", RoleMap: map[string]string{"chat-admin": "admin"}}})
 	tok := sign(t, gojwt.SigningMethodRS256, k.rsa, claimsAt(func(c gojwt.MapClaims) {
 		c["realm_access"] = map[string]any{"roles": []string{"chat-admin", "other"}}
@@ -352,7 +352,7 @@ func TestNoToken(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{Name: "site", Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM,
+			cfg := Options{Name: "site", Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM,
 				Issuer: testIss, Audience: testAud, Header: tc.header, Logger: slog.New(slog.DiscardHandler)}
 			if tc.cookie {
 				cfg.Cookie = testCookie
@@ -371,7 +371,7 @@ func TestNoToken(t *testing.T) {
 
 func TestHeaderWinsOverCookie(t *testing.T) {
 	k := keys()
-	s, _ := newSource(t, Config{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM})
+	s, _ := newSource(t, Options{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM})
 	good := sign(t, gojwt.SigningMethodRS256, k.rsa, claimsAt(), nil)
 	bad := sign(t, gojwt.SigningMethodRS256, k.rsa2, claimsAt(), nil)
 	r := bearerRequest(bad)
@@ -389,7 +389,7 @@ func TestHeaderWinsOverCookie(t *testing.T) {
 
 func TestRequireExpOff(t *testing.T) {
 	k := keys()
-	s, _ := newSource(t, Config{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM})
+	s, _ := newSource(t, Options{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM})
 	s.cfg.RequireExp = false
 	s.parser = gojwt.NewParser(s.parserOptions()...)
 	noExp := sign(t, gojwt.SigningMethodRS256, k.rsa, claimsAt(func(c gojwt.MapClaims) { delete(c, "exp") }), nil)
@@ -408,18 +408,18 @@ func TestKeyKinds(t *testing.T) {
 	k := keys()
 	tests := []struct {
 		name   string
-		cfg    Config
+		cfg    Options
 		method gojwt.SigningMethod
 		key    any
 	}{
-		{"HS256", Config{Algorithms: []string{"HS256"}, Secret: k.hmac}, gojwt.SigningMethodHS256, k.hmac},
-		{"HS512 long secret", Config{Algorithms: []string{"HS512"}, Secret: bytes.Repeat(k.hmac, 2)}, gojwt.SigningMethodHS512, bytes.Repeat(k.hmac, 2)},
-		{"RS256 PKIX", Config{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM}, gojwt.SigningMethodRS256, k.rsa},
-		{"RS256 certificate", Config{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaCert}, gojwt.SigningMethodRS256, k.rsa},
-		{"PS256 PKCS1", Config{Algorithms: []string{"RS256", "PS256"}, PublicKeyPEM: k.rsaPKCS1}, gojwt.SigningMethodPS256, k.rsa},
-		{"ES256", Config{Algorithms: []string{"ES256"}, PublicKeyPEM: k.ecPEM}, gojwt.SigningMethodES256, k.ec},
-		{"ES384", Config{Algorithms: []string{"ES384"}, PublicKeyPEM: k.ec384PEM}, gojwt.SigningMethodES384, k.ec384},
-		{"EdDSA", Config{Algorithms: []string{"EdDSA"}, PublicKeyPEM: k.edPEM}, gojwt.SigningMethodEdDSA, k.ed},
+		{"HS256", Options{Algorithms: []string{"HS256"}, Secret: k.hmac}, gojwt.SigningMethodHS256, k.hmac},
+		{"HS512 long secret", Options{Algorithms: []string{"HS512"}, Secret: bytes.Repeat(k.hmac, 2)}, gojwt.SigningMethodHS512, bytes.Repeat(k.hmac, 2)},
+		{"RS256 PKIX", Options{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM}, gojwt.SigningMethodRS256, k.rsa},
+		{"RS256 certificate", Options{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaCert}, gojwt.SigningMethodRS256, k.rsa},
+		{"PS256 PKCS1", Options{Algorithms: []string{"RS256", "PS256"}, PublicKeyPEM: k.rsaPKCS1}, gojwt.SigningMethodPS256, k.rsa},
+		{"ES256", Options{Algorithms: []string{"ES256"}, PublicKeyPEM: k.ecPEM}, gojwt.SigningMethodES256, k.ec},
+		{"ES384", Options{Algorithms: []string{"ES384"}, PublicKeyPEM: k.ec384PEM}, gojwt.SigningMethodES384, k.ec384},
+		{"EdDSA", Options{Algorithms: []string{"EdDSA"}, PublicKeyPEM: k.edPEM}, gojwt.SigningMethodEdDSA, k.ed},
 	}
 	strangers := []struct {
 		method gojwt.SigningMethod
@@ -449,40 +449,40 @@ func TestKeyKinds(t *testing.T) {
 
 func TestNewValidation(t *testing.T) {
 	k := keys()
-	base := func(m func(*Config)) Config {
-		c := Config{Name: "site", Cookie: testCookie, Issuer: testIss, Audience: testAud,
+	base := func(m func(*Options)) Options {
+		c := Options{Name: "site", Cookie: testCookie, Issuer: testIss, Audience: testAud,
 			Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM}
 		m(&c)
 		return c
 	}
 	tests := []struct {
 		name string
-		cfg  Config
+		cfg  Options
 		want string // substring of the error
 	}{
-		{"no algorithms", base(func(c *Config) { c.Algorithms = nil }), "allow-list"},
-		{"none", base(func(c *Config) { c.Algorithms = []string{"RS256", "none"} }), `"none"`},
-		{"unknown alg", base(func(c *Config) { c.Algorithms = []string{"RS257"} }), "not supported"},
-		{"HS with a public key", base(func(c *Config) { c.Algorithms = []string{"HS256"} }), "does not suit"},
-		{"HS and RS mixed with a public key", base(func(c *Config) { c.Algorithms = []string{"RS256", "HS256"} }), "does not suit"},
-		{"RS with a secret", base(func(c *Config) { c.PublicKeyPEM, c.Secret = nil, k.hmac }), "needs a public key"},
-		{"short HS256 secret", base(func(c *Config) { c.Algorithms, c.PublicKeyPEM, c.Secret = []string{"HS256"}, nil, []byte("short") }), "at least 32"},
-		{"HS512 secret shorter than 64", base(func(c *Config) { c.Algorithms, c.PublicKeyPEM, c.Secret = []string{"HS512"}, nil, k.hmac }), "at least 64"},
-		{"two key kinds", base(func(c *Config) { c.Secret = k.hmac }), "exactly one"},
-		{"no key", base(func(c *Config) { c.PublicKeyPEM = nil }), "exactly one"},
-		{"ES256 with a P-384 key", base(func(c *Config) { c.Algorithms, c.PublicKeyPEM = []string{"ES256"}, k.ec384PEM }), "does not suit"},
-		{"RS256 with an EC key", base(func(c *Config) { c.PublicKeyPEM = k.ecPEM }), "does not suit"},
-		{"EdDSA with an RSA key", base(func(c *Config) { c.Algorithms = []string{"EdDSA"} }), "does not suit"},
-		{"weak RSA", base(func(c *Config) { c.PublicKeyPEM = k.weakRSAPEM }), "at least 2048"},
-		{"private key given", base(func(c *Config) { c.PublicKeyPEM = k.privatePEM }), "only the public key"},
-		{"not PEM", base(func(c *Config) { c.PublicKeyPEM = []byte("ssh-rsa AAAA") }), "no PEM block"},
-		{"no issuer", base(func(c *Config) { c.Issuer = "" }), "issuer"},
-		{"no audience", base(func(c *Config) { c.Audience = "" }), "audience"},
-		{"no cookie nor header", base(func(c *Config) { c.Cookie = "" }), "cookie"},
-		{"negative leeway", base(func(c *Config) { c.Leeway = -time.Second }), "leeway"},
-		{"HS with JWKS", base(func(c *Config) { c.Algorithms, c.PublicKeyPEM, c.JWKSURL = []string{"HS256"}, nil, "https://x/jwks" }), "shared secret"},
-		{"relative JWKS URL", base(func(c *Config) { c.PublicKeyPEM, c.JWKSURL = nil, "/jwks.json" }), "absolute"},
-		{"ftp JWKS URL", base(func(c *Config) { c.PublicKeyPEM, c.JWKSURL = nil, "ftp://x/jwks.json" }), "absolute"},
+		{"no algorithms", base(func(c *Options) { c.Algorithms = nil }), "allow-list"},
+		{"none", base(func(c *Options) { c.Algorithms = []string{"RS256", "none"} }), `"none"`},
+		{"unknown alg", base(func(c *Options) { c.Algorithms = []string{"RS257"} }), "not supported"},
+		{"HS with a public key", base(func(c *Options) { c.Algorithms = []string{"HS256"} }), "does not suit"},
+		{"HS and RS mixed with a public key", base(func(c *Options) { c.Algorithms = []string{"RS256", "HS256"} }), "does not suit"},
+		{"RS with a secret", base(func(c *Options) { c.PublicKeyPEM, c.Secret = nil, k.hmac }), "needs a public key"},
+		{"short HS256 secret", base(func(c *Options) { c.Algorithms, c.PublicKeyPEM, c.Secret = []string{"HS256"}, nil, []byte("short") }), "at least 32"},
+		{"HS512 secret shorter than 64", base(func(c *Options) { c.Algorithms, c.PublicKeyPEM, c.Secret = []string{"HS512"}, nil, k.hmac }), "at least 64"},
+		{"two key kinds", base(func(c *Options) { c.Secret = k.hmac }), "exactly one"},
+		{"no key", base(func(c *Options) { c.PublicKeyPEM = nil }), "exactly one"},
+		{"ES256 with a P-384 key", base(func(c *Options) { c.Algorithms, c.PublicKeyPEM = []string{"ES256"}, k.ec384PEM }), "does not suit"},
+		{"RS256 with an EC key", base(func(c *Options) { c.PublicKeyPEM = k.ecPEM }), "does not suit"},
+		{"EdDSA with an RSA key", base(func(c *Options) { c.Algorithms = []string{"EdDSA"} }), "does not suit"},
+		{"weak RSA", base(func(c *Options) { c.PublicKeyPEM = k.weakRSAPEM }), "at least 2048"},
+		{"private key given", base(func(c *Options) { c.PublicKeyPEM = k.privatePEM }), "only the public key"},
+		{"not PEM", base(func(c *Options) { c.PublicKeyPEM = []byte("ssh-rsa AAAA") }), "no PEM block"},
+		{"no issuer", base(func(c *Options) { c.Issuer = "" }), "issuer"},
+		{"no audience", base(func(c *Options) { c.Audience = "" }), "audience"},
+		{"no cookie nor header", base(func(c *Options) { c.Cookie = "" }), "cookie"},
+		{"negative leeway", base(func(c *Options) { c.Leeway = -time.Second }), "leeway"},
+		{"HS with JWKS", base(func(c *Options) { c.Algorithms, c.PublicKeyPEM, c.JWKSURL = []string{"HS256"}, nil, "https://x/jwks" }), "shared secret"},
+		{"relative JWKS URL", base(func(c *Options) { c.PublicKeyPEM, c.JWKSURL = nil, "/jwks.json" }), "absolute"},
+		{"ftp JWKS URL", base(func(c *Options) { c.PublicKeyPEM, c.JWKSURL = nil, "ftp://x/jwks.json" }), "absolute"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -550,7 +550,7 @@ func edJWK(kid string, k ed25519.PrivateKey) map[string]any {
 
 func jwksSource(t *testing.T, j *jwksServer, algs ...string) (*Source, *logBuffer) {
 	t.Helper()
-	return newSource(t, Config{Algorithms: algs, JWKSURL: j.URL + "/.well-known/jwks.json", HTTPClient: j.Client()})
+	return newSource(t, Options{Algorithms: algs, JWKSURL: j.URL + "/.well-known/jwks.json", HTTPClient: j.Client()})
 }
 
 func withKid(kid string) map[string]any { return map[string]any{"kid": kid} }
@@ -659,7 +659,7 @@ func TestJWKSRotationBurst(t *testing.T) {
 			}
 			_, _ = io.WriteString(w, b)
 		})
-		s, _ := newSource(t, Config{Algorithms: []string{"RS256", "ES256"}, JWKSURL: "https://www.example.com/jwks.json",
+		s, _ := newSource(t, Options{Algorithms: []string{"RS256", "ES256"}, JWKSURL: "https://www.example.com/jwks.json",
 			HTTPClient: &http.Client{Transport: handlerTransport{h}}})
 
 		g := make(chan struct{})
@@ -790,7 +790,7 @@ func FuzzIdentify(f *testing.F) {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
-	s, logs := newSource(f, Config{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM})
+	s, logs := newSource(f, Options{Algorithms: []string{"RS256"}, PublicKeyPEM: k.rsaPEM})
 	f.Fuzz(func(t *testing.T, tok string, bearer bool) {
 		logs.Reset()
 		r := httptest.NewRequest("GET", "/", nil)

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/rcsso/rcsso/internal/config"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/store"
 	"github.com/rcsso/rcsso/internal/websession"
@@ -37,16 +38,28 @@ const (
 	MaxPasswordLen = 1024
 )
 
+// Config is identity source type local's configuration: it has no keys of
+// its own (accounts are managed with rcsso users).
+type Config struct{}
+
+// Validate implements identity.Config.
+func (*Config) Validate(config.Block) error { return nil }
+
+// Open implements identity.Config.
+func (*Config) Open(_ context.Context, d identity.Deps) (identity.Source, error) {
+	return New(d.Name, d.Store, d.Sessions), nil
+}
+
 // Source is the local identity source.
 type Source struct {
 	name     string
 	st       store.Store
-	sessions *websession.Manager
+	sessions identity.Sessions
 	dummy    string
 }
 
 // New returns the local source named name ("local" if empty).
-func New(name string, st store.Store, sessions *websession.Manager) *Source {
+func New(name string, st store.Store, sessions identity.Sessions) *Source {
 	if name == "" {
 		name = "local"
 	}

@@ -103,7 +103,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	rg.rc = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(rg.rc.Close)
 	now := func() time.Time { return time.Now().Add(time.Duration(rg.skew.Load())) }
-	rg.src, err = New(context.Background(), Config{
+	rg.src, err = New(context.Background(), Options{
 		Name:         "idp",
 		Issuer:       m.Issuer(),
 		ClientID:     m.ClientID,

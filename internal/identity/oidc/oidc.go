@@ -14,7 +14,7 @@
 //	GET  logout?return_to=…    end the rcsso session, then the OP's session
 //
 // Back-channel logout ends every rcsso session of the token's "sub" (all
-// browsers), then calls Config.OnLogout. rcsso does not record the OP's
+// browsers), then calls Options.OnLogout. rcsso does not record the OP's
 // session ids, so a logout token carrying only "sid" is refused with 400
 // and an error_description saying so; register the client at the OP
 // without backchannel_logout_session_required, or have it send "sub".
@@ -82,9 +82,9 @@ var protectedClaims = map[string]bool{
 	"at_hash": true, "c_hash": true, "sid": true, "jti": true,
 }
 
-// Config configures one OpenID Connect source. Name, Issuer, ClientID,
+// Options configures one OpenID Connect source. Name, Issuer, ClientID,
 // RedirectURL, Sessions and StateKey are required.
-type Config struct {
+type Options struct {
 	// Name is the source name: subjects are "<Name>:<sub>", routes live
 	// under /auth/<Name>/, the state cookie is rcsso_oidc_<Name>. 1–32
 	// characters of [A-Za-z0-9_-], starting with a letter or digit.
@@ -112,7 +112,16 @@ type Config struct {
 	// (Core 1.0 §5.7), and back-channel logout addresses users by "sub".
 	Mapping claims.Mapping
 	// Sessions starts and ends rcsso's own sessions.
-	Sessions *websession.Manager
+	Sessions identity.Sessions
+	// Once, when set, remembers single-use values (consumed login states,
+	// logout token jti) in rcsso's store, so every rcsso instance on the
+	// store refuses a replay, and a restart forgets nothing (store.Store's
+	// UseOnce). Nil keeps them in this process (bounded). With a store, a
+	// back-channel logout that failed after its jti was recorded cannot be
+	// retried with the same token: the OP must send a new one.
+	Once interface {
+		UseOnce(ctx context.Context, key string, expiresAt time.Time) (bool, error)
+	}
 	// StateKey is the 32-byte AES-256-GCM key sealing the state cookie.
 	StateKey []byte
 	// SecureCookies marks the state cookie Secure (public_url is https).
@@ -140,7 +149,7 @@ type Config struct {
 // Source is an OpenID Connect identity source. It implements
 // identity.Source and identity.Interactive, and is safe for concurrent use.
 type Source struct {
-	cfg        Config
+	cfg        Options
 	client     *http.Client
 	log        *slog.Logger
 	now        func() time.Time
@@ -162,7 +171,7 @@ var _ identity.Interactive = (*Source)(nil)
 // Discovery 1.0 §4). Errors name the source and issuer and say what failed:
 // an invalid field, an unreachable or malformed discovery document, an
 // issuer mismatch, or missing endpoints.
-func New(ctx context.Context, cfg Config) (*Source, error) {
+func New(ctx context.Context, cfg Options) (*Source, error) {
 	if !namePattern.MatchString(cfg.Name) {
 		return nil, fmt.Errorf("oidc source %q: name must be 1-32 characters of [A-Za-z0-9_-]", cfg.Name)
 	}
@@ -368,7 +377,11 @@ func (s *Source) callback(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadRequest, "Login failed", "The login response does not belong to this browser's login. "+retry)
 		return
 	}
-	if !s.states.add(st.State, time.Unix(st.IssuedAt, 0).Add(StateTTL), now) {
+	if first, err := s.useOnce(r.Context(), s.states, "state", st.State, time.Unix(st.IssuedAt, 0).Add(StateTTL), now); err != nil {
+		s.log.Error("oidc: recording the login state", "err", err)
+		s.page(w, http.StatusServiceUnavailable, "Login failed", "rcsso cannot record this login right now. "+retry)
+		return
+	} else if !first {
 		s.log.Warn("oidc: login state replayed")
 		s.page(w, http.StatusBadRequest, "Login failed", "This login response was already used. "+retry)
 		return
@@ -517,13 +530,24 @@ func (s *Source) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	subject := s.cfg.Name + ":" + sub
 	if err := s.endSubject(ctx, subject); err != nil {
-		s.jtis.remove(jti) // let the OP retry
+		if s.cfg.Once == nil {
+			s.jtis.remove(jti) // let the OP retry
+		}
 		s.log.Error("oidc: back-channel logout failed", "subject", subject, "err", err)
 		s.logoutError(w, "server_error", "logout failed")
 		return
 	}
 	s.log.Info("oidc: back-channel logout", "subject", subject)
 	w.WriteHeader(http.StatusOK)
+}
+
+// useOnce records a single-use value: in the store when Options.Once is
+// set (key "oidc:<source>:<kind>:<value>"), else in set.
+func (s *Source) useOnce(ctx context.Context, set *seenSet, kind, value string, exp, now time.Time) (bool, error) {
+	if s.cfg.Once == nil {
+		return set.add(value, exp, now), nil
+	}
+	return s.cfg.Once.UseOnce(ctx, "oidc:"+s.cfg.Name+":"+kind+":"+value, exp)
 }
 
 func (s *Source) endSubject(ctx context.Context, subject string) error {
@@ -562,7 +586,9 @@ func (s *Source) verifyLogout(ctx context.Context, raw string) (sub, jti string,
 	if sub == "" {
 		return "", "", errSIDOnly
 	}
-	if !s.jtis.add(lt.TokenID, lt.Expiry, now) {
+	if first, err := s.useOnce(ctx, s.jtis, "jti", lt.TokenID, lt.Expiry, now); err != nil {
+		return "", "", err
+	} else if !first {
 		return "", "", errReplay
 	}
 	return sub, lt.TokenID, nil

@@ -92,10 +92,10 @@ func newTestSessions(now func() time.Time) *websession.Manager {
 	return websession.New(memory.New(), websession.Options{CookieName: "rcsso_session", TTL: time.Hour, SameSite: http.SameSiteLaxMode, Now: now})
 }
 
-func newTestSource(t *testing.T, issuer string, mod func(*Config)) *Source {
+func newTestSource(t *testing.T, issuer string, mod func(*Options)) *Source {
 	t.Helper()
 	now := func() time.Time { return testNow }
-	cfg := Config{
+	cfg := Options{
 		Name:         "idp",
 		Issuer:       issuer,
 		ClientID:     testClientID,
@@ -209,7 +209,7 @@ func TestKeyRotation(t *testing.T) {
 			}
 			op.ts.ServeHTTP(w, r)
 		})
-		s := newTestSource(t, issuer, func(c *Config) { c.HTTPClient = &http.Client{Transport: handlerTransport{h}} })
+		s := newTestSource(t, issuer, func(c *Options) { c.HTTPClient = &http.Client{Transport: handlerTransport{h}} })
 		step := func(kid string, wantOK bool, wantFetches int32) {
 			t.Helper()
 			_, _, err := s.verifyIDToken(context.Background(), op.sign(kid, idClaims(issuer)), "n1")
@@ -296,7 +296,7 @@ func TestVerifyLogoutToken(t *testing.T) {
 func TestBackchannelLogoutHTTP(t *testing.T) {
 	op := newTestOP(t, "k1")
 	var hooked []string
-	s := newTestSource(t, op.srv.URL, func(c *Config) {
+	s := newTestSource(t, op.srv.URL, func(c *Options) {
 		c.OnLogout = func(_ context.Context, sub string) error { hooked = append(hooked, sub); return nil }
 	})
 	h := s.Handler()
@@ -347,7 +347,7 @@ func TestBackchannelLogoutHTTP(t *testing.T) {
 func TestBackchannelLogoutRetry(t *testing.T) {
 	op := newTestOP(t, "k1")
 	fail := true
-	s := newTestSource(t, op.srv.URL, func(c *Config) {
+	s := newTestSource(t, op.srv.URL, func(c *Options) {
 		c.OnLogout = func(context.Context, string) error {
 			if fail {
 				return errors.New("rocket.chat down")
@@ -370,7 +370,7 @@ func TestBackchannelLogoutRetry(t *testing.T) {
 
 func TestLoginRedirectAndCookie(t *testing.T) {
 	op := newTestOP(t, "k1")
-	s := newTestSource(t, op.srv.URL, func(c *Config) { c.SecureCookies = true })
+	s := newTestSource(t, op.srv.URL, func(c *Options) { c.SecureCookies = true })
 	for _, path := range []string{"/login", "login"} {
 		r := httptest.NewRequest(http.MethodGet, "/x", nil)
 		r.URL.Path = path
@@ -440,19 +440,19 @@ func TestNewErrors(t *testing.T) {
 	dead.Close()
 	for _, tc := range []struct {
 		name string
-		mod  func(*Config)
+		mod  func(*Options)
 		want string
 	}{
-		{"bad name", func(c *Config) { c.Name = "a:b" }, "name"},
-		{"short key", func(c *Config) { c.StateKey = []byte("short") }, "32"},
-		{"no client", func(c *Config) { c.ClientID = "" }, "client id"},
-		{"mapping subject", func(c *Config) { c.Mapping.Subject = "email" }, "sub"},
-		{"redirect", func(c *Config) { c.RedirectURL = "/auth/idp/callback" }, "redirect URL"},
-		{"unreachable", func(c *Config) { c.Issuer = dead.URL }, dead.URL + "/.well-known/openid-configuration"},
-		{"issuer mismatch", func(c *Config) { c.Issuer = op.srv.URL + "/" }, "discovery"},
+		{"bad name", func(c *Options) { c.Name = "a:b" }, "name"},
+		{"short key", func(c *Options) { c.StateKey = []byte("short") }, "32"},
+		{"no client", func(c *Options) { c.ClientID = "" }, "client id"},
+		{"mapping subject", func(c *Options) { c.Mapping.Subject = "email" }, "sub"},
+		{"redirect", func(c *Options) { c.RedirectURL = "/auth/idp/callback" }, "redirect URL"},
+		{"unreachable", func(c *Options) { c.Issuer = dead.URL }, dead.URL + "/.well-known/openid-configuration"},
+		{"issuer mismatch", func(c *Options) { c.Issuer = op.srv.URL + "/" }, "discovery"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{Name: "idp", Issuer: op.srv.URL, ClientID: testClientID, RedirectURL: "https://rcsso.example/auth/idp/callback",
+			cfg := Options{Name: "idp", Issuer: op.srv.URL, ClientID: testClientID, RedirectURL: "https://rcsso.example/auth/idp/callback",
 				Sessions: newTestSessions(time.Now), StateKey: testKey()}
 			tc.mod(&cfg)
 			_, err := New(context.Background(), cfg)

@@ -30,7 +30,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity/claims"
 )
 
-// Defaults for zero Config fields.
+// Defaults for zero Options fields.
 const (
 	DefaultTimeout  = 3 * time.Second
 	DefaultMaxBody  = 64 << 10 // bytes
@@ -49,8 +49,8 @@ const cacheEntries = 10_000
 // They do not wrap identity.ErrNotLoggedIn, so the API URL answers 5xx.
 var ErrUpstream = fmt.Errorf("whoami: endpoint failed (%w)", identity.ErrSourceUnavailable)
 
-// Config configures the source.
-type Config struct {
+// Options configures the source.
+type Options struct {
 	// Name is the source name; subjects are "<Name>:<subject>" (default "whoami").
 	Name string
 	// URL is the website endpoint answering who the visitor is, e.g.
@@ -87,7 +87,7 @@ type Config struct {
 
 // Source is the whoami identity source. It is safe for concurrent use.
 type Source struct {
-	cfg         Config
+	cfg         Options
 	url         string // redacted, for messages
 	client      *http.Client
 	log         *slog.Logger
@@ -97,7 +97,7 @@ type Source struct {
 }
 
 // New validates cfg and returns the source. It makes no call.
-func New(cfg Config) (*Source, error) {
+func New(cfg Options) (*Source, error) {
 	if cfg.Name == "" {
 		cfg.Name = "whoami"
 	}

@@ -73,7 +73,7 @@ func answer(status int, body string) http.HandlerFunc {
 }
 
 // newSource returns a source talking to h in memory, with its log buffer.
-func newSource(t testing.TB, cfg Config, h http.Handler) (*Source, *logBuffer) {
+func newSource(t testing.TB, cfg Options, h http.Handler) (*Source, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
 	if cfg.URL == "" {
@@ -139,7 +139,7 @@ func TestIdentifyAnswers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, logs := newSource(t, Config{Name: "site", Mapping: tc.mapping, MaxBody: tc.maxBody}, tc.h)
+			s, logs := newSource(t, Options{Name: "site", Mapping: tc.mapping, MaxBody: tc.maxBody}, tc.h)
 			id, err := s.Identify(visitor("session=" + secret))
 			switch {
 			case tc.wantSub != "":
@@ -171,13 +171,13 @@ func TestIdentifyAnswers(t *testing.T) {
 func TestNothingToForward(t *testing.T) {
 	tests := []struct {
 		name    string
-		cfg     Config
+		cfg     Options
 		cookies string
 		header  string
 	}{
-		{"no cookies at all", Config{}, "", ""},
-		{"only other cookies", Config{Cookies: []string{"session"}}, "_ga=GA1.2.3; theme=dark", ""},
-		{"header configured but absent", Config{Cookies: []string{"session"}, Headers: []string{"Authorization"}}, "", ""},
+		{"no cookies at all", Options{}, "", ""},
+		{"only other cookies", Options{Cookies: []string{"session"}}, "_ga=GA1.2.3; theme=dark", ""},
+		{"header configured but absent", Options{Cookies: []string{"session"}, Headers: []string{"Authorization"}}, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -221,7 +221,7 @@ func TestRealServer(t *testing.T) {
 	logs := &logBuffer{}
 	newReal := func(path string, cookies, headers []string) *Source {
 		jar := &recordingJar{}
-		s, err := New(Config{Name: "site", URL: srv.URL + path, Cookies: cookies, Headers: headers,
+		s, err := New(Options{Name: "site", URL: srv.URL + path, Cookies: cookies, Headers: headers,
 			HTTPClient: &http.Client{Jar: jar}, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		if err != nil {
 			t.Fatal(err)
@@ -270,7 +270,7 @@ func TestRealServer(t *testing.T) {
 	t.Run("connection refused", func(t *testing.T) {
 		dead := httptest.NewServer(http.NotFoundHandler())
 		dead.Close()
-		s, err := New(Config{URL: dead.URL + "/api/me", Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		s, err := New(Options{URL: dead.URL + "/api/me", Logger: slog.New(slog.NewTextHandler(logs, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +295,7 @@ func (recordingJar) Cookies(*url.URL) []*http.Cookie {
 func TestTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		blocked := http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-		s, _ := newSource(t, Config{}, blocked)
+		s, _ := newSource(t, Options{}, blocked)
 		start := time.Now()
 		_, err := s.Identify(visitor("session=x"))
 		if errors.Is(err, identity.ErrNotLoggedIn) || !errors.Is(err, ErrUpstream) || !strings.Contains(err.Error(), "did not answer within 3s") {
@@ -314,7 +314,7 @@ func TestCallerGoesAway(t *testing.T) {
 			<-release
 			answer(200, `{"sub":"u1"}`)(w, r)
 		}}
-		s, _ := newSource(t, Config{}, h)
+		s, _ := newSource(t, Options{}, h)
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() {
@@ -341,7 +341,7 @@ func TestCache(t *testing.T) {
 		h := &counting{h: func(w http.ResponseWriter, r *http.Request) {
 			answer(int(status.Load()), `{"sub":"u1","roles":["a"]}`)(w, r)
 		}}
-		s, _ := newSource(t, Config{Mapping: claims.Mapping{Roles: "roles", RoleMap: map[string]string{"a": "admin"}}}, h)
+		s, _ := newSource(t, Options{Mapping: claims.Mapping{Roles: "roles", RoleMap: map[string]string{"a": "admin"}}}, h)
 		step := func(name, cookies string, wantCalls int64, wantErr error) {
 			t.Helper()
 			id, err := s.Identify(visitor(cookies))
@@ -383,7 +383,7 @@ func TestCache(t *testing.T) {
 
 func TestCacheDisabled(t *testing.T) {
 	h := &counting{h: answer(200, `{"sub":"u1"}`)}
-	s, _ := newSource(t, Config{CacheTTL: -1}, h)
+	s, _ := newSource(t, Options{CacheTTL: -1}, h)
 	for range 3 {
 		if _, err := s.Identify(visitor("session=a")); err != nil {
 			t.Fatal(err)
@@ -440,7 +440,7 @@ func TestSingleflight(t *testing.T) {
 			<-release
 			answer(200, `{"sub":"u1","roles":"a"}`)(w, r)
 		}}
-		s, _ := newSource(t, Config{CacheTTL: -1, Mapping: claims.Mapping{Roles: "roles", RoleMap: map[string]string{"a": "admin"}}}, h)
+		s, _ := newSource(t, Options{CacheTTL: -1, Mapping: claims.Mapping{Roles: "roles", RoleMap: map[string]string{"a": "admin"}}}, h)
 		var wg sync.WaitGroup
 		ids := make([]identity.Identity, 50)
 		errs := make([]error, 50)
@@ -469,7 +469,7 @@ func TestSingleflight(t *testing.T) {
 }
 
 func TestNewValidation(t *testing.T) {
-	for name, cfg := range map[string]Config{
+	for name, cfg := range map[string]Options{
 		"no URL":            {},
 		"relative URL":      {URL: "/api/me"},
 		"ftp URL":           {URL: "ftp://www.example.com/me"},
@@ -486,7 +486,7 @@ func TestNewValidation(t *testing.T) {
 		})
 	}
 	headers := []string{"authorization"}
-	s, err := New(Config{URL: meURL, Headers: headers})
+	s, err := New(Options{URL: meURL, Headers: headers})
 	if err != nil {
 		t.Fatal(err)
 	}
