@@ -211,12 +211,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	if mongoURL != "" {
 		cfg.Minting.Mode = o.minting
-		cfg.Minting.Mongo.URL = mongoURL
+		cfg.Minting.Options = map[string]any{"mongo": map[string]any{"url": mongoURL}}
 		cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = "", "", ""
 	}
 	if o.minting == "oauth" {
 		cfg.Minting.Mode = "oauth"
-		cfg.Minting.OAuth = config.MintingOAuth{ServiceName: "rcsso", ClientID: "rocketchat", ClientSecret: oauthClientSecret}
+		cfg.Minting.Options = map[string]any{"oauth": map[string]any{"service_name": "rcsso", "client_id": "rocketchat", "client_secret": oauthClientSecret}}
 		cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = "", "", ""
 	}
 	a, err := app.Build(t.Context(), cfg, log)

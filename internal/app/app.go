@@ -17,8 +17,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
-	"strings"
 	"text/template"
 	"time"
 
@@ -26,11 +24,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/metrics"
 	"github.com/rcsso/rcsso/internal/mint"
-	"github.com/rcsso/rcsso/internal/mint/createtoken"
-	mongomint "github.com/rcsso/rcsso/internal/mint/mongo"
-	oauthmint "github.com/rcsso/rcsso/internal/mint/oauth"
-	passwordmint "github.com/rcsso/rcsso/internal/mint/password"
-	"github.com/rcsso/rcsso/internal/oauthprovider"
+	"github.com/rcsso/rcsso/internal/mint/mode"
 	"github.com/rcsso/rcsso/internal/provision"
 	"github.com/rcsso/rcsso/internal/rcadmin"
 	"github.com/rcsso/rcsso/internal/rocketchat"
@@ -102,47 +96,21 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		return nil, fmt.Errorf("rocketchat.url: %w", err)
 	}
 	var admin rcadmin.Auth
-	if cfg.RocketChat.AdminToken != "" {
+	adminKey := "rocketchat.admin_user_id/admin_token"
+	switch {
+	case cfg.RocketChat.AdminToken != "":
 		admin = rcadmin.PAT{UserID: cfg.RocketChat.AdminUserID, AuthToken: cfg.RocketChat.AdminToken}
-	} else {
+	case cfg.RocketChat.AdminPassword != "":
 		admin = &rcadmin.Password{RC: rc, Username: cfg.RocketChat.AdminUsername, Password: cfg.RocketChat.AdminPassword}
+		adminKey = "rocketchat.admin_username/admin_password"
 	}
-
-	secret := cfg.RocketChat.CreateTokensSecret
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	info, infoErr := rc.Info(ictx)
 	cancel()
-	switch {
-	case infoErr != nil:
+	if infoErr != nil {
 		log.Warn("Rocket.Chat does not answer yet; rcsso starts anyway and /readyz reports it", "rocketchat_url", cfg.RocketChat.URL, "err", infoErr)
-	case cfg.Minting.Mode == "oauth":
-		log.Info("Rocket.Chat answers", "rocketchat_version", info.Version, "mode", "oauth") // the carrier is checked below
-	case majorVersion(info.Version) >= 8 && secret == "":
-		log.Warn("Rocket.Chat 8.x requires CREATE_TOKENS_FOR_USERS_SECRET for users.createToken: set rocketchat.create_tokens_secret to the same value", "rocketchat_version", info.Version)
-	case majorVersion(info.Version) > 0 && majorVersion(info.Version) < 8 && secret != "":
-		log.Info("Rocket.Chat before 8.0 takes no createToken secret (it needs CREATE_TOKENS_FOR_USERS=true); not sending it", "rocketchat_version", info.Version)
-		secret = ""
-	default:
-		log.Info("Rocket.Chat answers", "rocketchat_version", info.Version)
-	}
-	adminKey := "rocketchat.admin_user_id/admin_token"
-	if cfg.RocketChat.AdminToken == "" {
-		adminKey = "rocketchat.admin_username/admin_password"
-	}
-	capa := &capability{rc: rc, admin: admin, secret: secret, adminKey: adminKey, mode: cfg.Minting.Mode, need: neededPermissions(cfg)}
-	capa.credentialsOnly = cfg.Minting.Mode == "password"
-	if infoErr == nil && (cfg.Minting.Mode == "create-token" || cfg.Minting.Mode == "password") {
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := capa.Check(cctx)
-		cancel()
-		switch {
-		case errors.Is(err, ErrIncapable):
-			return nil, err
-		case err != nil:
-			log.Warn("could not check Rocket.Chat's token minting yet; /readyz reports it", "err", err)
-		default:
-			log.Info("Rocket.Chat accepts rcsso's token minting", "mode", cfg.Minting.Mode, "rocketchat_version", capa.version)
-		}
+	} else {
+		log.Info("Rocket.Chat answers", "rocketchat_version", info.Version, "mode", cfg.Minting.Mode)
 	}
 
 	sameSite, secure := cookiePolicy(cfg, pub, rcURL, log)
@@ -162,93 +130,44 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	if cfg.Provision.UsernameTemplate != "" {
 		usernameTmpl = template.Must(template.New("username").Option("missingkey=zero").Parse(cfg.Provision.UsernameTemplate))
 	}
-	pcfg := provision.Config{
-		Roles:                  cfg.Provision.Roles,
-		JoinDefaultChannels:    cfg.Provision.JoinDefaultChannels,
-		PlaceholderEmailDomain: cfg.Provision.PlaceholderEmailDomain,
-		Adopt:                  adopt,
-		Usernames:              usernames,
-		UsernameTemplate:       usernameTmpl,
+	sources, _ := sourceConfigs(cfg.Identity) // checked by Validate
+	mc, _ := modeConfig(cfg)                  // checked by Validate
+	var chain identity.Chain
+	backend, err := mc.Open(ctx, mode.Deps{
+		RC: rc, Info: info, InfoErr: infoErr,
+		Admin: admin, AdminKey: adminKey, CreateTokensSecret: cfg.RocketChat.CreateTokensSecret,
+		RocketChatURL: cfg.RocketChat.URL, PublicURL: pub,
+		Store: st, Sealer: seal,
+		Key: func(purpose string) []byte { return deriveKey(key, purpose) },
+		Provision: provision.Config{
+			Roles:                  cfg.Provision.Roles,
+			JoinDefaultChannels:    cfg.Provision.JoinDefaultChannels,
+			PlaceholderEmailDomain: cfg.Provision.PlaceholderEmailDomain,
+			Adopt:                  adopt,
+			Usernames:              usernames,
+			UsernameTemplate:       usernameTmpl,
+		},
+		Permissions: extraPermissions(cfg, sources),
+		Identity:    func() identity.Chain { return chain },
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Minting.Mode == "password" {
-		pcfg.PasswordSealer = seal
-	}
-	prov := provision.New(rc, admin, st, pcfg, log)
-	var minter mint.Minter = &createtoken.Minter{ResumeSession: mint.ResumeSession{RC: rc}, Admin: admin, Secret: secret}
-	if cfg.Minting.Mode == "password" {
-		log.Warn("minting mode password is the last resort: Rocket.Chat allows 10 password logins a minute per IP, so at most 10 new chat sessions a minute; prefer create-token or oauth")
-		minter = &passwordmint.Minter{ResumeSession: mint.ResumeSession{RC: rc}, Sealer: seal}
-	}
-	var ensurer mint.Provisioner = prov
-	var deprov server.Deprovisioner = prov
-	var oauthMinter *oauthmint.Minter
-	var carriers *oauthmint.Detector
-	if cfg.Minting.Mode == "oauth" {
-		// Rocket.Chat creates or merges the user during the login; admin
-		// credentials are optional and only serve deprovisioning. The
-		// service it logs in through is detected now and at run time:
-		// Rocket.Chat 9.0 switches Custom OAuth off without a Premium
-		// licence (Detector).
-		carriers = &oauthmint.Detector{RC: rc, ServiceName: cfg.Minting.OAuth.ServiceName, IdentityPath: "/oauth/identity"}
-		if infoErr == nil {
-			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			c, err := carriers.Current(cctx)
-			cancel()
-			switch {
-			case errors.Is(err, ErrIncapable):
-				return nil, err
-			case err != nil:
-				log.Warn("could not ask Rocket.Chat which OAuth services it runs yet; /readyz reports it", "err", err)
-			case c.Builtin:
-				log.Warn("minting mode oauth logs people in through "+c.Note+
-					"; people whose chat account came from the Custom OAuth service are not found by WordPress (it has no Merge users) and their logins fail with \"Username already exists\": minting mode create-token keeps them",
-					"service", c.Service, "rocketchat_version", info.Version)
-			default:
-				log.Info("minting mode oauth logs people in through "+c.Note, "service", c.Service, "rocketchat_version", info.Version)
+	if backend.Close != nil {
+		defer func() {
+			if !ok {
+				backend.Close()
 			}
-		}
-		oauthMinter = &oauthmint.Minter{ResumeSession: mint.ResumeSession{RC: rc}, ServiceName: cfg.Minting.OAuth.ServiceName, Carriers: carriers} // Issuer: below
-		minter, ensurer = oauthMinter, oauthmint.Provisioner{Store: st}
-		if cfg.RocketChat.AdminToken == "" && cfg.RocketChat.AdminPassword == "" {
-			deprov = nil
-		}
+		}()
 	}
-	var mongoUsers *mongomint.Users
-	if cfg.Minting.Mode == "mongo-resume" || cfg.Minting.Mode == "mongo-iframe" {
-		mongoUsers, err = mongomint.Connect(cfg.Minting.Mongo.URL)
-		if err != nil {
-			return nil, fmt.Errorf("minting.mongo.url: %w", err)
-		}
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := mongoUsers.Ping(pctx); err != nil {
-			log.Warn("Rocket.Chat's MongoDB does not answer yet; /readyz reports it", "err", err)
-		} else if err := mongoUsers.EnsureIndexes(pctx); err != nil {
-			cancel()
-			_ = mongoUsers.Close(context.Background())
-			return nil, fmt.Errorf("%w: rcsso cannot write Rocket.Chat's users collection (%v); give the MongoDB user in minting.mongo.url the readWrite role on Rocket.Chat's database", ErrIncapable, err)
-		}
-		cancel()
-		ensurer = mongomint.NewProvisioner(mongoUsers, st, mongomint.Config{Roles: cfg.Provision.Roles,
-			PlaceholderEmailDomain: cfg.Provision.PlaceholderEmailDomain, Adopt: adopt, Usernames: usernames, UsernameTemplate: usernameTmpl}, log)
-		if cfg.Minting.Mode == "mongo-resume" {
-			minter = &mongomint.ResumeMinter{Users: mongoUsers, MaxTokens: cfg.Minting.Mongo.MaxTokens, Logger: log}
-		} else {
-			log.Warn("minting mode mongo-iframe answers {\"token\"}: web and desktop only (the mobile apps need loginToken), the value sits in MongoDB in plaintext, and e-mail 2FA blocks it; prefer mongo-resume")
-			minter = &mongomint.IframeMinter{Users: mongoUsers}
-		}
-		if cfg.RocketChat.AdminToken == "" && cfg.RocketChat.AdminPassword == "" {
-			deprov = nil
-		}
-	}
-	broker := mint.NewBroker(st, seal, minter, ensurer, mint.BrokerConfig{
+	broker := mint.NewBroker(st, seal, backend.Minter, backend.Provisioner, mint.BrokerConfig{
 		RevalidateAfter: cfg.Minting.RevalidateAfter,
 		TTL:             cfg.Minting.TokenTTL,
 		MinMintInterval: cfg.Minting.MinInterval,
 	}, log)
 
 	returnTo := server.ReturnToFilter(pub, rcOrigin, websiteOrigins)
-	sources, _ := sourceConfigs(cfg.Identity) // checked by Validate
-	var chain identity.Chain
 	for i, sc := range sources {
 		name := cfg.Identity[i].SourceName()
 		src, err := sc.Open(ctx, identity.Deps{
@@ -271,34 +190,6 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		chain = append(chain, src)
 	}
 
-	var extra map[string]http.Handler
-	if oauthMinter != nil {
-		provKey, err := sealer.New(deriveKey(key, "rcsso oauth provider"))
-		if err != nil {
-			return nil, err
-		}
-		base := strings.TrimRight(cfg.PublicURL, "/")
-		provider, err := oauthprovider.New(oauthprovider.Config{
-			ServiceName:   cfg.Minting.OAuth.ServiceName,
-			ClientID:      cfg.Minting.OAuth.ClientID,
-			ClientSecret:  cfg.Minting.OAuth.ClientSecret,
-			RocketChatURL: cfg.RocketChat.URL,
-			BaseURL:       base + "/oauth",
-			LoginURL:      base + "/login",
-			Identity:      chain,
-			Sealer:        provKey,
-			Username:      usernameMapper(usernames, usernameTmpl),
-			Logger:        log,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("minting.oauth: %w", err)
-		}
-		oauthMinter.Issuer = provider
-		extra = map[string]http.Handler{"/oauth/": provider.Handler()}
-		log.Info("OAuth provider for Rocket.Chat's Custom OAuth service", "service", cfg.Minting.OAuth.ServiceName,
-			"url", base, "callback", provider.Callback())
-	}
-
 	met := metrics.New(broker)
 	srv := server.New(server.Options{
 		Observe:                met.Observe,
@@ -316,42 +207,16 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Logger:                 log,
 		WebhookSecret:          []byte(cfg.Webhooks.Secret),
 		DiagnosticsToken:       cfg.Diagnostics.Token,
-		Ready: func(ctx context.Context) error {
-			switch {
-			case mongoUsers != nil:
-				if err := mongoUsers.Ping(ctx); err != nil {
-					return fmt.Errorf("Rocket.Chat's MongoDB (minting.mongo.url): %w", err)
-				}
-				return nil
-			case carriers != nil:
-				_, err := carriers.Current(ctx)
-				return err
-			case cfg.Minting.Mode != "create-token" && cfg.Minting.Mode != "password":
-				return nil
-			}
-			return capa.Check(ctx)
-		},
-		MintingVia: func() string {
-			if carriers == nil {
-				return ""
-			}
-			if c, ok := carriers.Last(); ok {
-				return "OAuth service " + c.Service + ": " + c.Note
-			}
-			return ""
-		},
-		Deprovisioner:  deprov,
-		UnknownSubject: provision.ErrUnknownSubject,
-		Extra:          extra,
+		Ready:                  backend.Ready,
+		MintingVia:             backend.Via,
+		Deprovisioner:          backend.Deprovisioner,
+		UnknownSubject:         backend.UnknownSubject,
+		Extra:                  backend.Routes,
 	})
 	ok = true
 	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, log: log}
-	if mongoUsers != nil {
-		a.closers = append(a.closers, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = mongoUsers.Close(ctx)
-		})
+	if backend.Close != nil {
+		a.closers = append(a.closers, backend.Close)
 	}
 	return a, nil
 }
@@ -428,11 +293,6 @@ func cookiePolicy(cfg config.Config, pub, rc *url.URL, log *slog.Logger) (http.S
 	return http.SameSiteNoneMode, true
 }
 
-func majorVersion(v string) int {
-	n, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
-	return n
-}
-
 // encryptionKey returns the token encryption key: configured, or kept
 // beside a one-host store (store.KeyKeeper; created 0600 on first start),
 // or ephemeral for a store that dies with the process (memory). A shared
@@ -471,25 +331,6 @@ func encryptionKey(c config.Store, sc store.Config, log *slog.Logger) ([]byte, e
 	}
 	log.Info("generated the token encryption key; back it up with the database", "path", path)
 	return k, nil
-}
-
-// usernameMapper is the provisioner's username mapping (template, then
-// the rule) for identities that Rocket.Chat provisions itself (mode oauth).
-func usernameMapper(rule provision.UsernameRule, tmpl *template.Template) func(identity.Identity) string {
-	return func(id identity.Identity) string {
-		name := id.Username
-		if tmpl != nil {
-			local, _, _ := strings.Cut(id.Email, "@")
-			var b strings.Builder
-			err := tmpl.Execute(&b, map[string]string{
-				"Username": id.Username, "Name": id.Name, "Email": id.Email, "EmailLocal": local, "Subject": id.Subject,
-			})
-			if err == nil && strings.TrimSpace(b.String()) != "" {
-				name = b.String()
-			}
-		}
-		return rule.Map(name, id.Subject)
-	}
 }
 
 // deriveKey derives a 32-byte purpose-specific key from the store key.

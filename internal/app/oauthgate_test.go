@@ -50,7 +50,7 @@ func oauthEmulated(t *testing.T, ec rcemu.Config, wordpress bool) (*rcemu.Server
 	cfg.PublicURL = sso.URL
 	cfg.RocketChat.URL = rc.URL
 	cfg.Minting.Mode = "oauth"
-	cfg.Minting.OAuth = config.MintingOAuth{ServiceName: "rcsso", ClientID: "rocketchat", ClientSecret: strings.Repeat("c", 32)}
+	cfg.Minting.Options = map[string]any{"oauth": map[string]any{"service_name": "rcsso", "client_id": "rocketchat", "client_secret": strings.Repeat("c", 32)}}
 	cfg.Identity = []config.IdentitySource{headerSource()}
 	cfg.Store = config.Store{Type: "memory"}
 	return emu, cfg, func(a *App) { var hh http.Handler = a.Handler; h.Store(&hh) }

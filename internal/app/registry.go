@@ -16,12 +16,23 @@ import (
 	"github.com/rcsso/rcsso/internal/identity/local"
 	"github.com/rcsso/rcsso/internal/identity/oidc"
 	"github.com/rcsso/rcsso/internal/identity/whoami"
+	"github.com/rcsso/rcsso/internal/mint"
+	"github.com/rcsso/rcsso/internal/mint/createtoken"
+	"github.com/rcsso/rcsso/internal/mint/mode"
+	"github.com/rcsso/rcsso/internal/mint/mongo"
+	"github.com/rcsso/rcsso/internal/mint/oauth"
+	"github.com/rcsso/rcsso/internal/mint/password"
 	"github.com/rcsso/rcsso/internal/store"
 	"github.com/rcsso/rcsso/internal/store/memory"
 	"github.com/rcsso/rcsso/internal/store/postgres"
 	"github.com/rcsso/rcsso/internal/store/redis"
 	"github.com/rcsso/rcsso/internal/store/sqlite"
 )
+
+// ErrIncapable means Rocket.Chat answers but the chosen minting mode cannot
+// work with it; Build's error then says what to change on which side. It is
+// mint.ErrIncapable, which the HTTP error table knows too.
+var ErrIncapable = mint.ErrIncapable
 
 // storeTypes are the store types (store.type): each row makes an empty
 // typed configuration that decodes the type's own keys and opens the store.
@@ -68,6 +79,52 @@ func sourceConfigs(list []config.IdentitySource) ([]identity.Config, error) {
 		out = append(out, sc)
 	}
 	return out, errors.Join(errs...)
+}
+
+// modeTypes are the minting modes (minting.mode). Adding a mode is its
+// package and one row here.
+var modeTypes = map[string]func() mode.Config{
+	"create-token": func() mode.Config { return new(createtoken.Config) },
+	"oauth":        func() mode.Config { return new(oauth.Config) },
+	"mongo-resume": func() mode.Config { return new(mongo.ResumeConfig) },
+	"mongo-iframe": func() mode.Config { return new(mongo.IframeConfig) },
+	"password":     func() mode.Config { return new(password.Config) },
+}
+
+// modeConfig decodes and validates the minting mode's block, and checks
+// that the service account the mode needs is configured.
+func modeConfig(cfg config.Config) (mode.Config, error) {
+	mk, ok := modeTypes[cfg.Minting.Mode]
+	if !ok {
+		return nil, fmt.Errorf("config: minting.mode: unknown mode %q: use create-token (default), oauth, mongo-resume, mongo-iframe or password", cfg.Minting.Mode)
+	}
+	mc := mk()
+	b := cfg.Minting.Block()
+	if err := b.Decode(mc); err != nil {
+		return nil, err
+	}
+	if err := mc.Validate(b); err != nil {
+		return nil, err
+	}
+	rc := cfg.RocketChat
+	if mc.Admin() == mode.AdminRequired && rc.AdminToken == "" && rc.AdminPassword == "" {
+		return nil, fmt.Errorf("config: rocketchat.admin_token: minting mode %s needs Rocket.Chat admin credentials: set admin_user_id + admin_token (preferred) or admin_username + admin_password", cfg.Minting.Mode)
+	}
+	return mc, nil
+}
+
+// extraPermissions are the service account's needs that come from the rest
+// of the configuration: roles passed by identity sources, admin among
+// them or among provisioning.roles, deprovisioning webhooks.
+func extraPermissions(cfg config.Config, sources []identity.Config) []mode.Permission {
+	roles, admin := false, slices.Contains(cfg.Provision.Roles, "admin")
+	for _, s := range sources {
+		if rs, ok := s.(identity.RoleSource); ok {
+			managed, a := rs.ManagesRoles()
+			roles, admin = roles || managed, admin || a
+		}
+	}
+	return mode.ExtraPermissions(roles, admin, cfg.Webhooks.Secret != "")
 }
 
 // names lists a map's keys, sorted, for messages.
@@ -123,6 +180,9 @@ func Validate(cfg config.Config) error {
 	if _, err := sourceConfigs(cfg.Identity); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := modeConfig(cfg); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -133,6 +193,9 @@ func Schemas() []config.Schema {
 	var out []config.Schema
 	for _, mk := range storeTypes {
 		out = append(out, config.Schema{Prefix: "store", Type: reflect.TypeOf(mk()).Elem()})
+	}
+	for _, mk := range modeTypes {
+		out = append(out, config.Schema{Prefix: "minting", Type: reflect.TypeOf(mk()).Elem()})
 	}
 	return out
 }

@@ -31,6 +31,16 @@ func TestBrokenBlocksNameTheKey(t *testing.T) {
 		{"unit-less whoami timeout", "identity:\n  - type: whoami\n    url: https://www.example.com/me\n    timeout: 3\n", creds, "identity[0].timeout"},
 		{"misspelt claim", "identity:\n  - type: jwt\n    cookie: c\n    algorithms: [HS256]\n    secret_file: /dev/null\n    issuer: x\n    audience: y\n    claims: {emial: mail}\n", creds, "identity[0].claims.emial: unknown key"},
 		{"oidc without client", "identity:\n  - type: oidc\n    issuer: https://id.example.com\n", creds, "identity[0].client_id"},
+		{"no credentials", "", nil, "rocketchat.admin_token: minting mode create-token needs Rocket.Chat admin credentials"},
+		{"password mode without credentials", "minting:\n  mode: password\n", nil, "minting mode password needs Rocket.Chat admin credentials"},
+		{"unknown mode", "minting:\n  mode: oauth2\n", creds, "minting.mode: unknown mode \"oauth2\""},
+		{"oauth, nothing set", "minting:\n  mode: oauth\n", nil, "minting.oauth.service_name"},
+		{"oauth, nothing set (client id)", "minting:\n  mode: oauth\n", nil, "minting.oauth.client_id"},
+		{"oauth, display name", "minting:\n  mode: oauth\n  oauth:\n    service_name: My Site\n", nil, "minting.oauth.service_name: \"My Site\""},
+		{"oauth, short secret", "minting:\n  mode: oauth\n  oauth:\n    service_name: rcsso\n    client_id: rc\n    client_secret: short\n", nil, "minting.oauth.client_secret: use at least 32"},
+		{"oauth key in create-token mode", "minting:\n  oauth:\n    service_name: rcsso\n", creds, "minting.oauth: unknown key"},
+		{"mongo without url", "minting:\n  mode: mongo-resume\n", nil, "minting.mongo.url"},
+		{"mongo negative max tokens", "minting:\n  mode: mongo-iframe\n  mongo:\n    url: mongodb://m/rc\n    max_tokens: -1\n", nil, "minting.mongo.max_tokens"},
 		{"bad sqlite path", "store:\n  path: \"file:x.db?mode=ro\"\n", creds, "store.path"},
 		{"unknown store type", "store:\n  type: mysql\n", creds, "use memory, postgres, redis, sqlite"},
 		{"postgres without url", "store:\n  type: postgres\n", creds, "store.postgres.url"},
@@ -72,5 +82,26 @@ func TestBrokenBlocksNameTheKey(t *testing.T) {
 	}
 	if err := Validate(cfg); err != nil {
 		t.Fatalf("RCSSO_STORE_PATH: %v", err)
+	}
+}
+
+// Mode oauth needs no admin credentials; its keys come from YAML, files and
+// RCSSO_MINTING_OAUTH_* variables alike.
+func TestOAuthModeKeys(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("s", 40)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "rcsso.yaml")
+	if err := os.WriteFile(path, []byte("store:\n  type: memory\nminting:\n  mode: oauth\n  oauth:\n    service_name: rcsso\n    client_secret_file: "+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, []string{"RCSSO_MINTING_OAUTH_CLIENT_ID=rocketchat"}, nil, Schemas()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(cfg); err != nil {
+		t.Fatalf("Validate: %v", err)
 	}
 }

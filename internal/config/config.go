@@ -156,10 +156,13 @@ type Store struct {
 // Block is the store type's own keys as a Block under "store".
 func (s Store) Block() Block { return Block{Path: "store", Raw: s.Options} }
 
-// Minting selects how rcsso obtains Rocket.Chat tokens and how it reuses them.
+// Minting selects how rcsso obtains Rocket.Chat tokens and how it reuses
+// them. The keys every mode shares are here; a mode's own keys
+// (minting.oauth.*, minting.mongo.*) stay in Options and are decoded by that
+// mode's Config (the app package's modeTypes).
 type Minting struct {
-	// Mode is create-token (users.createToken; protocol spec §4.7) or oauth
-	// (rcsso as a Custom OAuth provider; see MintingOAuth).
+	// Mode is create-token (default), oauth, mongo-resume, mongo-iframe or
+	// password.
 	Mode string `koanf:"mode"`
 	// RevalidateAfter is how long a cached token is handed out without asking
 	// Rocket.Chat whether it still works (GET /api/v1/me). Rocket.Chat rate
@@ -173,42 +176,12 @@ type Minting struct {
 	// loop can push the person's other sessions out of Rocket.Chat's
 	// 50-token list.
 	MinInterval time.Duration `koanf:"min_interval"`
-	// OAuth configures minting mode oauth.
-	OAuth MintingOAuth `koanf:"oauth"`
-	// Mongo configures minting modes mongo-resume and mongo-iframe.
-	Mongo MintingMongo `koanf:"mongo"`
+	// Options are the mode's own keys, as written.
+	Options map[string]any `koanf:",remain"`
 }
 
-// MintingMongo configures the direct-MongoDB minting modes: rcsso writes
-// Rocket.Chat's users collection (resume tokens or services.iframe.token)
-// and needs no Rocket.Chat admin credentials.
-type MintingMongo struct {
-	// URL is Rocket.Chat's MongoDB (its MONGO_URL), with the database in
-	// the path, e.g. mongodb://user:pass@mongo:27017/rocketchat. It holds
-	// credentials: prefer url_file.
-	URL     string `koanf:"url"`
-	URLFile string `koanf:"url_file"`
-	// MaxTokens is Rocket.Chat's MAX_RESUME_LOGIN_TOKENS (default 50).
-	MaxTokens int `koanf:"max_tokens"`
-}
-
-// MintingOAuth configures minting mode oauth: rcsso is an OAuth 2.0
-// provider (routes under <public_url>/oauth/) entered in Rocket.Chat as a
-// Custom OAuth service, and logs people in with access tokens it issues
-// (POST /api/v1/login {serviceName, accessToken, expiresIn}). No Rocket.Chat
-// admin credentials are needed.
-type MintingOAuth struct {
-	// ServiceName is the Custom OAuth service's name as Rocket.Chat shows it
-	// (lower-case letters, digits, '_'), e.g. "rcsso"; Rocket.Chat's
-	// callback is <rocketchat.url>/_oauth/<service_name>.
-	ServiceName string `koanf:"service_name"`
-	// ClientID and ClientSecret are what you enter as "Id" and "Secret" in
-	// the Custom OAuth settings (secret: at least 32 random characters; or
-	// client_secret_file).
-	ClientID         string `koanf:"client_id"`
-	ClientSecret     string `koanf:"client_secret"`
-	ClientSecretFile string `koanf:"client_secret_file"`
-}
+// Block is the mode's own keys as a Block under "minting".
+func (m Minting) Block() Block { return Block{Path: "minting", Raw: m.Options} }
 
 // Session configures rcsso's own website session cookie (identity sources
 // local and oidc).
@@ -454,8 +427,6 @@ func (c *Config) readSecretFiles() error {
 	read("store.encryption_key", &c.Store.EncryptionKey, c.Store.EncryptionKeyFile)
 	read("webhooks.secret", &c.Webhooks.Secret, c.Webhooks.SecretFile)
 	read("diagnostics.token", &c.Diagnostics.Token, c.Diagnostics.TokenFile)
-	read("minting.mongo.url", &c.Minting.Mongo.URL, c.Minting.Mongo.URLFile)
-	read("minting.oauth.client_secret", &c.Minting.OAuth.ClientSecret, c.Minting.OAuth.ClientSecretFile)
 	return errors.Join(errs...)
 }
 
@@ -497,8 +468,6 @@ func (c *Config) Validate() error {
 		bad("rocketchat.admin_token", "a personal access token needs both admin_user_id and admin_token (Rocket.Chat shows both when you create it under My Account → Personal Access Tokens)")
 	case hasPassword && (rc.AdminUsername == "" || rc.AdminPassword == ""):
 		bad("rocketchat.admin_password", "a service account needs both admin_username and admin_password")
-	case !hasPAT && !hasPassword && (c.Minting.Mode == "create-token" || c.Minting.Mode == "password"):
-		bad("rocketchat.admin_token", "minting mode %s needs Rocket.Chat admin credentials: set admin_user_id + admin_token (preferred) or admin_username + admin_password", c.Minting.Mode)
 	}
 	if rc.APIURL != "" {
 		if _, err := ParseOrigin(rc.APIURL, true); err != nil {
@@ -539,21 +508,6 @@ func (c *Config) Validate() error {
 		if _, err := DecodeKey(c.Store.EncryptionKey); err != nil {
 			bad("store.encryption_key", "%v", err)
 		}
-	}
-	switch c.Minting.Mode {
-	case "create-token", "oauth", "password":
-	case "mongo-resume", "mongo-iframe":
-		if !strings.HasPrefix(c.Minting.Mongo.URL, "mongodb://") && !strings.HasPrefix(c.Minting.Mongo.URL, "mongodb+srv://") {
-			bad("minting.mongo.url", "mode %s writes Rocket.Chat's MongoDB directly: give its URL (Rocket.Chat's MONGO_URL), e.g. mongodb://mongo:27017/rocketchat", c.Minting.Mode)
-		}
-		if c.Minting.Mongo.MaxTokens < 0 {
-			bad("minting.mongo.max_tokens", "must not be negative (Rocket.Chat's MAX_RESUME_LOGIN_TOKENS, default 50)")
-		}
-	default:
-		bad("minting.mode", "unknown mode %q: use create-token (default), oauth, mongo-resume, mongo-iframe or password", c.Minting.Mode)
-	}
-	if c.Minting.Mode == "oauth" {
-		c.validateOAuth(bad)
 	}
 	if c.Minting.RevalidateAfter <= 0 {
 		bad("minting.revalidate_after", "must be a positive duration such as 1h")
@@ -614,30 +568,6 @@ func (c *Config) Validate() error {
 		bad("provisioning.adopt", "%q is not a policy: use never (default: link only Rocket.Chat users rcsso created) or verified-email", c.Provision.Adopt)
 	}
 	return errors.Join(errs...)
-}
-
-// serviceNameRe is what Rocket.Chat keeps of a Custom OAuth service name
-// (it lower-cases the name and drops other characters).
-var serviceNameRe = regexp.MustCompile(`^[a-z0-9_]+$`)
-
-// validateOAuth checks the minting.oauth keys (mode oauth).
-func (c *Config) validateOAuth(bad func(key, format string, a ...any)) {
-	o := c.Minting.OAuth
-	switch {
-	case o.ServiceName == "":
-		bad("minting.oauth.service_name", "mode oauth needs the name of the Custom OAuth service you add in Rocket.Chat (Administration → Settings → OAuth → Add custom OAuth), e.g. rcsso")
-	case !serviceNameRe.MatchString(o.ServiceName):
-		bad("minting.oauth.service_name", "%q: use the name as Rocket.Chat shows it: lower-case letters, digits and _ (e.g. rcsso)", o.ServiceName)
-	}
-	if o.ClientID == "" {
-		bad("minting.oauth.client_id", "mode oauth needs a client id: choose one (e.g. rocketchat) and enter it as \"Id\" in the Custom OAuth settings")
-	}
-	switch {
-	case o.ClientSecret == "":
-		bad("minting.oauth.client_secret", "mode oauth needs a client secret (or client_secret_file): generate one (head -c32 /dev/urandom | base64) and enter it as \"Secret\" in the Custom OAuth settings")
-	case len(o.ClientSecret) < 32:
-		bad("minting.oauth.client_secret", "use at least 32 random characters, e.g. from: head -c32 /dev/urandom | base64")
-	}
 }
 
 func validName(s string) bool {

@@ -88,7 +88,6 @@ func TestBrokenConfigNamesTheKey(t *testing.T) {
 		{"unknown key", "rocketchat:\n  urll: x\n", nil, "urll"},
 		{"unknown env", "", []string{"RCSSO_ROCKETCHAT_ULR=x"}, "RCSSO_ROCKETCHAT_ULR"},
 		{"bad url", "rocketchat:\n  url: chat.example.com\n  admin_username: a\n  admin_password: b\n", nil, "rocketchat.url"},
-		{"no credentials", "", nil, "rocketchat.admin_token"},
 		{"half a PAT", "rocketchat:\n  admin_token: t\n", nil, "admin_user_id"},
 		{"bad key", "store:\n  encryption_key: short\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "store.encryption_key"},
 		{"bad duration", "rocketchat:\n  timeout: soon\n", nil, "timeout"},

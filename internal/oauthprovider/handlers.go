@@ -249,13 +249,16 @@ func (p *Provider) tokenExchange(w http.ResponseWriter, r *http.Request) *tokenE
 	case g.Challenge == "" && verifier != "":
 		return bad("invalid_grant", "code_verifier given but the authorization request had no code_challenge")
 	}
-	switch err := p.used.use(g.ID, time.UnixMilli(g.Exp), p.now()); {
+	switch err := p.redeem(r.Context(), g); {
 	case errors.Is(err, errCodeUsed):
 		p.log.Warn("oauth code replayed", "subject", g.Profile.Subject)
 		return bad("invalid_grant", "the code has already been used")
-	case err != nil:
+	case errors.Is(err, errTooManyCodes):
 		p.log.Warn("oauth token endpoint refusing codes: too many redeemed in the last minute", "limit", p.cfg.MaxPendingCodes)
 		return &tokenError{http.StatusServiceUnavailable, "temporarily_unavailable", "try again in a minute"}
+	case err != nil:
+		p.log.Error("oauth token endpoint cannot record the redeemed code", "err", err)
+		return &tokenError{http.StatusServiceUnavailable, "temporarily_unavailable", "try again shortly"}
 	}
 	exp := p.now().Add(p.cfg.AccessTokenTTL)
 	at := p.seal(kindAccessToken, grant{ID: rand.Text(), Exp: exp.UnixMilli(), Profile: g.Profile})

@@ -19,13 +19,15 @@
 //
 // Codes and access tokens are self-contained AES-GCM-sealed blobs
 // (internal/sealer) carrying the subject, the profile and the expiry, so
-// nothing is stored. Codes live 60 s and are single-use through a bounded
-// in-memory set of used codes (per process: behind a load balancer a code
-// could be redeemed once per instance within its 60 s). Access tokens live
-// 5 minutes by default: they only serve the one login.
+// nothing is stored. Codes live 60 s and are single-use: redeemed codes are
+// recorded in rcsso's store (Config.Once), so every instance behind a load
+// balancer refuses a replay, or, without a store, in a bounded in-process
+// set. Access tokens live 5 minutes by default: they only serve the one
+// login.
 package oauthprovider
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -33,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -80,8 +83,18 @@ type Config struct {
 	// recognise, with return_to=<the authorize URL> added (rcsso's login
 	// page, "<public_url>/login"). Empty: they get a 401 page.
 	LoginURL string
-	// Identity recognises the visitor at authorize.
-	Identity identity.Chain
+	// Identity recognises the visitor at authorize (rcsso's identity
+	// chain).
+	Identity interface {
+		Identify(r *http.Request) (identity.Identity, error)
+	}
+	// Once, when set, records redeemed codes in rcsso's store (UseOnce), so
+	// a code redeemed on one rcsso instance is refused by every other and
+	// after a restart. Nil keeps them in this process (bounded by
+	// MaxPendingCodes).
+	Once interface {
+		UseOnce(ctx context.Context, key string, expiresAt time.Time) (bool, error)
+	}
 	// Sealer seals codes and access tokens. Required. Give the provider a
 	// key of its own (derived from the store key): the blobs are bearer
 	// credentials.
@@ -301,6 +314,23 @@ var (
 	errCodeUsed     = errors.New("code already used")
 	errTooManyCodes = errors.New("too many codes redeemed recently")
 )
+
+// redeem records code g as redeemed: in the store when Config.Once is set
+// (key "oauth-code:<id>"), else in this process.
+func (p *Provider) redeem(ctx context.Context, g grant) error {
+	exp := time.UnixMilli(g.Exp)
+	if p.cfg.Once == nil {
+		return p.used.use(g.ID, exp, p.now())
+	}
+	first, err := p.cfg.Once.UseOnce(ctx, "oauth-code:"+g.ID, exp)
+	if err != nil {
+		return err
+	}
+	if !first {
+		return errCodeUsed
+	}
+	return nil
+}
 
 // use records id as redeemed (it expires at exp); errCodeUsed when it was
 // already, errTooManyCodes when the set is full.

@@ -152,7 +152,7 @@ func TestEmulatorCreatedUserAdopted(t *testing.T) {
 		t.Fatalf("users.create: %d %v", st, body)
 	}
 	id := body["user"].(map[string]any)["_id"]
-	l, err := NewProvisioner(u, memory.New(), Config{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), jane())
+	l, err := NewProvisioner(u, memory.New(), ProvisionerOptions{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), jane())
 	if err != nil || l.UserID != id || l.Username != "jd" {
 		t.Fatalf("Ensure = %+v, %v; want user %v", l, err, id)
 	}
@@ -173,7 +173,7 @@ func TestEmulatorEmail2FA(t *testing.T) {
 		t.Fatalf("users.create: %d %v", st, body)
 	}
 	id := identity.Identity{Subject: "s:sam", Username: "sam", Email: "sam@example.com", EmailVerified: true}
-	l, err := NewProvisioner(u, memory.New(), Config{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), id)
+	l, err := NewProvisioner(u, memory.New(), ProvisionerOptions{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}

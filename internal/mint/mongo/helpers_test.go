@@ -58,7 +58,7 @@ func newProv(t *testing.T, u *Users, st store.Store) *Provisioner {
 	if st == nil {
 		st = memory.New()
 	}
-	return NewProvisioner(u, st, Config{}, nil)
+	return NewProvisioner(u, st, ProvisionerOptions{}, nil)
 }
 
 func jane() identity.Identity {

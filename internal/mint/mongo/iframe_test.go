@@ -117,7 +117,7 @@ func TestBrokerWithMongo(t *testing.T) {
 		kind mint.Kind
 	}{{&ResumeMinter{Users: u}, mint.LoginToken}, {&IframeMinter{Users: u}, mint.IframeToken}} {
 		st := memory.New()
-		b := mint.NewBroker(st, seal, tc.m, NewProvisioner(u, st, Config{}, nil), mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: 24 * time.Hour}, nil)
+		b := mint.NewBroker(st, seal, tc.m, NewProvisioner(u, st, ProvisionerOptions{}, nil), mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: 24 * time.Hour}, nil)
 		id := identity.Identity{Subject: "s:" + string(tc.kind), Username: "user-" + string(tc.kind), Email: string(tc.kind) + "@example.com", EmailVerified: true}
 		t1, err := b.Token(t.Context(), id, false)
 		if err != nil {

@@ -37,7 +37,7 @@ func TestOutageIsErrUnavailable(t *testing.T) {
 				l.UserID, l.Username = "U1", "alice"
 				return nil
 			})
-			p := NewProvisioner(u, st, Config{}, nil)
+			p := NewProvisioner(u, st, ProvisionerOptions{}, nil)
 			resume, iframe := &ResumeMinter{Users: u}, &IframeMinter{Users: u}
 			req := mint.Request{Identity: id, Link: store.Link{Subject: id.Subject, UserID: "U1"}}
 			calls := map[string]func() error{

@@ -24,8 +24,8 @@ import (
 // It wraps provision.ErrConflict, as every mode's conflict does (409).
 var ErrConflict = fmt.Errorf("mongo provision: %w", provision.ErrConflict)
 
-// Config sets what new Rocket.Chat users look like.
-type Config struct {
+// ProvisionerOptions sets what new Rocket.Chat users look like.
+type ProvisionerOptions struct {
 	// Roles of new users (default ["user"]); the identity's roles are
 	// added (protocol spec §5: roles must be a non-empty array).
 	Roles []string
@@ -52,7 +52,7 @@ type Config struct {
 type Provisioner struct {
 	users *Users
 	st    store.Store
-	cfg   Config
+	cfg   ProvisionerOptions
 	log   *slog.Logger
 
 	beforeInsert func(username string) // test hook: runs between look-up and insert
@@ -60,7 +60,7 @@ type Provisioner struct {
 
 // NewProvisioner returns a Provisioner writing to users and recording
 // links in st. log may be nil.
-func NewProvisioner(users *Users, st store.Store, cfg Config, log *slog.Logger) *Provisioner {
+func NewProvisioner(users *Users, st store.Store, cfg ProvisionerOptions, log *slog.Logger) *Provisioner {
 	if len(cfg.Roles) == 0 {
 		cfg.Roles = []string{"user"}
 	}

@@ -25,7 +25,7 @@ func TestProvisionNewUserDocument(t *testing.T) {
 	u := newUsers(t)
 	st := memory.New()
 	clk := newClock()
-	p := NewProvisioner(u, st, Config{Now: clk.Now}, nil)
+	p := NewProvisioner(u, st, ProvisionerOptions{Now: clk.Now}, nil)
 	l, err := p.Ensure(t.Context(), jane())
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestProvisionAdoptsExistingUser(t *testing.T) {
 	// Created in Rocket.Chat, e-mail in another case, other username.
 	insertRC(t, u, "RCUSER00000000001", "jdoe", "Jane@Example.COM", nil)
 	st := memory.New()
-	l, err := NewProvisioner(u, st, Config{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), jane())
+	l, err := NewProvisioner(u, st, ProvisionerOptions{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), jane())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestProvisionAdoptsExistingUser(t *testing.T) {
 	}
 	// By username, when the e-mail matches exactly.
 	insertRC(t, u, "RCUSER00000000002", "bob", "bob@example.com", nil)
-	l, err = NewProvisioner(u, st, Config{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), identity.Identity{Subject: "s:bob", Username: "bob", Email: "bob@example.com", EmailVerified: true})
+	l, err = NewProvisioner(u, st, ProvisionerOptions{Adopt: provision.AdoptVerifiedEmail}, nil).Ensure(t.Context(), identity.Identity{Subject: "s:bob", Username: "bob", Email: "bob@example.com", EmailVerified: true})
 	if err != nil || l.UserID != "RCUSER00000000002" {
 		t.Fatalf("link = %+v, %v", l, err)
 	}
@@ -244,7 +244,7 @@ func TestProvisionDuplicateKey(t *testing.T) {
 		t.Fatalf("%d documents, want only the other one (nothing half-created)", n)
 	}
 	// With provisioning.adopt verified-email, the same person is linked.
-	adopting := NewProvisioner(u, memory.New(), Config{Adopt: provision.AdoptVerifiedEmail}, nil)
+	adopting := NewProvisioner(u, memory.New(), ProvisionerOptions{Adopt: provision.AdoptVerifiedEmail}, nil)
 	if l, err = adopting.Ensure(t.Context(), jane()); err != nil || l.UserID != "OTHERPROCESS00001" {
 		t.Fatalf("Ensure (verified-email) = %+v, %v; want the existing user", l, err)
 	}
