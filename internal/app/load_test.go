@@ -50,6 +50,14 @@ func loadEnv(name string, def int) int {
 	return def
 }
 
+// storeNames is names, or the comma-separated RCSSO_LOAD_STORES.
+func storeNames(names ...string) []string {
+	if v := os.Getenv("RCSSO_LOAD_STORES"); v != "" {
+		return strings.Split(v, ",")
+	}
+	return names
+}
+
 // stores are the store types the hot path is measured on, with a block
 // for each (servers started for t).
 func loadStores(t *testing.T) map[string]config.Store {
@@ -191,7 +199,7 @@ func TestLoadHotPath(t *testing.T) {
 	}
 	var rows []row
 	stores := loadStores(t)
-	for _, name := range []string{"memory", "sqlite", "postgres", "redis"} {
+	for _, name := range storeNames("memory", "sqlite", "postgres", "redis") {
 		a := loadApp(t, rc.URL, emu, stores[name])
 		url := serve(t, a.Handler) + "/api/rocketchat/token"
 		script := wrkScript(t, rc.URL, name+"-", people) // each store its own people on the one emulator
@@ -255,7 +263,7 @@ func TestLoadFirstVisits(t *testing.T) {
 	stores := loadStores(t)
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "first visits at %d new people/s for %ds, Rocket.Chat +20 ms per call:\n", rate, secs)
-	for _, name := range []string{"sqlite", "postgres", "redis"} {
+	for _, name := range storeNames("sqlite", "postgres", "redis") {
 		a := loadApp(t, rc.URL, emu, stores[name])
 		url := serve(t, a.Handler) + "/api/rocketchat/token"
 		var mu sync.Mutex
