@@ -76,3 +76,39 @@ func TestServeCheckNamesBrokenKeys(t *testing.T) {
 		}
 	}
 }
+
+// Flags may follow the subcommand and its arguments; --help never touches
+// state (it used to create ./rcsso.db, or look up a user named "--help").
+func TestUsersFlagsAnywhereAndHelpTouchesNothing(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	cfgPath := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(cfgPath, []byte("store:\n  path: "+filepath.Join(dir, "mine.db")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"users", "list", "--help"}, {"users", "remove", "--help"}, {"users", "add", "--help"}, {"users", "--help"}} {
+		code, _, stderr := runCLI(t, "", args...)
+		if code != 0 || !strings.Contains(stderr, "Usage: rcsso users") {
+			t.Errorf("%v: %d %q", args, code, stderr)
+		}
+		if strings.Contains(stderr, "no local account") {
+			t.Errorf("%v looked up a user named --help", args)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "rcsso.db")); !os.IsNotExist(err) {
+		t.Fatalf("--help created ./rcsso.db (%v)", err)
+	}
+	if code, _, stderr := runCLI(t, "", "users", "add", "bob", "--config", cfgPath, "--generate-password", "--email", "bob@example.test"); code != 0 {
+		t.Fatalf("users add bob --config f …: %d %s", code, stderr)
+	}
+	code, out, _ := runCLI(t, "", "users", "list", "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "bob@example.test") {
+		t.Fatalf("users list --config f: %d %q", code, out)
+	}
+	if code, _, _ := runCLI(t, "", "users", "--config", cfgPath, "remove", "bob"); code != 0 {
+		t.Fatal("users --config f remove bob failed")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "rcsso.db")); !os.IsNotExist(err) {
+		t.Fatalf("a default ./rcsso.db was created although --config named another store (%v)", err)
+	}
+}

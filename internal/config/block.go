@@ -50,7 +50,8 @@ func (b Block) Decode(into any) error {
 	var unknown []string
 	dc := &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			durationHook(b),
+			durationHook(),
+			boolHook(),
 			mapstructure.StringToSliceHookFunc(","),
 		),
 		WeaklyTypedInput: true,
@@ -96,8 +97,10 @@ func (b Block) cleanError(err error) string {
 	return strings.Join(lines, "; ")
 }
 
-// durationHook decodes time.Duration from strings with a unit only.
-func durationHook(b Block) mapstructure.DecodeHookFuncType {
+// durationHook decodes time.Duration from strings with a unit only: a bare
+// number (YAML ttl: 12, an environment value "12") is refused, where
+// mapstructure would read nanoseconds.
+func durationHook() mapstructure.DecodeHookFuncType {
 	return func(from, to reflect.Type, data any) (any, error) {
 		if to != reflect.TypeFor[time.Duration]() {
 			return data, nil
@@ -114,6 +117,26 @@ func durationHook(b Block) mapstructure.DecodeHookFuncType {
 			return d, nil
 		case int, int64, uint64, float64:
 			return nil, fmt.Errorf("%v has no unit: write it as a duration such as 10s, 5m or 12h", v)
+		}
+		return data, nil
+	}
+}
+
+// boolHook decodes bool from true/false (and YAML's booleans), refusing
+// other text with a message instead of strconv's.
+func boolHook() mapstructure.DecodeHookFuncType {
+	return func(from, to reflect.Type, data any) (any, error) {
+		if to.Kind() != reflect.Bool {
+			return data, nil
+		}
+		if v, ok := data.(string); ok {
+			switch strings.ToLower(strings.TrimSpace(v)) {
+			case "true", "yes", "on", "1":
+				return true, nil
+			case "false", "no", "off", "0", "":
+				return false, nil
+			}
+			return nil, fmt.Errorf("%q is not true or false", v)
 		}
 		return data, nil
 	}

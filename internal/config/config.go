@@ -276,6 +276,9 @@ func Load(path string, environ []string, overrides map[string]any, schemas ...Sc
 	k := koanf.New(".")
 	if path != "" {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			if strings.Contains(err.Error(), "cannot unmarshal") {
+				return Config{}, fmt.Errorf("config: reading %s: the file must be a YAML mapping of keys at the top level (listen:, rocketchat:, identity:, …; see rcsso.example.yaml)", path)
+			}
 			return Config{}, fmt.Errorf("config: reading %s: %w", path, err)
 		}
 	}
@@ -297,7 +300,8 @@ func Load(path string, environ []string, overrides map[string]any, schemas ...Sc
 	}
 	dc := &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
+			durationHook(),
+			boolHook(),
 			mapstructure.StringToSliceHookFunc(","),
 		),
 		WeaklyTypedInput: true,
@@ -307,19 +311,46 @@ func Load(path string, environ []string, overrides map[string]any, schemas ...Sc
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
 		return Config{}, fmt.Errorf("config: %s", cleanDecodeError(err))
 	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	if err := cfg.readSecretFiles(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
 }
 
+// cleanDecodeError turns mapstructure's messages into ones that name the
+// key and the fix, without the library's own wording ("has invalid
+// keys: x" becomes "x: unknown key …").
 func cleanDecodeError(err error) string {
-	msg := err.Error()
-	msg = strings.ReplaceAll(msg, "decoding failed due to the following error(s):\n\n", "")
-	if strings.Contains(msg, "has invalid keys") {
-		msg += " (unknown key: check its spelling against README's configuration reference)"
+	msg := strings.ReplaceAll(err.Error(), "decoding failed due to the following error(s):\n\n", "")
+	var lines []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(l, "'"); ok {
+			if key, tail, ok := strings.Cut(rest, "'"); ok {
+				if keys, ok := strings.CutPrefix(strings.TrimSpace(tail), "has invalid keys: "); ok {
+					for k := range strings.SplitSeq(keys, ", ") {
+						full := k
+						if key != "" {
+							full = key + "." + k
+						}
+						lines = append(lines, full+": unknown key: check its spelling against the configuration reference (README.md, rcsso.example.yaml)")
+					}
+					continue
+				}
+				tail = strings.TrimSpace(tail)
+				tail = strings.TrimSpace(strings.TrimPrefix(tail, "expected type"))
+				if want, got, ok := strings.Cut(tail, ", got unconvertible type "); ok {
+					tail = "must be " + humanType(strings.Trim(want, "'")) + " (got " + humanType(strings.Trim(got, "'")) + ")"
+				}
+				l = key + ": " + strings.TrimSpace(strings.TrimPrefix(tail, "error decoding:"))
+			}
+		}
+		lines = append(lines, l)
 	}
-	return msg
+	return strings.Join(lines, "\nconfig: ")
 }
 
 // Schema names the keys of a typed block that sits under Prefix ("store"):
@@ -327,6 +358,25 @@ func cleanDecodeError(err error) string {
 type Schema struct {
 	Prefix string
 	Type   reflect.Type
+}
+
+// humanType names a Go type as a configuration value.
+func humanType(t string) string {
+	switch {
+	case t == "time.Duration":
+		return "a duration such as 10s or 12h"
+	case t == "string":
+		return "a text value"
+	case t == "bool":
+		return "true or false"
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map"):
+		return "a mapping of keys"
+	}
+	return t
 }
 
 // envValues maps RCSSO_* variables onto config paths.

@@ -64,6 +64,31 @@ store:
 	}
 }
 
+// No message carries a library's wording (mapstructure's "has invalid
+// keys", strconv's "ParseBool").
+func TestNoRawLibraryErrors(t *testing.T) {
+	for _, y := range []string{"rocketchat:\n  urll: x\n", "session:\n  storage_access_headers: maybe\n", "session:\n  ttl: [1]\n", "listen: {a: b}\n"} {
+		_, err := Load(writeFile(t, "c.yaml", y), nil, nil)
+		if err == nil {
+			t.Fatalf("%q accepted", y)
+		}
+		for _, raw := range []string{"has invalid keys", "strconv.", "ParseBool", "''", "decoding failed", "expected type"} {
+			if strings.Contains(err.Error(), raw) {
+				t.Errorf("%q: message %q carries library wording %q", y, err, raw)
+			}
+		}
+	}
+}
+
+// public_url is normalised: a trailing slash would make the logged API
+// URL "…//api/rocketchat/token", the value operators copy into Rocket.Chat.
+func TestPublicURLNormalised(t *testing.T) {
+	cfg, err := Load(writeFile(t, "c.yaml", "public_url: https://sso.example.com/\n"), nil, nil)
+	if err != nil || cfg.PublicURL != "https://sso.example.com" {
+		t.Fatalf("public_url = %q, %v", cfg.PublicURL, err)
+	}
+}
+
 func TestEnvIdentityList(t *testing.T) {
 	env := []string{`RCSSO_IDENTITY=[{"type":"header","user_header":"X-User","trusted_proxies":["127.0.0.1"]}]`,
 		"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}
@@ -91,6 +116,13 @@ func TestBrokenConfigNamesTheKey(t *testing.T) {
 		{"half a PAT", "rocketchat:\n  admin_token: t\n", nil, "admin_user_id"},
 		{"bad key", "store:\n  encryption_key: short\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "store.encryption_key"},
 		{"bad duration", "rocketchat:\n  timeout: soon\n", nil, "timeout"},
+		{"duration without unit (YAML number)", "session:\n  ttl: 12\n", nil, "config: session.ttl: 12 has no unit: write it as a duration such as 10s"},
+		{"duration without unit (environment)", "", []string{"RCSSO_ROCKETCHAT_TIMEOUT=10"}, "config: rocketchat.timeout: \"10\" has no unit"},
+		{"bad boolean", "session:\n  storage_access_headers: maybe\n", nil, "config: session.storage_access_headers: \"maybe\" is not true or false"},
+		{"bad boolean (environment)", "", []string{"RCSSO_SESSION_STORAGE_ACCESS_HEADERS=maybe"}, "config: session.storage_access_headers: \"maybe\" is not true or false"},
+		{"not a mapping", "- listen: x\n", nil, "must be a YAML mapping of keys at the top level"},
+		{"unknown nested key", "rocketchat:\n  urll: x\n", nil, "config: rocketchat.urll: unknown key"},
+		{"unknown top-level key", "sesion: {}\n", nil, "config: sesion: unknown key"},
 		{"unknown diagnostics key", "diagnostics:\n  tokn: x\n", nil, "tokn"},
 		{"short diagnostics token", "diagnostics:\n  token: hunter2\n", []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b"}, "diagnostics.token"},
 		{"diagnostics token and file", "diagnostics:\n  token: " + strings.Repeat("x", 32) + "\n  token_file: /nonexistent\n", nil, "diagnostics.token"},

@@ -30,6 +30,8 @@ type Config struct {
 	Claims claims.Mapping `koanf:"claims"`
 
 	prefixes []netip.Prefix
+	broad    []string // over-broad trusted_proxies, for a start-up warning
+	key      string
 }
 
 // Validate implements identity.Config.
@@ -41,7 +43,7 @@ func (c *Config) Validate(b config.Block) error {
 	if len(c.TrustedProxies) == 0 {
 		errs = append(errs, b.Errorf("trusted_proxies", "list the reverse proxies allowed to set identity headers, e.g. [127.0.0.1/32]; without it anyone could send them"))
 	}
-	c.prefixes = c.prefixes[:0]
+	c.prefixes, c.broad, c.key = c.prefixes[:0], nil, b.Key("trusted_proxies")
 	for _, p := range c.TrustedProxies {
 		pp, err := config.ParsePrefix(p)
 		if err != nil {
@@ -49,6 +51,9 @@ func (c *Config) Validate(b config.Block) error {
 			continue
 		}
 		c.prefixes = append(c.prefixes, pp)
+		if (pp.Addr().Is4() && pp.Bits() < 8) || (pp.Addr().Is6() && pp.Bits() < 32) {
+			c.broad = append(c.broad, p)
+		}
 	}
 	if m := c.Claims; m.Subject != "" || m.Username != "" || m.Name != "" || m.Email != "" || m.EmailVerified != "" || m.Avatar != "" || m.Roles != "" {
 		errs = append(errs, b.Errorf("claims", "the header source reads its headers, not claims: only claims.role_map applies (with groups_header)"))
@@ -69,6 +74,10 @@ func (c *Config) ManagesRoles() (managed, admin bool) {
 
 // Open implements identity.Config.
 func (c *Config) Open(_ context.Context, d identity.Deps) (identity.Source, error) {
+	if len(c.broad) > 0 && d.Logger != nil {
+		d.Logger.Warn("trusted_proxies this broad let clients set identity headers themselves and log in as anyone: list only your reverse proxies' addresses",
+			"key", c.key, "prefixes", strings.Join(c.broad, ", "))
+	}
 	return New(Options{Name: d.Name, UserHeader: c.UserHeader, EmailHeader: c.EmailHeader, NameHeader: c.NameHeader,
 		GroupsHeader: c.GroupsHeader, RoleMap: c.Claims.RoleMap, TrustedProxies: c.prefixes, EmailVerified: c.EmailVerified}), nil
 }

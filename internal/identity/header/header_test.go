@@ -1,13 +1,17 @@
 package header
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/rcsso/rcsso/internal/config"
 	"github.com/rcsso/rcsso/internal/identity"
 )
 
@@ -171,4 +175,32 @@ func FuzzIdentify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// trusted_proxies: [0.0.0.0/0] is accepted (a proxy pool may need broad
+// ranges) but warned about at start-up, naming the key.
+func TestBroadTrustedProxiesWarn(t *testing.T) {
+	for _, c := range []struct {
+		prefixes []string
+		warn     bool
+	}{
+		{[]string{"0.0.0.0/0"}, true},
+		{[]string{"::/0"}, true},
+		{[]string{"10.0.0.0/8"}, false},
+		{[]string{"127.0.0.1"}, false},
+		{[]string{"10.0.0.0/8", "0.0.0.0/1"}, true},
+	} {
+		var logs bytes.Buffer
+		cfg := &Config{UserHeader: "X-Forwarded-User", TrustedProxies: c.prefixes}
+		if err := cfg.Validate(config.Block{Path: "identity[0]"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cfg.Open(context.Background(), identity.Deps{Name: "header", Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+			t.Fatal(err)
+		}
+		warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "identity[0].trusted_proxies")
+		if warned != c.warn {
+			t.Errorf("%v: warned %v, want %v: %s", c.prefixes, warned, c.warn, logs.String())
+		}
+	}
 }
