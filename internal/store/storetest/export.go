@@ -67,7 +67,6 @@ func testExport(t *testing.T, s store.Store) {
 		noErr(t, "PutSession", s.PutSession(ctx, sess))
 		wantSessions[sess.IDHash] = sess
 	}
-	noErr(t, "PutSession(expired)", s.PutSession(ctx, session("h-expired", "local:alice", n.Add(-time.Minute))))
 
 	wantLinks := map[string]store.Link{}
 	fullLink := store.Link{
@@ -111,6 +110,22 @@ func testExport(t *testing.T, s store.Store) {
 	if l, ok := s.(store.Locker); ok {
 		_, _, err := l.TryLock(ctx, "lease", time.Minute)
 		noErr(t, "TryLock", err)
+	}
+
+	// A session that expires after every other write, so that no later
+	// PutSession purges it: the store may still hold it, Export must not
+	// yield it.
+	noErr(t, "PutSession(expiring)", s.PutSession(ctx, session("h-expiring", "local:alice", time.Now().Add(150*time.Millisecond))))
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		_, err := s.GetSession(ctx, "h-expiring")
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		noErr(t, "GetSession(expiring)", err)
+		if time.Now().After(deadline) {
+			t.Fatal("a session 150 ms from expiry was still returned after 5 s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling GetSession until the session expires
 	}
 
 	var (
