@@ -312,9 +312,9 @@ type Exporter interface {
 	// during Export may or may not be seen. v's functions must not call
 	// the same store (a backend may hold a transaction or a lock across
 	// the calls). A done ctx stops Export with an error wrapping
-	// ctx.Err(). Memory use is bounded by one record, plus, on Redis,
-	// the keys seen (to report each record once) and all accounts (one
-	// hash).
+	// ctx.Err(). SQL backends hold one record at a time; Redis also the
+	// keys seen (to yield each record once) and all accounts (one hash);
+	// memory a copy of one kind at a time.
 	Export(ctx context.Context, v Visitor) error
 }
 
