@@ -105,6 +105,7 @@ func TestClassify(t *testing.T) {
 
 		{"store: not found", fmt.Errorf("sqlite: get link: %w", store.ErrNotFound), 500, 0},
 		{"store: conflict is not a Rocket.Chat conflict", fmt.Errorf("sqlite: create account: %w", store.ErrConflict), 500, 0},
+		{"store: no rcsso store (read-only open, rcsso store migrate only)", fmt.Errorf("sqlite: open read-only: %w", store.ErrNoStore), 500, 0},
 		{"store down", fmt.Errorf("sqlite: put token: %w", errors.New("database is locked (5) (SQLITE_BUSY)")), 500, 0},
 		{"cached token rejected (the broker's own)", mint.ErrRejected, 500, 0},
 		{"anything else", errors.New("boom"), 500, 0},

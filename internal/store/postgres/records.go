@@ -396,3 +396,85 @@ RETURNING subject, origin, expires_at, profile, expires_at > now()`, h).Scan(&c.
 	c.ExpiresAt = c.ExpiresAt.UTC()
 	return c, nil
 }
+
+// Export implements store.Exporter in one read-only REPEATABLE READ
+// transaction (a snapshot of the whole store), each kind ordered by key.
+// Sessions are judged unexpired by the server's clock at its start.
+func (s *Store) Export(ctx context.Context, v store.Visitor) error {
+	if err := ctx.Err(); err != nil {
+		return s.wrap("export", err)
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return s.wrap("export", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
+	if v.Account != nil {
+		err := exportRows(ctx, s, tx, `SELECT `+accountColumns+` FROM accounts ORDER BY username`,
+			func(r pgx.Rows) (store.Account, error) { return scanAccount(r) }, v.Account)
+		if err != nil {
+			return err
+		}
+	}
+	if v.Session != nil {
+		err := exportRows(ctx, s, tx, `SELECT id_hash, subject, source, username, name, email, email_verified, avatar_url, roles,
+created_at, expires_at FROM sessions WHERE expires_at > now() ORDER BY id_hash`,
+			func(r pgx.Rows) (store.Session, error) {
+				var sess store.Session
+				err := r.Scan(&sess.IDHash, &sess.Subject, &sess.Source, &sess.Username, &sess.Name, &sess.Email,
+					&sess.EmailVerified, &sess.AvatarURL, &sess.Roles, &sess.CreatedAt, &sess.ExpiresAt)
+				sess.CreatedAt, sess.ExpiresAt = sess.CreatedAt.UTC(), sess.ExpiresAt.UTC()
+				return sess, err
+			}, v.Session)
+		if err != nil {
+			return err
+		}
+	}
+	if v.Link != nil {
+		err := exportRows(ctx, s, tx, `SELECT `+linkColumns+` FROM links ORDER BY subject`,
+			func(r pgx.Rows) (store.Link, error) { return scanLink(r) }, v.Link)
+		if err != nil {
+			return err
+		}
+	}
+	if v.Token != nil {
+		err := exportRows(ctx, s, tx, `SELECT subject, user_id, ciphertext, minted_at, validated_at FROM tokens ORDER BY subject`,
+			func(r pgx.Rows) (store.Token, error) {
+				var t store.Token
+				err := r.Scan(&t.Subject, &t.UserID, &t.Ciphertext, &t.MintedAt, &t.ValidatedAt)
+				t.MintedAt, t.ValidatedAt = t.MintedAt.UTC(), t.ValidatedAt.UTC()
+				return t, err
+			}, v.Token)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exportRows runs query in tx and calls fn on each row scanned, until fn
+// fails (its error is returned as is).
+func exportRows[R any](ctx context.Context, s *Store, tx pgx.Tx, query string, scan func(pgx.Rows) (R, error), fn func(R) error) error {
+	rows, err := tx.Query(ctx, query)
+	if err != nil {
+		return s.wrap("export", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		rec, err := scan(rows)
+		if err != nil {
+			return s.wrap("export", err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return s.wrap("export", err)
+	}
+	return nil
+}

@@ -108,6 +108,10 @@ var (
 	_ store.Store      = (*Store)(nil)
 	_ store.Locker     = (*Store)(nil)
 	_ store.ChangeFeed = (*Store)(nil)
+	_ store.Exporter   = (*Store)(nil)
+
+	_ store.ReadOnlyOpener = Config{}
+	_ store.KeyKeeper      = Config{}
 )
 
 // Open opens (creating if needed) the SQLite database at path and brings its

@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LockerRenew", testLockerRenew},
 		{"Count", testCount},
 		{"ChangeFeed", testChangeFeed},
+		{"Export", testExport},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
