@@ -19,7 +19,7 @@ type instance struct {
 	sessions *hotcache.Table[int, session]
 }
 
-type session struct{ subject, name string }
+type session struct{ subject string }
 
 func newInstance(t *testing.T, st *memory.Store, o hotcache.Options) *instance {
 	t.Helper()

@@ -424,8 +424,10 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 }
 
 // validate reports whether Rocket.Chat still accepts t. When Rocket.Chat
-// rate-limits the check, the token is assumed good (it was good before;
-// minting would only add to the user's token count).
+// rate-limits the check, or rcsso holds it back to stay under that limit
+// (rocketchat.ErrBudgetSpent), the token is assumed good (it was good
+// before; minting would only add to the user's token count) until the
+// person's next due check.
 func (b *Broker) validate(ctx context.Context, t Token) (bool, error) {
 	v, ok := b.minter.(Validator)
 	if !ok {
@@ -442,7 +444,11 @@ func (b *Broker) validate(ctx context.Context, t Token) (bool, error) {
 		return false, nil
 	default:
 		if _, limited := rocketchat.IsRateLimited(err); limited {
-			b.log.Warn("token re-validation rate limited by Rocket.Chat; reusing the cached token", "rc_user_id", t.UserID)
+			if errors.Is(err, rocketchat.ErrBudgetSpent) {
+				b.log.Debug("token re-validation held back (rocketchat.calls_per_minute is spent); reusing the cached token", "rc_user_id", t.UserID)
+			} else {
+				b.log.Warn("token re-validation rate limited by Rocket.Chat; reusing the cached token", "rc_user_id", t.UserID)
+			}
 			return true, nil
 		}
 		return false, fmt.Errorf("re-validating the cached token: %w", err)
