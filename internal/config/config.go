@@ -343,7 +343,6 @@ func Default() Config {
 			MaxConcurrentCalls: 8,
 			CallsPerMinute:     8,
 		},
-		Cache: Cache{Size: 10000, MaxAge: 5 * time.Minute},
 		Identity: []IdentitySource{{Type: "local"}},
 		Store:    Store{Type: "sqlite"},
 		Minting: Minting{
@@ -358,6 +357,7 @@ func Default() Config {
 			Roles:                  []string{"user"},
 			PlaceholderEmailDomain: "users.rcsso.invalid",
 		},
+		Cache: Cache{Size: 10000, MaxAge: 5 * time.Minute},
 	}
 }
 
