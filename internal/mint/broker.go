@@ -180,6 +180,10 @@ func (b *Broker) Stats() Stats {
 	return Stats{Minted: b.minted.Load(), Reused: b.reused.Load(), Validated: b.validated.Load(), Rejected: b.rejected.Load()}
 }
 
+// CachedPeople returns how many people's tokens the hot cache holds
+// (current or not), at most the cache's size.
+func (b *Broker) CachedPeople() int { return b.hot.Len() }
+
 // Token returns a token for id. When revalidate is true a cached token is
 // checked with Rocket.Chat before it is returned (the IFrame URL does this:
 // Rocket.Chat shows it after a token failed). Errors are upstream or store

@@ -92,7 +92,7 @@ func (p *syncProv) Sync(ctx context.Context, id identity.Identity) (bool, error)
 // instance is one rcsso on a store shared with others: its own hot cache
 // (following the store's change feed), broker and session manager; the
 // header source (trusted from 192.0.2.1, as do sends) and the local source.
-func instance(t *testing.T, st store.Store, m mint.Minter, p mint.Provisioner, cacheSize int, rc *rocketchat.Client) *Server {
+func instance(t testing.TB, st store.Store, m mint.Minter, p mint.Provisioner, cacheSize int, rc *rocketchat.Client) *Server {
 	t.Helper()
 	hot := hotcache.New(st, hotcache.Options{Size: cacheSize})
 	if err := hot.Start(t.Context()); err != nil {
@@ -335,4 +335,19 @@ func (m *loginMinter) Mint(ctx context.Context, req mint.Request) (mint.Token, e
 		return mint.Token{}, err
 	}
 	return mint.Token{Value: res.AuthToken, Kind: mint.LoginToken, UserID: res.UserID}, nil
+}
+
+// The hot cache stays compact (a website session and a token per person,
+// about 0.5 KiB; BenchmarkHotCacheHeap measures 100,000 people) and
+// bounded: people beyond cache.size push the least recent out.
+func TestHotCacheCompactAndBounded(t *testing.T) {
+	const people = 10_000
+	heap, held := hotCacheHeap(t, people, people)
+	t.Logf("%d people cached: %d bytes of heap, %d B each", held, heap, heap/people)
+	if perPerson := heap / people; perPerson > 560 || held != people {
+		t.Fatalf("%d people cached in %d bytes (%d B each), want at most 560 B each", held, heap, perPerson)
+	}
+	if _, held := hotCacheHeap(t, people, people/4); held > people/4 {
+		t.Fatalf("%d people cached with cache.size %d", held, people/4)
+	}
 }

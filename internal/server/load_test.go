@@ -20,7 +20,7 @@ import (
 //	go test -tags load -run TestLoadAPIURL -v ./internal/server
 func TestLoadAPIURL(t *testing.T) {
 	const people = 200
-	s, cookies, m := newHotPathServer(t, people)
+	s, cookies, m := newHotPathServer(t, people, 10_000)
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	workers := envInt("RCSSO_LOAD_WORKERS", 32)
