@@ -21,7 +21,11 @@ import (
 	"github.com/rcsso/rcsso/internal/sealer"
 	"github.com/rcsso/rcsso/internal/store"
 	"github.com/rcsso/rcsso/internal/store/memory"
+	"github.com/rcsso/rcsso/internal/store/postgres"
+	"github.com/rcsso/rcsso/internal/store/redis"
 	"github.com/rcsso/rcsso/internal/store/sqlite"
+	"github.com/rcsso/rcsso/internal/testing/pgtest"
+	"github.com/rcsso/rcsso/internal/testing/redistest"
 	"github.com/rcsso/rcsso/internal/websession"
 )
 
@@ -193,6 +197,17 @@ func TestAPIURLHotPathReadsNoStore(t *testing.T) {
 	}
 }
 
+// openStore opens a store for the test's duration.
+func openStore(t *testing.T, c store.Config) store.Store {
+	t.Helper()
+	st, err := c.Open(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
 // A logout on instance A is honoured by instance B, which had the
 // visitor's session and token cached, within one second: with the
 // website session (local source) B answers 401; with a trusted header
@@ -213,6 +228,16 @@ func TestLogoutHonouredAcrossInstances(t *testing.T) {
 				return st
 			}
 			return open(), open()
+		},
+		// Two connections (two instances): LISTEN/NOTIFY.
+		"postgres": func(t *testing.T) (store.Store, store.Store) {
+			url := pgtest.Start(t).CreateDatabase(t)
+			return openStore(t, postgres.StoreConfig{Postgres: postgres.Config{URL: url}}), openStore(t, postgres.StoreConfig{Postgres: postgres.Config{URL: url}})
+		},
+		// Two clients (two instances): pub/sub.
+		"redis": func(t *testing.T) (store.Store, store.Store) {
+			url := redistest.Start(t)
+			return openStore(t, redis.StoreConfig{Redis: redis.Config{URL: url}}), openStore(t, redis.StoreConfig{Redis: redis.Config{URL: url}})
 		},
 	}
 	for name, open := range stores {
