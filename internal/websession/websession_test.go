@@ -32,7 +32,12 @@ func (s *counting) GetSession(ctx context.Context, h string) (store.Session, err
 
 func newManager(t *testing.T, st store.Store) *websession.Manager {
 	t.Helper()
-	hot := hotcache.New(st, hotcache.Options{Size: 10})
+	return newManagerMaxAge(t, st, 0)
+}
+
+func newManagerMaxAge(t *testing.T, st store.Store, maxAge time.Duration) *websession.Manager {
+	t.Helper()
+	hot := hotcache.New(st, hotcache.Options{Size: 10, MaxAge: maxAge})
 	if err := hot.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -91,10 +96,11 @@ func TestCachedSessionIsTheStoredOne(t *testing.T) {
 	}
 }
 
-// An expired session is not served from the cache.
+// An expired session is not served from the cache, even while the cache
+// would still trust the entry.
 func TestExpiredSessionNotServedFromCache(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := newManager(t, memory.New())
+		m := newManagerMaxAge(t, memory.New(), 24*time.Hour)
 		c := start(t, m, identity.Identity{Subject: "local:alice", Source: "local", Username: "alice"})
 		if _, err := lookup(m, c); err != nil {
 			t.Fatal(err)
