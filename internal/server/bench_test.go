@@ -40,7 +40,7 @@ func newHotPathServer(tb testing.TB, people, cacheSize int) (*Server, []*http.Co
 		tb.Fatal(err)
 	}
 	tb.Cleanup(hot.Close)
-	br := mint.NewBroker(st, seal, m, linkProv{}, mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: time.Hour, Cache: hot}, nil)
+	br := mint.NewBroker(st, seal, m, uniqueProv{}, mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: time.Hour, Cache: hot}, nil)
 	sessions := websession.New(st, websession.Options{CookieName: "rcsso_session", SameSite: http.SameSiteLaxMode, TTL: time.Hour, Cache: hot})
 	rc, _ := rocketchat.New(rocketchat.Options{BaseURL: "http://127.0.0.1:1"})
 	pub, _ := url.Parse("http://sso.example.test")
