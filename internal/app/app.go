@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/hotcache"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/metrics"
 	"github.com/rcsso/rcsso/internal/mint"
@@ -91,7 +92,8 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	if cfg.RocketChat.APIURL != "" {
 		apiBase = cfg.RocketChat.APIURL
 	}
-	rc, err := rocketchat.New(rocketchat.Options{BaseURL: apiBase, Timeout: cfg.RocketChat.Timeout, Logger: log, UserAgent: "rcsso"})
+	rc, err := rocketchat.New(rocketchat.Options{BaseURL: apiBase, Timeout: cfg.RocketChat.Timeout, Logger: log, UserAgent: "rcsso",
+		MaxConcurrent: cfg.RocketChat.MaxConcurrentCalls, Budget: &rocketchat.Budget{Counter: st, PerMinute: cfg.RocketChat.CallsPerMinute}})
 	if err != nil {
 		return nil, fmt.Errorf("rocketchat.url: %w", err)
 	}
@@ -121,8 +123,17 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			cookieName = "__Host-rcsso_session"
 		}
 	}
+	hot := hotcache.New(st, hotcache.Options{Size: cfg.Cache.Size, MaxAge: cfg.Cache.MaxAge, Logger: log})
+	if err := hot.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !ok {
+			hot.Close()
+		}
+	}()
 	sessions := websession.New(st, websession.Options{CookieName: cookieName, Secure: secure, SameSite: sameSite, TTL: cfg.Session.TTL,
-		Partitioned: cfg.Session.Partitioned != "off"})
+		Partitioned: cfg.Session.Partitioned != "off", Cache: hot})
 
 	usernames, _ := provision.NewUsernameRule(cfg.Provision.UsernamePattern) // checked by Validate
 	adopt, _ := provision.ParseAdoptPolicy(cfg.Provision.Adopt)              // checked by Validate
@@ -165,6 +176,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		RevalidateAfter: cfg.Minting.RevalidateAfter,
 		TTL:             cfg.Minting.TokenTTL,
 		MinMintInterval: cfg.Minting.MinInterval,
+		Cache:           hot,
 	}, log)
 
 	returnTo := server.ReturnToFilter(pub, rcOrigin, websiteOrigins)
@@ -214,7 +226,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Extra:                  backend.Routes,
 	})
 	ok = true
-	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, log: log}
+	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, log: log, closers: []func(){hot.Close}}
 	if backend.Close != nil {
 		a.closers = append(a.closers, backend.Close)
 	}

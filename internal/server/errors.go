@@ -36,6 +36,8 @@ import (
 //	provision.ErrConflict          → 409 (every mode's conflict wraps it)
 //	store.ErrLinkTaken             → 409 (a Rocket.Chat user linked to
 //	                                 another subject)
+//	rocketchat.ErrBudgetSpent      → 503 + Retry-After (rcsso held the call
+//	                                 back: rocketchat.calls_per_minute is spent)
 //	Rocket.Chat rate limit (429)   → 503 + Retry-After
 //	mint.ErrUnavailable            → 503 (the mode's backend, e.g. MongoDB, is down)
 //	mint.ErrIncapable              → 502 (the mode cannot work with Rocket.Chat as
@@ -93,6 +95,9 @@ func classify(err error) (int, string, int) {
 		return http.StatusServiceUnavailable, "a chat token was issued for you moments ago; try again shortly", int(te.RetryAfter.Seconds()) + 1
 	}
 	if d, ok := rocketchat.IsRateLimited(err); ok {
+		if errors.Is(err, rocketchat.ErrBudgetSpent) {
+			return http.StatusServiceUnavailable, "rcsso is pacing its calls to stay under Rocket.Chat's rate limit; try again shortly", int(d.Seconds()) + 1
+		}
 		return http.StatusServiceUnavailable, "Rocket.Chat is rate limiting rcsso; try again shortly", int(d.Seconds()) + 1
 	}
 	switch {

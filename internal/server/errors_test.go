@@ -83,6 +83,7 @@ func TestClassify(t *testing.T) {
 		{"login form: all password checks busy", &LoginRefusedError{Reason: RefusedBusy, RetryAfter: loginHashWait}, 429, 2},
 		{"Rocket.Chat 429", &rocketchat.Error{Endpoint: "users.createToken", Status: 429, RetryAfter: 5 * time.Second}, 503, 6},
 		{"Rocket.Chat error-too-many-requests", rc(400, "error-too-many-requests", nil), 503, 1},
+		{"rcsso's Rocket.Chat budget spent", fmt.Errorf("oauth: %w", &rocketchat.Error{Endpoint: "login", RetryAfter: 30 * time.Second, Err: rocketchat.ErrBudgetSpent}), 503, 31},
 		{"Rocket.Chat 503", rc(503, "", nil), 503, 0},
 		{"Rocket.Chat 502 from its proxy", rc(502, "", nil), 503, 0},
 		{"Rocket.Chat unreachable", rc(0, "", syscall.ECONNREFUSED), 503, 0},
