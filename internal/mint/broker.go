@@ -586,6 +586,14 @@ func (b *Broker) Resume(ctx context.Context, id identity.Identity) (Token, error
 // was cached. An error after the deletion (announcing it, revoking) still
 // reports true.
 func (b *Broker) Forget(ctx context.Context, subject string, revoke bool) (bool, error) {
+	// Under the person's mint lease: a mint or re-validation in progress on
+	// another instance finishes first, so it cannot write the token back
+	// after this logout deleted it.
+	unlock, err := b.lock(ctx, subject)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	rec, err := b.st.GetToken(ctx, subject)
 	if errors.Is(err, store.ErrNotFound) {
 		// Nothing to delete; announce it anyway: an instance that missed
