@@ -757,3 +757,37 @@ func (b *Broker) open(rec store.Token) (Token, error) {
 	}
 	return Token{Value: value, Kind: Kind(kind), UserID: rec.UserID}, nil
 }
+
+// Reset makes the person's next visit start clean (rcsso people reset): it
+// ends their cached chat session (Forget, revoking it in Rocket.Chat), and
+// clears every marker rcsso keeps for them: logged out of the chat,
+// deactivated, the last mint time and an unfinished creation. With unlink
+// it also forgets which Rocket.Chat user is theirs, so the next visit
+// provisions (or, as provisioning.adopt allows, links) one anew. It
+// reports whether there was a link.
+func (b *Broker) Reset(ctx context.Context, subject string, unlink bool) (bool, error) {
+	if _, err := b.Forget(ctx, subject, true); err != nil {
+		return false, err
+	}
+	had := false
+	_, err := b.st.UpdateLink(ctx, subject, func(l *store.Link) error {
+		if l.UpdatedAt.IsZero() {
+			return store.ErrNotFound
+		}
+		had = true
+		l.ChatLoggedOutAt, l.DeactivatedAt, l.LastMintAt = time.Time{}, time.Time{}, time.Time{}
+		l.CreatingUsername, l.CreatingAt = "", time.Time{}
+		if unlink {
+			l.UserID, l.Username, l.ProfileHash, l.ProfileSyncedAt, l.Secret = "", "", "", time.Time{}, nil
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return had, err
+	}
+	if err := b.cache.Invalidate(ctx, subject); err != nil {
+		return had, err
+	}
+	b.log.Info("person reset by an operator", "subject", subject, "unlinked", unlink)
+	return had, nil
+}
