@@ -172,7 +172,15 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			}
 		}()
 	}
+	policies := map[string]identity.Policy{}
+	for _, src := range cfg.Identity {
+		p := identity.Policy{Groups: src.Allow.Groups, Roles: src.Allow.Roles, EmailDomains: src.Allow.EmailDomains}
+		if !p.Empty() {
+			policies[src.SourceName()] = p
+		}
+	}
 	broker := mint.NewBroker(st, seal, backend.Minter, backend.Provisioner, mint.BrokerConfig{
+		Policies:        policies,
 		RevalidateAfter: cfg.Minting.RevalidateAfter,
 		TTL:             cfg.Minting.TokenTTL,
 		MinMintInterval: cfg.Minting.MinInterval,

@@ -133,10 +133,20 @@ type IdentitySource struct {
 	// routes (/auth/<name>/); defaults to Type. Changing it changes every
 	// subject of the source.
 	Name string `koanf:"name"`
+	// Allow is who may have chat at all (groups, roles, email_domains); an
+	// empty allow block lets everybody the source recognises in.
+	Allow SourceAllow `koanf:"allow"`
 	// Options are the type's own keys as written (header: user_header, …),
 	// decoded by that type's identity.Config (the app package's
 	// sourceTypes).
 	Options map[string]any `koanf:",remain"`
+}
+
+// SourceAllow is an identity source's access policy (identity.Policy).
+type SourceAllow struct {
+	Groups       []string `koanf:"groups"`
+	Roles        []string `koanf:"roles"`
+	EmailDomains []string `koanf:"email_domains"`
 }
 
 // SourceName is the source's name: Name, or Type when empty.
@@ -581,6 +591,11 @@ func (c *Config) Validate() error {
 		names[name] = true
 		if !validName(name) {
 			bad(key+".name", "%q: use letters, digits, '-' and '_' only (it appears in URLs and subjects)", name)
+		}
+		for _, d := range s.Allow.EmailDomains {
+			if d == "" || strings.ContainsAny(d, "@ /") || !strings.Contains(d, ".") {
+				bad(key+".allow.email_domains", "%q is not a domain such as example.com (no @, no scheme)", d)
+			}
 		}
 	}
 	for i, k := range c.Store.PreviousEncryptionKeys {
