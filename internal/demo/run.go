@@ -124,7 +124,9 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	}
 	g.Go(func() error { return a.Serve(gctx, lns[1]) })
 	g.Go(func() error {
-		return app.ServeHTTP(gctx, lns[0], Site(SiteOptions{SiteURL: r.SiteURL, RcssoURL: r.RcssoURL, RocketChatURL: r.RocketChatURL}), log)
+		site := Site(SiteOptions{SiteURL: r.SiteURL, RcssoURL: r.RcssoURL, RocketChatURL: r.RocketChatURL,
+			Visitor: a.Identity.Identify, Logger: log})
+		return app.ServeHTTP(gctx, lns[0], site, log)
 	})
 	return r, nil
 }
