@@ -87,6 +87,18 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		return nil, err
 	}
 	r.Emulator = emu
+	// A chat worth looking at: two more channels and a welcome in #general
+	// (messages live in the emulator's memory until the demo stops).
+	for _, c := range [][2]string{{"support", "Questions about Example Corp's products"}, {"random", "Anything else"}} {
+		if _, err := emu.AddChannel(c[0], c[1]); err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
+	if err := emu.PostMessage("general", emu.AdminID(), "Welcome to Example Corp's chat! rcsso signed you in with your website login: no second password. Say hello below."); err != nil {
+		closeAll()
+		return nil, err
+	}
 
 	cfg := config.Default()
 	cfg.Listen = lns[1].Addr().String()
