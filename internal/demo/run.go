@@ -163,7 +163,7 @@ func (r *Running) Banner() string {
   Open        %s/
   Log in as   %s / %s
 
-  Then open the chat: it is already signed in as %q.
+  Then open the chat: it is already signed in as %q; say hello in #general.
   Rocket.Chat emulator %s (profile %s), rcsso %s
 `, r.SiteURL, r.Username, r.Password, r.Username, r.RocketChatURL, r.Emulator.Profile(), r.RcssoURL)
 }
