@@ -573,7 +573,11 @@
     callMethod('load-history', { rid, limit: 50 }).then((res) => {
       if (seq !== chat.seq || !res) return;
       renderMessages((res.messages || []).slice().reverse());
-    }, (err) => record('chat-error', { message: String(err.message) }));
+    }, (err) => {
+      record('chat-error', { message: String(err.message) });
+      // The token was revoked on the server: stop asking until the next login.
+      if (seq === chat.seq && /\[error-invalid-user\]/.test(err.message)) { clearInterval(chat.timer); chat.timer = null; }
+    });
   }
 
   function renderMessages(msgs) {
