@@ -43,8 +43,13 @@ type App struct {
 	Handler *server.Server
 	Metrics *metrics.Metrics
 	RC      *rocketchat.Client
-	log     *slog.Logger
-	closers []func()
+	// Identity is the chain of identity sources, in configuration order:
+	// Identify(r) names the visitor of a request that carries rcsso's
+	// cookies (identity.ErrNotLoggedIn when none recognises them). The
+	// demo website uses it to show who is logged in.
+	Identity identity.Chain
+	log      *slog.Logger
+	closers  []func()
 }
 
 // Build validates cfg and wires every part. It asks Rocket.Chat for its
@@ -234,7 +239,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Extra:                  backend.Routes,
 	})
 	ok = true
-	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, log: log, closers: []func(){hot.Close}}
+	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, Identity: chain, log: log, closers: []func(){hot.Close}}
 	if backend.Close != nil {
 		a.closers = append(a.closers, backend.Close)
 	}
