@@ -74,7 +74,7 @@ func TestShippedConfigurations(t *testing.T) {
 		secretDir  string // the directory the configuration expects secrets in
 		env        map[string]string
 	}{
-		{name: "rcsso.example.yaml", text: read("rcsso.example.yaml"), secretDir: "/run/credentials/rcsso.service/"},
+		{name: "rcsso.example.yaml", text: read("rcsso.example.yaml"), secretDir: "/etc/rcsso/credentials/"},
 		{name: "deploy/compose/rcsso.yaml", text: read("deploy/compose/rcsso.yaml"), env: map[string]string{
 			"RCSSO_ROCKETCHAT_ADMIN_USERNAME":       "rcsso-admin",
 			"RCSSO_ROCKETCHAT_ADMIN_PASSWORD":       "admin-password",
