@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # rcsso container image: a static binary on distroless (no shell, no package
-# manager), running as the unprivileged user nonroot (65532:65532).
+# manager), running as the unprivileged user nonroot (65532:65532). Needs
+# BuildKit (the default builder since Docker 23; docker buildx build).
 #
 #   docker build --build-arg VERSION="$(git describe --tags --always --dirty)" -t rcsso .
 #   docker run --rm -p 8080:8080 -v "$PWD/rcsso.yaml:/etc/rcsso/rcsso.yaml:ro" \
