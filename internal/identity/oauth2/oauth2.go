@@ -122,8 +122,9 @@ type Options struct {
 	SafeReturnTo func(string) string
 	// Timeout bounds each call to the provider; default DefaultTimeout.
 	Timeout time.Duration
-	// HTTPClient talks to the provider; default a client with Timeout.
-	// Its redirect policy is replaced: redirects are never followed.
+	// HTTPClient talks to the provider (a copy is used, with Timeout when
+	// it has none); default a client with Timeout. Redirects are never
+	// followed, whatever its CheckRedirect.
 	HTTPClient *http.Client
 	// Logger receives one line per completed or failed login, never
 	// tokens, codes or return_to values; default slog.Default().
@@ -242,6 +243,9 @@ func New(cfg Options) (*Source, error) {
 	c := http.Client{Timeout: cfg.Timeout}
 	if cfg.HTTPClient != nil {
 		c = *cfg.HTTPClient
+		if c.Timeout == 0 {
+			c.Timeout = cfg.Timeout
+		}
 	}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	s.client = &c
