@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"text/template"
@@ -216,7 +217,13 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	}
 
 	met := metrics.New(broker)
+	var proxies []netip.Prefix
+	for _, p := range cfg.TrustedProxies {
+		pp, _ := config.ParsePrefix(p) // checked by Validate
+		proxies = append(proxies, pp)
+	}
 	srv := server.New(server.Options{
+		TrustedProxies:         proxies,
 		Observe:                met.Observe,
 		NoStorageAccessHeaders: !cfg.Session.StorageAccessHeaders,
 		PublicURL:              pub,

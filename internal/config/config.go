@@ -42,6 +42,11 @@ type Config struct {
 	LogLevel string `koanf:"log_level"`
 	// LogFormat is text or json.
 	LogFormat string `koanf:"log_format"`
+	// TrustedProxies are the reverse proxies in front of rcsso (IP
+	// addresses or CIDR prefixes) whose X-Forwarded-For header names the
+	// client: failed-login limits, logs and the audit log then count the
+	// client, not the proxy. Empty: the TCP peer is the client.
+	TrustedProxies []string `koanf:"trusted_proxies"`
 
 	RocketChat RocketChat       `koanf:"rocketchat"`
 	Identity   []IdentitySource `koanf:"identity"`
@@ -539,6 +544,11 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "must be text or json (got %q)", c.LogFormat)
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			bad("trusted_proxies", "%q is not an IP address or CIDR prefix such as 10.0.0.0/8", p)
+		}
 	}
 	if _, err := ParseOrigin(c.RocketChat.URL, true); err != nil {
 		bad("rocketchat.url", "%v", err)
