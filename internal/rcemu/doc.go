@@ -9,7 +9,11 @@
 //     GET /api/v1/users.info, users.list; POST /api/v1/users.create,
 //     users.update, users.createToken, users.delete, users.setActiveStatus,
 //     users.logout; GET /api/v1/settings.public, settings.oauth,
-//     permissions.listAll, roles.list; POST /api/v1/loginCode.redeem (8.7).
+//     permissions.listAll, roles.list; POST /api/v1/loginCode.redeem (8.7);
+//     the administration endpoints rcsso setup writes through: GET and
+//     POST /api/v1/settings/:_id and POST /api/v1/permissions.update
+//     (adminapi.go). /api/info carries a supported-versions list when
+//     Config.SupportExpires is set (supportedversions.go).
 //     Status codes and error envelopes follow the version profile (5.x,
 //     6.x, 7.x, 8.x, 8.7, 9.0; §4.0, §8), including ajv-style
 //     invalid-params errors and 9.0's 403 error-forbidden refusals.
@@ -36,6 +40,8 @@
 //     Rocket.Chat source of each behaviour. It logs in through
 //     /_emu/ddp-login, the stand-in for Meteor's DDP login method (not rate
 //     limited).
+//   - State across restarts (Config.DataFile, `rcsso emulate --data`):
+//     settings, roles, permissions and users in a JSON file (persist.go).
 //   - Storage: users in memory (default) or, with Config.MongoURL, in a
 //     MongoDB users collection shaped like Rocket.Chat's (§5), so that
 //     rcsso's mongo-resume and mongo-iframe minters write what the
