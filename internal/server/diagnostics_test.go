@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
-	"sync/atomic"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
