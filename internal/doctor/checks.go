@@ -106,6 +106,28 @@ func str(set map[string]any, k string) string {
 	}
 }
 
+// cut is a header value Rocket.Chat sent, for a message: at most 200
+// bytes, non-printable characters dropped.
+func cut(s string) string {
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// quote quotes a value Rocket.Chat sent for a message, cut at 200 bytes.
+func quote(s string) string {
+	if len(s) > 200 {
+		return strconv.Quote(s[:200]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
 func on(set map[string]any, k string) bool {
 	switch v := set[k].(type) {
 	case bool:
@@ -130,13 +152,13 @@ func checkIframeLogin(ctx context.Context, p *Probe) []Result {
 			whereIframe+": switch Enabled on")
 	}
 	if got := str(set, "Accounts_Iframe_api_url"); got != api {
-		bad(fmt.Sprintf("Accounts_Iframe_api_url is %q: Rocket.Chat asks that, not rcsso's API URL", got), whereIframe+": set API URL to "+api)
+		bad("Accounts_Iframe_api_url is "+quote(got)+": Rocket.Chat asks that, not rcsso's API URL", whereIframe+": set API URL to "+api)
 	}
 	if got := str(set, "Accounts_iframe_url"); got != frame && !strings.HasPrefix(got, frame+"?") {
-		bad(fmt.Sprintf("Accounts_iframe_url is %q: Rocket.Chat shows that, not rcsso's IFrame URL", got), whereIframe+": set Iframe URL to "+frame)
+		bad("Accounts_iframe_url is "+quote(got)+": Rocket.Chat shows that, not rcsso's IFrame URL", whereIframe+": set Iframe URL to "+frame)
 	}
 	if m := str(set, "Accounts_Iframe_api_method"); m != "GET" && m != "POST" {
-		bad(fmt.Sprintf("Accounts_Iframe_api_method is %q: rcsso's API URL answers GET and POST (Rocket.Chat sends the value verbatim)", m), whereIframe+": set API Method to POST")
+		bad("Accounts_Iframe_api_method is "+quote(m)+": rcsso's API URL answers GET and POST (Rocket.Chat sends the value verbatim)", whereIframe+": set API Method to POST")
 	}
 	if out == nil {
 		return ok("iframe authentication is on; API URL " + api + " (" + str(set, "Accounts_Iframe_api_method") + ") and IFrame URL point at rcsso")
@@ -199,7 +221,7 @@ func checkFraming(ctx context.Context, p *Probe) []Result {
 	origins := strings.Join(p.T.WebsiteOrigins, " ")
 	var out []Result
 	if xfo := strings.TrimSpace(h.Get("X-Frame-Options")); xfo != "" {
-		msg := "Rocket.Chat answers X-Frame-Options: " + xfo + ": browsers refuse to show it in pages of " + strings.Join(p.T.WebsiteOrigins, ", ")
+		msg := "Rocket.Chat answers X-Frame-Options: " + cut(xfo) + ": browsers refuse to show it in pages of " + strings.Join(p.T.WebsiteOrigins, ", ")
 		if v, ok := p.Private(ctx, "Iframe_Restrict_Access"); ok && on(map[string]any{"v": v}, "v") {
 			msg += " (Iframe_Restrict_Access is on)"
 		}
@@ -217,7 +239,7 @@ func checkFraming(ctx context.Context, p *Probe) []Result {
 	for _, o := range p.T.WebsiteOrigins {
 		for _, l := range lists {
 			if !ancestorAllowed(l, o, p.T.RocketChatOrigin) {
-				out = append(out, Result{Status: Fail, Message: "Rocket.Chat's frame-ancestors (" + strings.Join(l, " ") + ") does not allow pages of " + o,
+				out = append(out, Result{Status: Fail, Message: "Rocket.Chat's frame-ancestors " + quote(strings.Join(l, " ")) + " does not allow pages of " + o,
 					Fix: "add " + o + " to frame-ancestors in the Content-Security-Policy of Rocket.Chat's reverse proxy"})
 				break
 			}
@@ -297,7 +319,7 @@ func checkReach(ctx context.Context, p *Probe) []Result {
 		return []Result{{Status: Fail, Message: what + " without Access-Control-Allow-Origin: browsers refuse the API URL's answer",
 			Fix: "rocketchat.url must be the origin Rocket.Chat's pages run on (" + p.T.RocketChatOrigin + "), and a reverse proxy in front of rcsso must pass OPTIONS requests and CORS headers through"}}
 	default:
-		return []Result{{Status: Fail, Message: fmt.Sprintf("%s with Access-Control-Allow-Origin %q, -Credentials %q, -Methods %q: browsers refuse the answer", what, acao, acac, resp.Header.Get("Access-Control-Allow-Methods")),
+		return []Result{{Status: Fail, Message: fmt.Sprintf("%s with Access-Control-Allow-Origin %s, -Credentials %s, -Methods %s: browsers refuse the answer", what, quote(acao), quote(acac), quote(resp.Header.Get("Access-Control-Allow-Methods"))),
 			Fix: "let rcsso answer CORS itself: remove CORS headers added by the reverse proxy in front of it"}}
 	}
 }
