@@ -34,6 +34,8 @@ func commands() []command {
 		{"demo", "run the Rocket.Chat emulator, rcsso and a demo website on loopback", runDemo},
 		{"emulate", "run the Rocket.Chat emulator", runEmulate},
 		{"users", "add, list or remove local website accounts (identity source \"local\")", runUsers},
+		{"doctor", "check the deployment (Rocket.Chat's settings, permissions, framing, reach): OK / WARN / FAIL", runDoctor},
+		{"setup", "write what doctor finds missing into Rocket.Chat (prints the changes; --apply makes them)", runSetup},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "rcsso", version)
 			return nil
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				return 0
 			case errors.Is(err, errUsage):
 				return 2
+			case errors.Is(err, errChecksFailed):
+				return 1
 			}
 			fmt.Fprintln(stderr, "rcsso:", err)
 			return 1

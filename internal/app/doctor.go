@@ -52,7 +52,11 @@ func newDoctor(cfg config.Config, mc mode.Config, d mode.Deps) *doctor.Doctor {
 	if c, ok := mc.(mode.Checker); ok {
 		checks = append(checks, c.Checks(d)...)
 	}
-	return &doctor.Doctor{Target: doctor.Target{
+	var need []doctor.Permission
+	if n, ok := mc.(mode.Needer); ok {
+		need = n.Need(d)
+	}
+	return &doctor.Doctor{Need: need, Target: doctor.Target{
 		RC: d.RC, Admin: d.Admin, AdminKey: d.AdminKey,
 		AdminPassword:    cfg.RocketChat.AdminToken == "" && cfg.RocketChat.AdminPassword != "",
 		PublicURL:        d.PublicURL,

@@ -143,6 +143,9 @@ func (t *Target) httpClient() *http.Client {
 type Doctor struct {
 	Target Target
 	Checks []Check
+	// Need is what the service account must hold (mode.Needer), which
+	// rcsso setup grants.
+	Need []Permission
 }
 
 // Run runs every check in order and returns the report. Rocket.Chat's

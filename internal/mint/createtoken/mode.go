@@ -66,6 +66,9 @@ func serviceAccount(d mode.Deps, log bool) *mode.ServiceAccount {
 		Need: append(mode.ServicePermissions(true), d.Permissions...)}
 }
 
+// Need implements mode.Needer.
+func (*Config) Need(d mode.Deps) []mode.Permission { return serviceAccount(d, false).Need }
+
 // Checks implements mode.Checker: the service account's permissions and
 // users.createToken (the start-up check's functions), the rate limiter
 // for the service account's calls, and two-factor (resume tokens skip it).

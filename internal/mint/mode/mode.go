@@ -51,6 +51,12 @@ type Checker interface {
 	Checks(d Deps) []doctor.Check
 }
 
+// Needer is implemented by minting modes whose service account needs
+// Rocket.Chat permissions: what it must hold, which rcsso setup grants.
+type Needer interface {
+	Need(d Deps) []Permission
+}
+
 // AdminNeed is a mode's need for Rocket.Chat admin credentials.
 type AdminNeed int
 

@@ -319,6 +319,15 @@ func CheckAtStart(ctx context.Context, d Deps, sa *ServiceAccount) error {
 	return nil
 }
 
+// OptionalNeed is what an optional service account (modes oauth, mongo-*)
+// must hold: the configuration's needs, when one is configured.
+func OptionalNeed(d Deps) []Permission {
+	if d.Admin == nil {
+		return nil
+	}
+	return d.Permissions
+}
+
 // DeprovisionChecks are the permission checks of a mode whose service
 // account is optional (oauth, mongo-*): with credentials configured and
 // permissions the rest of the configuration needs (d.Permissions:

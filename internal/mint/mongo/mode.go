@@ -115,6 +115,13 @@ func (m *Block) open(ctx context.Context, d mode.Deps, minter func(*Users) mint.
 	return b, nil
 }
 
+// Need implements mode.Needer: the configuration's needs (deprovisioning,
+// roles) when a service account is configured.
+func (*ResumeConfig) Need(d mode.Deps) []mode.Permission { return mode.OptionalNeed(d) }
+
+// Need implements mode.Needer (see ResumeConfig.Need).
+func (*IframeConfig) Need(d mode.Deps) []mode.Permission { return mode.OptionalNeed(d) }
+
 // Checks implements mode.Checker: MongoDB access, then what every mode
 // gets.
 func (c *ResumeConfig) Checks(d mode.Deps) []doctor.Check {

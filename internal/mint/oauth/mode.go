@@ -141,6 +141,10 @@ func (c *Config) Open(ctx context.Context, d mode.Deps) (*mode.Backend, error) {
 	return b, nil
 }
 
+// Need implements mode.Needer: the configuration's needs (deprovisioning,
+// roles) when a service account is configured.
+func (*Config) Need(d mode.Deps) []mode.Permission { return mode.OptionalNeed(d) }
+
 // Checks implements mode.Checker: the carrier detection of Open (is the
 // Custom OAuth service switched on; on 9.x, is it gated and is there an
 // ungated carrier), the deprovisioning permissions when a service account

@@ -48,6 +48,9 @@ func serviceAccount(d mode.Deps) *mode.ServiceAccount {
 		Need: append(mode.ServicePermissions(false), d.Permissions...)}
 }
 
+// Need implements mode.Needer.
+func (*Config) Need(d mode.Deps) []mode.Permission { return serviceAccount(d).Need }
+
 // Checks implements mode.Checker: the service account's permissions, the
 // rate limiter (the provisioner's calls, and each new session's password
 // login, which nothing exempts) and two-factor (password logins).
