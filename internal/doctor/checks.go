@@ -440,7 +440,7 @@ const (
 
 // TwoFactor checks Rocket.Chat's two-factor settings against the mode's
 // logins. Rocket.Chat's login hook asks for a code at every login but
-// resume, proxy and CAS logins (apps/meteor/app/2fa/server/loginHandler.ts;
+// resume, proxy and CAS logins (RocketChat/Rocket.Chat apps/meteor/app/2fa/server/loginHandler.ts;
 // protocol spec §2.1), with e-mail codes for users who have e-mail 2FA and
 // a verified e-mail, which Accounts_TwoFactorAuthentication_By_Email_Auto_Opt_In
 // gives every new user. rcsso cannot supply such a code. And REST
@@ -465,7 +465,7 @@ func TwoFactor(kind LoginKind) Check {
 		case !email:
 		case kind == OAuthLogins && autoOptIn:
 			out = append(out, Result{Status: Fail,
-				Message: "e-mail two-factor is on and given to every new user (By_Email_Auto_Opt_In): Rocket.Chat asks people with a verified e-mail for an e-mailed code at each OAuth login, which rcsso cannot give, so their chat logins fail from the second one on",
+				Message: "e-mail two-factor is on and given to every new user (By_Email_Auto_Opt_In): Rocket.Chat asks people with a verified e-mail for an e-mailed code at each OAuth login, which rcsso cannot give, so their chat logins fail",
 				Fix:     whereTwoFactor + ": switch off \"Enable Two Factor Authentication via Email\" (or Auto Opt In, for new users only), or use minting mode create-token"})
 		case kind == OAuthLogins:
 			out = append(out, Result{Status: Warn,
