@@ -5,6 +5,8 @@
 //	rcsso demo                          emulator + rcsso + demo website on loopback
 //	rcsso emulate --admin-password P    a Rocket.Chat emulator for tests
 //	rcsso users   add|list|remove       manage local website accounts
+//	rcsso people  list|show|reset       what rcsso holds for a person
+//	rcsso store   migrate --from --to   copy rcsso's state to another store
 //	rcsso version
 package main
 
@@ -34,6 +36,8 @@ func commands() []command {
 		{"demo", "run the Rocket.Chat emulator, rcsso and a demo website on loopback", runDemo},
 		{"emulate", "run the Rocket.Chat emulator", runEmulate},
 		{"users", "add, list or remove local website accounts (identity source \"local\")", runUsers},
+		{"people", "list, show or reset what rcsso holds for a person (link, cached token, markers)", runPeople},
+		{"store", "copy rcsso's state to another store (store migrate --from sqlite:PATH --to postgres:URL)", runStore},
 		{"doctor", "check the deployment (Rocket.Chat's settings, permissions, framing, reach): OK / WARN / FAIL", runDoctor},
 		{"setup", "write what doctor finds missing into Rocket.Chat (prints the changes; --apply makes them)", runSetup},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {

@@ -70,7 +70,7 @@ func TestServeCheckNamesBrokenKeys(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "unknown command") {
 		t.Fatalf("unknown command: %d %q", code, stderr)
 	}
-	for _, c := range []string{"serve", "demo", "emulate", "users"} {
+	for _, c := range []string{"serve", "demo", "emulate", "users", "store"} {
 		if code, _, stderr := runCLI(t, "", c, "--help"); code != 0 || !strings.Contains(stderr, "Usage: rcsso "+c) {
 			t.Errorf("%s --help: %d %q", c, code, stderr)
 		}

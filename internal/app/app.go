@@ -22,6 +22,7 @@ import (
 
 	"github.com/rcsso/rcsso/internal/config"
 	"github.com/rcsso/rcsso/internal/doctor"
+	"github.com/rcsso/rcsso/internal/hotcache"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/metrics"
 	"github.com/rcsso/rcsso/internal/mint"
@@ -44,9 +45,14 @@ type App struct {
 	RC      *rocketchat.Client
 	// Doctor checks the deployment (rcsso doctor's checks); LogDoctor
 	// logs its findings.
-	Doctor  *doctor.Doctor
-	log     *slog.Logger
-	closers []func()
+	Doctor *doctor.Doctor
+	// Identity is the chain of identity sources, in configuration order:
+	// Identify(r) names the visitor of a request that carries rcsso's
+	// cookies (identity.ErrNotLoggedIn when none recognises them). The
+	// demo website uses it to show who is logged in.
+	Identity identity.Chain
+	log      *slog.Logger
+	closers  []func()
 }
 
 // Build validates cfg and wires every part. It asks Rocket.Chat for its
@@ -90,7 +96,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		return nil, err
 	}
 
-	rc, admin, adminKey, err := rocketChat(cfg, log)
+	rc, admin, adminKey, err := rocketChat(cfg, log, &rocketchat.Budget{Counter: st, PerMinute: cfg.RocketChat.CallsPerMinute})
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +117,17 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			cookieName = "__Host-rcsso_session"
 		}
 	}
+	hot := hotcache.New(st, hotcache.Options{Size: cfg.Cache.Size, MaxAge: cfg.Cache.MaxAge, Logger: log})
+	if err := hot.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !ok {
+			hot.Close()
+		}
+	}()
 	sessions := websession.New(st, websession.Options{CookieName: cookieName, Secure: secure, SameSite: sameSite, TTL: cfg.Session.TTL,
-		Partitioned: cfg.Session.Partitioned != "off"})
+		Partitioned: cfg.Session.Partitioned != "off", Cache: hot})
 
 	usernames, _ := provision.NewUsernameRule(cfg.Provision.UsernamePattern) // checked by Validate
 	adopt, _ := provision.ParseAdoptPolicy(cfg.Provision.Adopt)              // checked by Validate
@@ -151,10 +166,19 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			}
 		}()
 	}
+	policies := map[string]identity.Policy{}
+	for _, src := range cfg.Identity {
+		p := identity.Policy{Groups: src.Allow.Groups, Roles: src.Allow.Roles, EmailDomains: src.Allow.EmailDomains}
+		if !p.Empty() {
+			policies[src.SourceName()] = p
+		}
+	}
 	broker := mint.NewBroker(st, seal, backend.Minter, backend.Provisioner, mint.BrokerConfig{
+		Policies:        policies,
 		RevalidateAfter: cfg.Minting.RevalidateAfter,
 		TTL:             cfg.Minting.TokenTTL,
 		MinMintInterval: cfg.Minting.MinInterval,
+		Cache:           hot,
 	}, log)
 
 	returnTo := server.ReturnToFilter(pub, rcOrigin, websiteOrigins)
@@ -208,7 +232,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Extra:                  backend.Routes,
 	})
 	ok = true
-	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, Doctor: doc, log: log}
+	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, Doctor: doc, Identity: chain, log: log, closers: []func(){hot.Close}}
 	if backend.Close != nil {
 		a.closers = append(a.closers, backend.Close)
 	}

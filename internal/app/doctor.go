@@ -15,14 +15,17 @@ import (
 )
 
 // rocketChat builds the Rocket.Chat REST client (rocketchat.api_url, else
-// url) and the service account (a personal access token, else a username
-// and password; nil without either), with the keys naming it in messages.
-func rocketChat(cfg config.Config, log *slog.Logger) (*rocketchat.Client, rcadmin.Auth, string, error) {
+// url; at most rocketchat.max_concurrent_calls at once, paced by budget
+// when not nil) and the service account (a personal access token, else a
+// username and password; nil without either), with the keys naming it in
+// messages.
+func rocketChat(cfg config.Config, log *slog.Logger, budget *rocketchat.Budget) (*rocketchat.Client, rcadmin.Auth, string, error) {
 	apiBase := cfg.RocketChat.URL
 	if cfg.RocketChat.APIURL != "" {
 		apiBase = cfg.RocketChat.APIURL
 	}
-	rc, err := rocketchat.New(rocketchat.Options{BaseURL: apiBase, Timeout: cfg.RocketChat.Timeout, Logger: log, UserAgent: "rcsso"})
+	rc, err := rocketchat.New(rocketchat.Options{BaseURL: apiBase, Timeout: cfg.RocketChat.Timeout, Logger: log, UserAgent: "rcsso",
+		MaxConcurrent: cfg.RocketChat.MaxConcurrentCalls, Budget: budget})
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("rocketchat.url: %w", err)
 	}
@@ -74,7 +77,7 @@ func NewDoctor(ctx context.Context, cfg config.Config, log *slog.Logger) (*docto
 	if err := Validate(cfg); err != nil {
 		return nil, err
 	}
-	rc, admin, adminKey, err := rocketChat(cfg, log)
+	rc, admin, adminKey, err := rocketChat(cfg, log, nil)
 	if err != nil {
 		return nil, err
 	}

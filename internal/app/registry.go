@@ -14,6 +14,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity/header"
 	"github.com/rcsso/rcsso/internal/identity/jwt"
 	"github.com/rcsso/rcsso/internal/identity/local"
+	"github.com/rcsso/rcsso/internal/identity/oauth2"
 	"github.com/rcsso/rcsso/internal/identity/oidc"
 	"github.com/rcsso/rcsso/internal/identity/whoami"
 	"github.com/rcsso/rcsso/internal/mint"
@@ -52,6 +53,7 @@ var sourceTypes = map[string]func() identity.Config{
 	"jwt":    func() identity.Config { return new(jwt.Config) },
 	"whoami": func() identity.Config { return new(whoami.Config) },
 	"oidc":   func() identity.Config { return new(oidc.Config) },
+	"oauth2": func() identity.Config { return new(oauth2.Config) },
 }
 
 // sourceConfigs decodes and validates every identity source's block.

@@ -53,6 +53,20 @@ type Config struct {
 	Webhooks   Webhooks         `koanf:"webhooks"`
 	// Diagnostics guards the Rocket.Chat part of GET /diagnostics.
 	Diagnostics Diagnostics `koanf:"diagnostics"`
+	// Cache is each instance's in-process cache of sessions and tokens.
+	Cache Cache `koanf:"cache"`
+}
+
+// Cache sizes each rcsso instance's hot cache: the website sessions and
+// the decrypted Rocket.Chat tokens the API URL reads on every request,
+// kept coherent across instances through the store's change feed.
+type Cache struct {
+	// Size is how many people (and as many website sessions) each instance
+	// keeps, about 0.5 KiB each; 0 reads the store on every request.
+	Size int `koanf:"size"`
+	// MaxAge is how long an entry is trusted without hearing of a change
+	// (the safety net should a change-feed message be lost).
+	MaxAge time.Duration `koanf:"max_age"`
 }
 
 // Diagnostics configures GET /diagnostics. Anyone may open it and sees only
@@ -99,6 +113,14 @@ type RocketChat struct {
 	CreateTokensSecret     string        `koanf:"create_tokens_secret"`
 	CreateTokensSecretFile string        `koanf:"create_tokens_secret_file"`
 	Timeout                time.Duration `koanf:"timeout"`
+	// MaxConcurrentCalls bounds rcsso's requests in flight to Rocket.Chat
+	// per instance; more wait their turn.
+	MaxConcurrentCalls int `koanf:"max_concurrent_calls"`
+	// CallsPerMinute is rcsso's budget, per route and shared by every
+	// instance on the store, of the calls Rocket.Chat rate-limits for
+	// ordinary users (login, me, logout): keep it below Rocket.Chat's
+	// API_Enable_Rate_Limiter_Limit_Calls_Default (10). 0 paces nothing.
+	CallsPerMinute int `koanf:"calls_per_minute"`
 }
 
 // IdentitySource configures one way of learning who the visitor is. Sources
@@ -111,10 +133,20 @@ type IdentitySource struct {
 	// routes (/auth/<name>/); defaults to Type. Changing it changes every
 	// subject of the source.
 	Name string `koanf:"name"`
+	// Allow is who may have chat at all (groups, roles, email_domains); an
+	// empty allow block lets everybody the source recognises in.
+	Allow SourceAllow `koanf:"allow"`
 	// Options are the type's own keys as written (header: user_header, …),
 	// decoded by that type's identity.Config (the app package's
 	// sourceTypes).
 	Options map[string]any `koanf:",remain"`
+}
+
+// SourceAllow is an identity source's access policy (identity.Policy).
+type SourceAllow struct {
+	Groups       []string `koanf:"groups"`
+	Roles        []string `koanf:"roles"`
+	EmailDomains []string `koanf:"email_domains"`
 }
 
 // SourceName is the source's name: Name, or Type when empty.
@@ -245,8 +277,10 @@ func Default() Config {
 		LogLevel:  "info",
 		LogFormat: "text",
 		RocketChat: RocketChat{
-			URL:     "http://127.0.0.1:3000",
-			Timeout: 10 * time.Second,
+			URL:                "http://127.0.0.1:3000",
+			Timeout:            10 * time.Second,
+			MaxConcurrentCalls: 8,
+			CallsPerMinute:     8,
 		},
 		Identity: []IdentitySource{{Type: "local"}},
 		Store:    Store{Type: "sqlite"},
@@ -262,6 +296,7 @@ func Default() Config {
 			Roles:                  []string{"user"},
 			PlaceholderEmailDomain: "users.rcsso.invalid",
 		},
+		Cache: Cache{Size: 10000, MaxAge: 5 * time.Minute},
 	}
 }
 
@@ -527,6 +562,18 @@ func (c *Config) Validate() error {
 	if rc.Timeout <= 0 {
 		bad("rocketchat.timeout", "must be a positive duration such as 10s")
 	}
+	if rc.MaxConcurrentCalls < 1 {
+		bad("rocketchat.max_concurrent_calls", "must be at least 1 (default 8)")
+	}
+	if rc.CallsPerMinute < 0 {
+		bad("rocketchat.calls_per_minute", "must not be negative: 0 paces nothing, the default 8 stays below Rocket.Chat's default limit of 10")
+	}
+	if c.Cache.Size < 0 {
+		bad("cache.size", "must not be negative: 0 turns the cache off (default 10000 people)")
+	}
+	if c.Cache.MaxAge <= 0 {
+		bad("cache.max_age", "must be a positive duration such as 5m")
+	}
 	if len(c.Identity) == 0 {
 		bad("identity", "list at least one identity source, e.g. [{type: local}]")
 	}
@@ -544,6 +591,11 @@ func (c *Config) Validate() error {
 		names[name] = true
 		if !validName(name) {
 			bad(key+".name", "%q: use letters, digits, '-' and '_' only (it appears in URLs and subjects)", name)
+		}
+		for _, d := range s.Allow.EmailDomains {
+			if d == "" || strings.ContainsAny(d, "@ /") || !strings.Contains(d, ".") {
+				bad(key+".allow.email_domains", "%q is not a domain such as example.com (no @, no scheme)", d)
+			}
 		}
 	}
 	for i, k := range c.Store.PreviousEncryptionKeys {

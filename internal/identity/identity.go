@@ -55,6 +55,12 @@ type Identity struct {
 	// Roles are Rocket.Chat role names, already filtered through the
 	// configured allow-list; nil means "do not manage roles".
 	Roles []string
+	// Groups are the person's groups on the website or in the directory
+	// (a groups header, a groups claim, LDAP groups), as the source names
+	// them; nil when the source does not say. They decide access (a
+	// source's allow list) and rooms (provisioning.rooms), and, through
+	// role_map, roles.
+	Groups []string
 	// AuthTime is when the person logged in on the website, if the source
 	// knows (session start); zero otherwise.
 	AuthTime time.Time

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/rcsso/rcsso/internal/hotcache"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/rocketchat"
 	"github.com/rcsso/rcsso/internal/sealer"
@@ -36,16 +38,31 @@ type ProfileSyncer interface {
 type BrokerConfig struct {
 	// RevalidateAfter: a cached token older than this (since its last
 	// validation) is checked with the Validator before being handed out.
+	// Each person's check comes up to a tenth earlier, by a share fixed by
+	// their subject (the same in every rcsso instance), so that tokens
+	// validated at one moment (a start-up, a morning's logins) are checked
+	// again spread over that tenth, not all at once.
 	RevalidateAfter time.Duration
 	// TTL: a cached token older than this (since minting) is replaced.
 	TTL time.Duration
 	// MintTimeout bounds provisioning + minting, which runs detached from
 	// the request so that a client that goes away never leaves it half done.
 	MintTimeout time.Duration
+	// Policies are the identity sources' access policies by source name
+	// (identity[i].allow): a person a policy does not allow gets
+	// identity.ErrAccessDenied, no Rocket.Chat account and no token.
+	Policies map[string]identity.Policy
 	// MinMintInterval: at most one new token per person per interval
 	// (across every rcsso sharing the store: store.Link.LastMintAt), so no
 	// loop can churn through Rocket.Chat's 50-token cap. Default 30 s.
 	MinMintInterval time.Duration
+	// Cache, when set, keeps each person's decrypted token (with when it
+	// expires and must be re-validated, and the profile digest known to be
+	// in Rocket.Chat) in process, so that a page view reads nothing from
+	// the store; every change to what a person gets (a new token, a logout,
+	// a chat-side logout, a user gone or deactivated) is announced through
+	// it to every rcsso instance on the store.
+	Cache *hotcache.Cache
 }
 
 // Stats are cumulative counters.
@@ -72,9 +89,9 @@ type Broker struct {
 	log    *slog.Logger
 	now    func() time.Time
 	sf     singleflight.Group
+	cache  *hotcache.Cache
+	hot    *hotcache.Table[string, hotToken] // nil: nothing cached
 
-	synced  sync.Map // subject → profile digest known to be in Rocket.Chat
-	retryAt sync.Map // subject → time.Time before which no sync is tried
 	syncing sync.WaitGroup
 
 	minted, reused, validated, rejected atomic.Int64
@@ -91,25 +108,101 @@ func NewBroker(st store.Store, s *sealer.Sealer, m Minter, p Provisioner, cfg Br
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Broker{st: st, sealer: s, minter: m, prov: p, cfg: cfg, log: log, now: time.Now}
+	return &Broker{st: st, sealer: s, minter: m, prov: p, cfg: cfg, log: log, now: time.Now,
+		cache: cfg.Cache, hot: hotcache.NewSubjectTable[hotToken](cfg.Cache)}
 }
+
+// hotToken is a person's entry in the hot cache, compact: the token value
+// and the Rocket.Chat user id share one string, times are unix
+// milliseconds, the profile digest is a 64-bit hash.
+type hotToken struct {
+	data    string // the token value, then the Rocket.Chat user id
+	split   uint32 // length of the token value
+	iframe  bool   // Kind IframeToken
+	expires int64  // MintedAt + TTL
+	due     int64  // when to re-validate: ValidatedAt + RevalidateAfter − jitter
+	digest  uint64 // digestHash of the profile known to be in Rocket.Chat; 0: not known here
+	syncAt  int64  // no profile sync is tried before this
+}
+
+func (b *Broker) newHot(t Token, rec store.Token) hotToken {
+	return hotToken{
+		data:    t.Value + t.UserID,
+		split:   uint32(len(t.Value)),
+		iframe:  t.Kind == IframeToken,
+		expires: rec.MintedAt.Add(b.cfg.TTL).UnixMilli(),
+		due:     b.due(rec.Subject, rec.ValidatedAt).UnixMilli(),
+	}
+}
+
+func (h *hotToken) token() Token {
+	k := LoginToken
+	if h.iframe {
+		k = IframeToken
+	}
+	return Token{Value: h.data[:h.split], Kind: k, UserID: h.data[h.split:]}
+}
+
+// fresh reports whether the token may be handed out at now without asking
+// Rocket.Chat.
+func (h *hotToken) fresh(now time.Time) bool {
+	ms := now.UnixMilli()
+	return ms < h.expires && ms < h.due
+}
+
+// due is when a token validated at validated must be checked again: after
+// RevalidateAfter less the person's jitter.
+func (b *Broker) due(subject string, validated time.Time) time.Time {
+	return validated.Add(b.cfg.RevalidateAfter - jitter(subject, b.cfg.RevalidateAfter))
+}
+
+// jitter is how much earlier than revalidateAfter the token of subject is
+// re-validated: in [0, revalidateAfter/10), fixed by the subject's FNV-1a
+// hash, so that every rcsso instance agrees and people validated at one
+// moment are checked again spread over a tenth of the interval.
+func jitter(subject string, revalidateAfter time.Duration) time.Duration {
+	spread := uint64(revalidateAfter / 10)
+	if spread == 0 {
+		return 0
+	}
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(subject); i++ {
+		h ^= uint64(subject[i])
+		h *= 1099511628211
+	}
+	return time.Duration(h % spread)
+}
+
+// digestSeed hashes profile digests for the hot cache (in process only).
+var digestSeed = maphash.MakeSeed()
+
+// digestHash is a profile digest's hash in hotToken.digest (never 0).
+func digestHash(d string) uint64 { return max(maphash.String(digestSeed, d), 1) }
 
 // Stats returns the counters.
 func (b *Broker) Stats() Stats {
 	return Stats{Minted: b.minted.Load(), Reused: b.reused.Load(), Validated: b.validated.Load(), Rejected: b.rejected.Load()}
 }
 
+// CachedPeople returns how many people's tokens the hot cache holds
+// (current or not), at most the cache's size.
+func (b *Broker) CachedPeople() int { return b.hot.Len() }
+
 // Token returns a token for id. When revalidate is true a cached token is
 // checked with Rocket.Chat before it is returned (the IFrame URL does this:
 // Rocket.Chat shows it after a token failed). Errors are upstream or store
 // failures.
 func (b *Broker) Token(ctx context.Context, id identity.Identity, revalidate bool) (Token, error) {
+	if p, ok := b.cfg.Policies[id.Source]; ok && !p.Allows(id) {
+		b.log.Info("refused: the identity source's access policy does not give this person chat", "subject", id.Subject, "source", id.Source)
+		return Token{}, identity.ErrAccessDenied
+	}
 	if !revalidate {
-		if t, fresh, err := b.cached(ctx, id.Subject); err != nil {
+		if t, fresh, h, err := b.cached(ctx, id.Subject); err != nil {
 			return Token{}, err
 		} else if fresh {
 			b.reused.Add(1)
-			b.maybeSync(ctx, id)
+			b.syncIfChanged(ctx, id, h)
 			return t, nil
 		}
 	}
@@ -125,24 +218,37 @@ func (b *Broker) Token(ctx context.Context, id identity.Identity, revalidate boo
 	if err != nil {
 		return Token{}, err
 	}
-	b.maybeSync(ctx, id)
+	h, _ := b.hot.Get(id.Subject)
+	b.syncIfChanged(ctx, id, h)
 	return v.(Token), nil
 }
 
-// maybeSync starts a background profile sync when id's profile differs
-// from the one this process last saw in Rocket.Chat. The request does not
-// wait for it; a failed sync is retried on a later request.
-func (b *Broker) maybeSync(ctx context.Context, id identity.Identity) {
+// syncRetry is how long after a failed or skipped profile sync this
+// instance tries again (Sync itself spaces its writes per person across
+// instances).
+const syncRetry = 15 * time.Second
+
+// syncIfChanged starts a background profile sync when id's profile differs
+// from the one known to be in Rocket.Chat: the person's hot cache entry h
+// knows it (the zero hotToken when the person has none), else the link's
+// ProfileHash in the store. The request does not wait for the sync; a
+// failed sync is retried on a later request.
+func (b *Broker) syncIfChanged(ctx context.Context, id identity.Identity, h hotToken) {
 	ps, ok := b.prov.(ProfileSyncer)
 	if !ok {
 		return
 	}
 	d := ps.ProfileDigest(id)
-	if v, ok := b.synced.Load(id.Subject); ok && v.(string) == d {
+	dh := digestHash(d)
+	if h.digest == dh || b.now().UnixMilli() < h.syncAt {
 		return
 	}
-	if v, ok := b.retryAt.Load(id.Subject); ok && b.now().Before(v.(time.Time)) {
-		return
+	if h.digest == 0 {
+		// Not known here: the store knows what was last written.
+		if l, err := b.st.GetLink(ctx, id.Subject); err == nil && l.ProfileHash == d {
+			b.hot.Update(id.Subject, func(h *hotToken) { h.digest = dh })
+			return
+		}
 	}
 	b.syncing.Add(1)
 	go func() {
@@ -155,10 +261,10 @@ func (b *Broker) maybeSync(ctx context.Context, id identity.Identity) {
 				b.log.Warn("profile sync failed; will retry", "subject", id.Subject, "err", err)
 			}
 			if done {
-				b.synced.Store(id.Subject, d)
-				b.retryAt.Delete(id.Subject)
+				b.hot.Update(id.Subject, func(h *hotToken) { h.digest, h.syncAt = dh, 0 })
 			} else {
-				b.retryAt.Store(id.Subject, b.now().Add(15*time.Second))
+				retry := b.now().Add(syncRetry).UnixMilli()
+				b.hot.Update(id.Subject, func(h *hotToken) { h.syncAt = retry })
 			}
 			return nil, nil
 		})
@@ -169,26 +275,33 @@ func (b *Broker) maybeSync(ctx context.Context, id identity.Identity) {
 // shutdown).
 func (b *Broker) WaitSync() { b.syncing.Wait() }
 
-// cached returns the cached token and whether it may be handed out without
-// asking Rocket.Chat.
-func (b *Broker) cached(ctx context.Context, subject string) (Token, bool, error) {
+// cached returns the person's cached token (from the hot cache, else from
+// the store, which then fills the hot cache), whether it may be handed out
+// without asking Rocket.Chat, and the hot cache entry (zero when none).
+func (b *Broker) cached(ctx context.Context, subject string) (Token, bool, hotToken, error) {
+	now := b.now()
+	if h, ok := b.hot.Get(subject); ok {
+		return h.token(), h.fresh(now), h, nil
+	}
+	snap := b.cache.Snapshot()
 	rec, err := b.st.GetToken(ctx, subject)
 	if errors.Is(err, store.ErrNotFound) {
-		return Token{}, false, nil
+		return Token{}, false, hotToken{}, nil
 	}
 	if err != nil {
-		return Token{}, false, err
+		return Token{}, false, hotToken{}, err
 	}
 	t, err := b.open(rec)
 	if err != nil {
 		b.log.Warn("cached token cannot be decrypted (key changed?); minting a new one", "subject", subject)
-		return Token{}, false, nil
+		return Token{}, false, hotToken{}, nil
 	}
-	now := b.now()
 	if now.Sub(rec.MintedAt) >= b.cfg.TTL {
-		return Token{}, false, nil
+		return Token{}, false, hotToken{}, nil
 	}
-	return t, now.Sub(rec.ValidatedAt) < b.cfg.RevalidateAfter, nil
+	h := b.newHot(t, rec)
+	b.hot.Put(subject, h, snap)
+	return t, h.fresh(now), h, nil
 }
 
 func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool) (Token, error) {
@@ -203,6 +316,7 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 	if err := b.checkDeactivated(ctx, id.Subject); err != nil {
 		return Token{}, err
 	}
+	snap := b.cache.Snapshot()
 	rec, err := b.st.GetToken(ctx, id.Subject)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -210,7 +324,8 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 		return Token{}, err
 	default:
 		if t, err := b.open(rec); err == nil && b.now().Sub(rec.MintedAt) < b.cfg.TTL {
-			if !revalidate && b.now().Sub(rec.ValidatedAt) < b.cfg.RevalidateAfter {
+			if !revalidate && b.now().Before(b.due(id.Subject, rec.ValidatedAt)) {
+				b.hot.Put(id.Subject, b.newHot(t, rec), snap)
 				b.reused.Add(1)
 				return t, nil // another caller refreshed it meanwhile
 			}
@@ -223,6 +338,7 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 				if err := b.st.PutToken(ctx, rec); err != nil {
 					return Token{}, err
 				}
+				b.hot.Put(id.Subject, b.newHot(t, rec), snap)
 				b.reused.Add(1)
 				return t, nil
 			}
@@ -313,14 +429,17 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 	if err != nil {
 		return Token{}, fmt.Errorf("caching the new token: %w", err)
 	}
+	_ = b.cache.Invalidate(ctx, id.Subject) // the other instances may hold the previous token; a failure is logged
 	b.minted.Add(1)
 	b.log.Info("minted rocket.chat token", "subject", id.Subject, "rc_user_id", t.UserID, "kind", string(t.Kind))
 	return t, nil
 }
 
 // validate reports whether Rocket.Chat still accepts t. When Rocket.Chat
-// rate-limits the check, the token is assumed good (it was good before;
-// minting would only add to the user's token count).
+// rate-limits the check, or rcsso holds it back to stay under that limit
+// (rocketchat.ErrBudgetSpent), the token is assumed good (it was good
+// before; minting would only add to the user's token count) until the
+// person's next due check.
 func (b *Broker) validate(ctx context.Context, t Token) (bool, error) {
 	v, ok := b.minter.(Validator)
 	if !ok {
@@ -337,7 +456,11 @@ func (b *Broker) validate(ctx context.Context, t Token) (bool, error) {
 		return false, nil
 	default:
 		if _, limited := rocketchat.IsRateLimited(err); limited {
-			b.log.Warn("token re-validation rate limited by Rocket.Chat; reusing the cached token", "rc_user_id", t.UserID)
+			if errors.Is(err, rocketchat.ErrBudgetSpent) {
+				b.log.Debug("token re-validation held back (rocketchat.calls_per_minute is spent); reusing the cached token", "rc_user_id", t.UserID)
+			} else {
+				b.log.Warn("token re-validation rate limited by Rocket.Chat; reusing the cached token", "rc_user_id", t.UserID)
+			}
 			return true, nil
 		}
 		return false, fmt.Errorf("re-validating the cached token: %w", err)
@@ -431,6 +554,7 @@ func (b *Broker) checkLoggedOut(ctx context.Context, id identity.Identity, resum
 	if err != nil {
 		return err
 	}
+	_ = b.cache.Invalidate(ctx, id.Subject) // a failure is logged
 	b.log.Info("chat logged in again after a chat-side logout", "subject", id.Subject, "resumed", resume)
 	return nil
 }
@@ -450,6 +574,7 @@ func (b *Broker) markLoggedOut(ctx context.Context, id identity.Identity) error 
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	_ = b.cache.Invalidate(ctx, id.Subject) // a failure is logged
 	b.log.Info("person logged out on the Rocket.Chat side; not logging them straight back in", "subject", id.Subject)
 	return ErrChatLoggedOut
 }
@@ -463,13 +588,25 @@ func (b *Broker) Resume(ctx context.Context, id identity.Identity) (Token, error
 	return b.Token(ctx, id, true)
 }
 
-// Forget drops the cached token of subject and, when revoke is true and the
-// minter can, ends that Rocket.Chat session. It reports whether a token was
-// cached.
+// Forget drops the cached token of subject, in the store and in the hot
+// cache of every rcsso instance on the store, and, when revoke is true and
+// the minter can, ends that Rocket.Chat session. It reports whether a token
+// was cached. An error after the deletion (announcing it, revoking) still
+// reports true.
 func (b *Broker) Forget(ctx context.Context, subject string, revoke bool) (bool, error) {
+	// Under the person's mint lease: a mint or re-validation in progress on
+	// another instance finishes first, so it cannot write the token back
+	// after this logout deleted it.
+	unlock, err := b.lock(ctx, subject)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	rec, err := b.st.GetToken(ctx, subject)
 	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
+		// Nothing to delete; announce it anyway: an instance that missed
+		// an earlier change may still hold a token.
+		return false, b.cache.Invalidate(ctx, subject)
 	}
 	if err != nil {
 		return false, err
@@ -477,14 +614,15 @@ func (b *Broker) Forget(ctx context.Context, subject string, revoke bool) (bool,
 	if err := b.st.DeleteToken(ctx, subject); err != nil {
 		return true, err
 	}
+	announceErr := b.cache.Invalidate(ctx, subject)
 	if r, ok := b.minter.(Revoker); ok && revoke {
 		if t, err := b.open(rec); err == nil {
 			if err := r.Revoke(ctx, t); err != nil {
-				return true, fmt.Errorf("revoking the Rocket.Chat session: %w", err)
+				return true, errors.Join(announceErr, fmt.Errorf("revoking the Rocket.Chat session: %w", err))
 			}
 		}
 	}
-	return true, nil
+	return true, announceErr
 }
 
 // checkUser asks the provisioner (UserChecker) about subject's linked
@@ -523,6 +661,7 @@ func (b *Broker) checkUser(ctx context.Context, subject string) (UserState, erro
 		if err != nil {
 			return state, err
 		}
+		_ = b.cache.Invalidate(ctx, subject) // a failure is logged
 		b.log.Warn("the person's Rocket.Chat user no longer exists (deleted, or Rocket.Chat restored from an older backup); provisioning a new one",
 			"subject", subject, "previous_rc_user_id", l.UserID)
 	case UserDeactivated:
@@ -535,6 +674,7 @@ func (b *Broker) checkUser(ctx context.Context, subject string) (UserState, erro
 		}); err != nil {
 			return state, err
 		}
+		_ = b.cache.Invalidate(ctx, subject) // a failure is logged
 		b.log.Info("the person's Rocket.Chat user is deactivated; not minting", "subject", subject, "rc_user_id", l.UserID)
 	case UserActive:
 		if !l.DeactivatedAt.IsZero() {
@@ -624,4 +764,38 @@ func (b *Broker) open(rec store.Token) (Token, error) {
 		return Token{}, sealer.ErrOpen
 	}
 	return Token{Value: value, Kind: Kind(kind), UserID: rec.UserID}, nil
+}
+
+// Reset makes the person's next visit start clean (rcsso people reset): it
+// ends their cached chat session (Forget, revoking it in Rocket.Chat), and
+// clears every marker rcsso keeps for them: logged out of the chat,
+// deactivated, the last mint time and an unfinished creation. With unlink
+// it also forgets which Rocket.Chat user is theirs, so the next visit
+// provisions (or, as provisioning.adopt allows, links) one anew. It
+// reports whether there was a link.
+func (b *Broker) Reset(ctx context.Context, subject string, unlink bool) (bool, error) {
+	if _, err := b.Forget(ctx, subject, true); err != nil {
+		return false, err
+	}
+	had := false
+	_, err := b.st.UpdateLink(ctx, subject, func(l *store.Link) error {
+		if l.UpdatedAt.IsZero() {
+			return store.ErrNotFound
+		}
+		had = true
+		l.ChatLoggedOutAt, l.DeactivatedAt, l.LastMintAt = time.Time{}, time.Time{}, time.Time{}
+		l.CreatingUsername, l.CreatingAt = "", time.Time{}
+		if unlink {
+			l.UserID, l.Username, l.ProfileHash, l.ProfileSyncedAt, l.Secret = "", "", "", time.Time{}, nil
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return had, err
+	}
+	if err := b.cache.Invalidate(ctx, subject); err != nil {
+		return had, err
+	}
+	b.log.Info("person reset by an operator", "subject", subject, "unlinked", unlink)
+	return had, nil
 }

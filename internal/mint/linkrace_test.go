@@ -21,6 +21,7 @@ import (
 	"github.com/rcsso/rcsso/internal/rcemu"
 	"github.com/rcsso/rcsso/internal/rocketchat"
 	"github.com/rcsso/rcsso/internal/sealer"
+	"github.com/rcsso/rcsso/internal/store"
 	"github.com/rcsso/rcsso/internal/store/memory"
 )
 
@@ -149,4 +150,37 @@ func (m *slowMinter) Mint(ctx context.Context, req mint.Request) (mint.Token, er
 		return mint.Token{}, ctx.Err()
 	}
 	return m.fakeMinter.Mint(ctx, req)
+}
+
+// A logout (Forget) on one instance while another instance is minting for
+// the same person: the logout waits for the mint to finish and then ends
+// that session, so the new token is not left behind in the store.
+func TestForgetWaitsForAMintInProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		seal, _ := sealer.New(make([]byte, 32))
+		slow := &slowMinter{fakeMinter: fakeMinter{valid: map[string]bool{}}, delay: 5 * time.Second}
+		cfg := mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: time.Hour, MintTimeout: 30 * time.Second}
+		a := mint.NewBroker(st, seal, slow, &fakeProv{st: st}, cfg, nil)
+		b := mint.NewBroker(st, seal, slow, &fakeProv{st: st}, cfg, nil)
+		minted := make(chan mint.Token, 1)
+		go func() {
+			tok, err := a.Token(t.Context(), alice, false)
+			if err != nil {
+				t.Error(err)
+			}
+			minted <- tok
+		}()
+		synctest.Wait() // A holds the lease and waits on Rocket.Chat
+		if _, err := b.Forget(t.Context(), alice.Subject, true); err != nil {
+			t.Fatal(err)
+		}
+		tok := <-minted
+		if _, err := st.GetToken(t.Context(), alice.Subject); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the token minted during the logout is still cached (err %v)", err)
+		}
+		if slow.fakeMinter.Validate(t.Context(), tok) == nil {
+			t.Fatal("the session minted during the logout was not ended")
+		}
+	})
 }

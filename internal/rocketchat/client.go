@@ -65,6 +65,13 @@ type Options struct {
 	Logger *slog.Logger
 	// UserAgent is the User-Agent header. "" → "rcsso".
 	UserAgent string
+	// MaxConcurrent bounds the requests in flight at once (each attempt
+	// holds one slot while it is sent and read); a call waits for a free
+	// slot as long as its context lets it. 0 → DefaultMaxConcurrent.
+	MaxConcurrent int
+	// Budget, when set, paces the calls Rocket.Chat rate-limits for every
+	// caller without api-bypass-rate-limit (see Budget).
+	Budget *Budget
 }
 
 // Client is a Rocket.Chat REST client. It is safe for concurrent use. Create
@@ -75,6 +82,8 @@ type Client struct {
 	timeout time.Duration
 	log     *slog.Logger
 	ua      string
+	slots   chan struct{} // one value per request in flight
+	budget  *Budget
 
 	// Hooks replaced by tests.
 	now   func() time.Time
@@ -110,12 +119,17 @@ func New(o Options) (*Client, error) {
 	if ua == "" {
 		ua = defaultUserAgent
 	}
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = DefaultMaxConcurrent
+	}
 	return &Client{
 		base:    base,
 		hc:      &hc,
 		timeout: timeout,
 		log:     log,
 		ua:      ua,
+		slots:   make(chan struct{}, o.MaxConcurrent),
+		budget:  o.Budget,
 		now:     time.Now,
 		sleep:   sleepCtx,
 	}, nil
@@ -174,6 +188,7 @@ type call struct {
 	body     any          // JSON body for POST; nil → no body
 	cr       *Credentials // nil → unauthenticated
 	secrets  []string     // values redacted from error messages
+	paced    bool         // counted against the Budget (rate limited for persons)
 	// twoFactor, when set, is the sha256 hex of the caller's password,
 	// sent as x-2fa-code with x-2fa-method: password.
 	twoFactor string
@@ -211,8 +226,23 @@ func (c *Client) do(ctx context.Context, rq call, out any) error {
 
 	idempotent := rq.method == http.MethodGet
 	for attempt := 0; ; attempt++ {
+		if rq.paced {
+			if err := c.spend(ctx, rq.endpoint); err != nil {
+				c.log.LogAttrs(ctx, slog.LevelDebug, "rocketchat call held back: budget spent",
+					slog.String("endpoint", rq.endpoint), slog.Duration("retry_after", err.RetryAfter))
+				return err
+			}
+		}
+		release, err := c.slot(ctx, rq.endpoint)
+		if err != nil {
+			return err
+		}
 		start := c.now()
-		err := c.attempt(ctx, rq, payload, out)
+		err = c.attempt(ctx, rq, payload, out)
+		release()
+		if rq.paced && err != nil && err.Status == http.StatusTooManyRequests {
+			c.exhaust(ctx, rq.endpoint)
+		}
 		if err == nil {
 			c.log.LogAttrs(ctx, slog.LevelDebug, "rocketchat call",
 				slog.String("method", rq.method), slog.String("endpoint", rq.endpoint),

@@ -128,13 +128,15 @@ func (c *Client) LoginOAuth(ctx context.Context, serviceName, accessToken string
 	return c.login(ctx, body, accessToken)
 }
 
+// login is POST /api/v1/login, paced by Options.Budget: Rocket.Chat rate
+// limits it for every caller (it is unauthenticated).
 func (c *Client) login(ctx context.Context, body any, secret string) (LoginResult, error) {
 	const ep = "login"
 	var out struct {
 		Data LoginResult `json:"data"`
 	}
 	err := c.do(ctx, call{method: http.MethodPost, endpoint: ep, path: "/api/v1/login",
-		body: body, secrets: []string{secret}}, &out)
+		body: body, secrets: []string{secret}, paced: true}, &out)
 	if err != nil {
 		return LoginResult{}, err
 	}
@@ -150,11 +152,12 @@ func (c *Client) login(ctx context.Context, body any, secret string) (LoginResul
 // GET /api/v1/me (protocol spec §4.2; authentication.yaml /api/v1/me). 200:
 // the user object flat at the top level plus "success":true (6.x–8.x alike).
 // Errors: 401 → IsUnauthorized (token unknown or purged). Retried on
-// transport errors and 502/503/504.
+// transport errors and 502/503/504. Paced by Options.Budget (rate limited
+// for persons).
 func (c *Client) Me(ctx context.Context, cr Credentials) (User, error) {
 	const ep = "me"
 	var u User
-	if err := c.do(ctx, call{method: http.MethodGet, endpoint: ep, path: "/api/v1/me", cr: &cr}, &u); err != nil {
+	if err := c.do(ctx, call{method: http.MethodGet, endpoint: ep, path: "/api/v1/me", cr: &cr, paced: true}, &u); err != nil {
 		return User{}, err
 	}
 	if u.ID == "" {
@@ -169,9 +172,9 @@ func (c *Client) Me(ctx context.Context, cr Credentials) (User, error) {
 // POST /api/v1/logout without a body (protocol spec §4.3). 200:
 // {"status":"success","data":{"message":"You've been logged out!"}}
 // (+"success":true in 7.x). Errors: 401 → IsUnauthorized (already invalid).
-// Never retried.
+// Never retried. Paced by Options.Budget (rate limited for persons).
 func (c *Client) Logout(ctx context.Context, cr Credentials) error {
-	return c.do(ctx, call{method: http.MethodPost, endpoint: "logout", path: "/api/v1/logout", cr: &cr}, nil)
+	return c.do(ctx, call{method: http.MethodPost, endpoint: "logout", path: "/api/v1/logout", cr: &cr, paced: true}, nil)
 }
 
 // UserInfoByUsername looks a user up by exact username.

@@ -132,7 +132,7 @@ func (e *Error) retryable() bool {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	case 0:
-		return e.Err != nil && !errors.Is(e.Err, errInvalidArgument) &&
+		return e.Err != nil && !errors.Is(e.Err, errInvalidArgument) && !errors.Is(e.Err, ErrBudgetSpent) &&
 			!errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded)
 	}
 	return false
@@ -183,15 +183,16 @@ func IsUnauthorized(err error) bool {
 }
 
 // IsRateLimited reports whether the call hit Rocket.Chat's rate limiter
-// (HTTP 429 or errorType error-too-many-requests; spec §4.0, §4.14) and how
-// long to wait (0 when unknown). Calls are never retried automatically on
-// 429.
+// (HTTP 429 or errorType error-too-many-requests; spec §4.0, §4.14), or was
+// held back because rcsso's own share of it is spent (ErrBudgetSpent), and
+// how long to wait (0 when unknown). Calls are never retried automatically
+// on 429.
 func IsRateLimited(err error) (time.Duration, bool) {
 	e, ok := asError(err)
 	if !ok {
 		return 0, false
 	}
-	if e.Status == http.StatusTooManyRequests || e.ErrorType == "error-too-many-requests" {
+	if e.Status == http.StatusTooManyRequests || e.ErrorType == "error-too-many-requests" || errors.Is(e.Err, ErrBudgetSpent) {
 		return e.RetryAfter, true
 	}
 	return 0, false
@@ -236,7 +237,7 @@ func IsUnavailable(err error) bool {
 		return true
 	}
 	return e.Status == 0 && e.Err != nil && !errors.Is(e.Err, errInvalidArgument) &&
-		!errors.Is(e.Err, context.Canceled)
+		!errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, ErrBudgetSpent)
 }
 
 // refusalCodes are the Meteor error codes with which Rocket.Chat refuses an

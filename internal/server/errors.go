@@ -27,6 +27,7 @@ import (
 //	identity.ErrMalformedRequest   → 400 (an identity header sent twice)
 //	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
 //	mint.ErrDeactivated            → 403 (the Rocket.Chat user is deactivated)
+//	identity.ErrAccessDenied       → 403 (the source's allow list refuses the person)
 //	errMobileAppWebView            → 401 (the API URL called from the mobile
 //	                                 app's WebView, which takes the token
 //	                                 only from the IFrame URL)
@@ -36,6 +37,8 @@ import (
 //	provision.ErrConflict          → 409 (every mode's conflict wraps it)
 //	store.ErrLinkTaken             → 409 (a Rocket.Chat user linked to
 //	                                 another subject)
+//	rocketchat.ErrBudgetSpent      → 503 + Retry-After (rcsso held the call
+//	                                 back: rocketchat.calls_per_minute is spent)
 //	Rocket.Chat rate limit (429)   → 503 + Retry-After
 //	mint.ErrUnavailable            → 503 (the mode's backend, e.g. MongoDB, is down)
 //	mint.ErrIncapable              → 502 (the mode cannot work with Rocket.Chat as
@@ -93,11 +96,16 @@ func classify(err error) (int, string, int) {
 		return http.StatusServiceUnavailable, "a chat token was issued for you moments ago; try again shortly", int(te.RetryAfter.Seconds()) + 1
 	}
 	if d, ok := rocketchat.IsRateLimited(err); ok {
+		if errors.Is(err, rocketchat.ErrBudgetSpent) {
+			return http.StatusServiceUnavailable, "rcsso is pacing its calls to stay under Rocket.Chat's rate limit; try again shortly", int(d.Seconds()) + 1
+		}
 		return http.StatusServiceUnavailable, "Rocket.Chat is rate limiting rcsso; try again shortly", int(d.Seconds()) + 1
 	}
 	switch {
 	case errors.Is(err, identity.ErrNotLoggedIn):
 		return http.StatusUnauthorized, "not logged in on the website", 0
+	case errors.Is(err, identity.ErrAccessDenied):
+		return http.StatusForbidden, "you do not have access to the chat; ask the site administrator", 0
 	case errors.Is(err, mint.ErrDeactivated):
 		return http.StatusForbidden, "your chat account is deactivated; ask the site administrator", 0
 	case errors.Is(err, mint.ErrChatLoggedOut):

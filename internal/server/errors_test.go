@@ -75,6 +75,7 @@ func TestClassify(t *testing.T) {
 		{"Rocket.Chat user linked to another subject", fmt.Errorf("update link: %w", &store.LinkTakenError{UserID: "U1", Holder: "header:carol"}), 409, 0},
 		{"placeholder-domain e-mail", provision.ErrReservedEmail, 409, 0},
 		{"deactivated Rocket.Chat user", mint.ErrDeactivated, 403, 0},
+		{"access policy refuses the person", identity.ErrAccessDenied, 403, 0},
 
 		{"throttled", &mint.ThrottledError{RetryAfter: 20 * time.Second}, 503, 21},
 		{"login form: too many failures from this client", &LoginRefusedError{Reason: RefusedClient, RetryAfter: 14*time.Minute + 30*time.Second}, 429, 870},
@@ -83,6 +84,7 @@ func TestClassify(t *testing.T) {
 		{"login form: all password checks busy", &LoginRefusedError{Reason: RefusedBusy, RetryAfter: loginHashWait}, 429, 2},
 		{"Rocket.Chat 429", &rocketchat.Error{Endpoint: "users.createToken", Status: 429, RetryAfter: 5 * time.Second}, 503, 6},
 		{"Rocket.Chat error-too-many-requests", rc(400, "error-too-many-requests", nil), 503, 1},
+		{"rcsso's Rocket.Chat budget spent", fmt.Errorf("oauth: %w", &rocketchat.Error{Endpoint: "login", RetryAfter: 30 * time.Second, Err: rocketchat.ErrBudgetSpent}), 503, 31},
 		{"Rocket.Chat 503", rc(503, "", nil), 503, 0},
 		{"Rocket.Chat 502 from its proxy", rc(502, "", nil), 503, 0},
 		{"Rocket.Chat unreachable", rc(0, "", syscall.ECONNREFUSED), 503, 0},
@@ -105,6 +107,7 @@ func TestClassify(t *testing.T) {
 
 		{"store: not found", fmt.Errorf("sqlite: get link: %w", store.ErrNotFound), 500, 0},
 		{"store: conflict is not a Rocket.Chat conflict", fmt.Errorf("sqlite: create account: %w", store.ErrConflict), 500, 0},
+		{"store: no rcsso store (read-only open, rcsso store migrate only)", fmt.Errorf("sqlite: open read-only: %w", store.ErrNoStore), 500, 0},
 		{"store down", fmt.Errorf("sqlite: put token: %w", errors.New("database is locked (5) (SQLITE_BUSY)")), 500, 0},
 		{"cached token rejected (the broker's own)", mint.ErrRejected, 500, 0},
 		{"anything else", errors.New("boom"), 500, 0},

@@ -347,6 +347,10 @@ func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Ide
 		s.render(w, r, http.StatusOK, "chatloggedout.html", page{Username: id.Username, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
 		return nil
 	}
+	if errors.Is(err, identity.ErrAccessDenied) {
+		s.render(w, r, http.StatusForbidden, "accessdenied.html", page{Username: id.Username, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+		return nil
+	}
 	if errors.Is(err, mint.ErrDeactivated) {
 		s.render(w, r, http.StatusForbidden, "deactivated.html", page{Username: id.Username, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
 		return nil

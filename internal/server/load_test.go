@@ -15,12 +15,14 @@ import (
 
 // TestLoadAPIURL drives the API URL over loopback TCP with keep-alive
 // clients: 200 website sessions with cached tokens, RCSSO_LOAD_WORKERS
-// concurrent clients (default 32) for RCSSO_LOAD_SECONDS (default 10).
+// concurrent clients (default 32) for RCSSO_LOAD_SECONDS (default 10), with
+// a hot cache of RCSSO_LOAD_CACHE people (default 10000, cache.size's
+// default; 0 reads the store on every request).
 //
 //	go test -tags load -run TestLoadAPIURL -v ./internal/server
 func TestLoadAPIURL(t *testing.T) {
 	const people = 200
-	s, cookies, m := newHotPathServer(t, people)
+	s, cookies, m := newHotPathServer(t, people, envInt("RCSSO_LOAD_CACHE", 10_000))
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	workers := envInt("RCSSO_LOAD_WORKERS", 32)

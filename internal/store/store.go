@@ -22,6 +22,12 @@ var ErrNotFound = errors.New("store: not found")
 // already exists.
 var ErrConflict = errors.New("store: already exists")
 
+// ErrNoStore is returned (wrapped) by ReadOnlyOpener.OpenReadOnly when the
+// place named holds no rcsso store: an SQLite file that does not exist or
+// has no rcsso schema, a PostgreSQL database without rcsso's tables, a
+// Redis key prefix under which rcsso never wrote.
+var ErrNoStore = errors.New("store: no rcsso store there")
+
 // Account is a local website account (identity source "local").
 type Account struct {
 	// Username is the login name, stored lower-cased; the primary key.
@@ -55,6 +61,9 @@ type Session struct {
 	EmailVerified bool
 	AvatarURL     string
 	Roles         []string
+	// Groups are the person's groups at login (identity.Identity.Groups);
+	// nil means the source does not say.
+	Groups []string
 	// CreatedAt and ExpiresAt bound the session (UTC).
 	CreatedAt time.Time
 	ExpiresAt time.Time
@@ -280,6 +289,38 @@ type Locker interface {
 	Unlock(ctx context.Context, key, token string) error
 }
 
+// Visitor receives the records an Exporter enumerates: one function per
+// record kind, nil to skip that kind. An error a function returns stops
+// the enumeration and Export returns it as is (unwrapped).
+type Visitor struct {
+	Account func(Account) error
+	Session func(Session) error
+	Link    func(Link) error
+	Token   func(Token) error
+}
+
+// Exporter is an optional Store capability: enumerating every long-lived
+// record, to move a deployment to another store (rcsso store migrate).
+// Codes, single-use keys, counters, leases and the change feed are
+// short-lived and are not enumerated. Importing needs no capability: the
+// records go through CreateAccount, PutSession, UpdateLink and PutToken,
+// which keep every field but Link.UpdatedAt (the time of the copy).
+type Exporter interface {
+	// Export calls v's functions for every account, every unexpired
+	// session (ExpiresAt > now), every link and every cached token: kind
+	// by kind in that order, each record once, in no promised order
+	// within a kind. Records are as Get* returns them (Link.UpdatedAt
+	// as stored, Token.Ciphertext the stored bytes). SQL backends read
+	// one snapshot (a read-only transaction); on Redis a record written
+	// during Export may or may not be seen. v's functions must not call
+	// the same store (a backend may hold a transaction or a lock across
+	// the calls). A done ctx stops Export with an error wrapping
+	// ctx.Err(). SQL backends hold one record at a time; Redis also the
+	// keys seen (to yield each record once) and all accounts (one hash);
+	// memory a copy of one kind at a time.
+	Export(ctx context.Context, v Visitor) error
+}
+
 // Config is a store type's typed configuration: the keys under store:
 // that its package defines (sqlite: path; postgres: postgres.url, …), decoded
 // by config.Block.Decode. Each store package exports one, and rcsso's app
@@ -296,6 +337,18 @@ type Config interface {
 	// store at once. They must then share store.encryption_key, which rcsso
 	// cannot generate for them: start-up refuses a shared store without it.
 	Shared() bool
+}
+
+// ReadOnlyOpener is an optional Config capability: opening an existing
+// store to read it, as rcsso store migrate does with its source, without
+// writing anything to it: no file or schema is created or upgraded, no
+// key prefix claimed. The store returned implements Exporter; the backend
+// refuses writes where it can (SQLite: a read-only connection;
+// PostgreSQL: read-only transactions). A store whose schema is older or
+// newer than this rcsso's is refused, naming the fix. Errors wrap
+// ErrNoStore when there is no rcsso store there.
+type ReadOnlyOpener interface {
+	OpenReadOnly(ctx context.Context, log *slog.Logger) (Store, error)
 }
 
 // KeyKeeper is an optional Config capability: a store on one host that can

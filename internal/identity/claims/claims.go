@@ -43,6 +43,10 @@ type Mapping struct {
 	// Roles names a claim holding a string or a list of strings (default
 	// "" = roles not managed).
 	Roles string `koanf:"roles"`
+	// Groups names a claim holding the person's groups, a string (comma
+	// or space separated) or a list of strings (default "groups"; absent
+	// claim = groups unknown).
+	Groups string `koanf:"groups"`
 	// RoleMap maps website role → Rocket.Chat role. Only roles listed here
 	// are passed on (an allow-list); a website role not in it is dropped.
 	RoleMap map[string]string `koanf:"role_map"`
@@ -69,6 +73,7 @@ var DefaultMapping = Mapping{
 	Email:         "email",
 	EmailVerified: "email_verified",
 	Avatar:        "picture",
+	Groups:        "groups",
 }
 
 func (m Mapping) withDefaults() Mapping {
@@ -91,6 +96,9 @@ func (m Mapping) withDefaults() Mapping {
 	if m.Avatar == "" {
 		m.Avatar = d.Avatar
 	}
+	if m.Groups == "" {
+		m.Groups = d.Groups
+	}
 	return m
 }
 
@@ -98,6 +106,8 @@ func (m Mapping) withDefaults() Mapping {
 const (
 	maxSubject = 255
 	maxValue   = 512
+	// maxGroups bounds the groups kept of one identity.
+	maxGroups = 256
 )
 
 // Map turns claims into an Identity of source. The subject is
@@ -130,6 +140,17 @@ func (m Mapping) Map(source string, c map[string]any) (identity.Identity, error)
 	if a := text(lookup(c, m.Avatar)); a != "" {
 		if u, err := url.Parse(a); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
 			id.AvatarURL = a
+		}
+	}
+	if v := lookup(c, m.Groups); v != nil {
+		id.Groups = []string{}
+		for _, g := range strings_(v) {
+			if len(id.Groups) == maxGroups {
+				break
+			}
+			if g != "" && len(g) <= maxValue && printable(g) && !contains(id.Groups, g) {
+				id.Groups = append(id.Groups, g)
+			}
 		}
 	}
 	if m.Roles != "" {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -135,13 +137,13 @@ func TestMap(t *testing.T) {
 			name:    "roles claim of the wrong type gives no roles",
 			mapping: Mapping{Roles: "groups", RoleMap: map[string]string{"a": "admin"}},
 			doc:     `{"sub":"u1","groups":{"a":true}}`,
-			want:    identity.Identity{Subject: "kc:u1", Source: "kc", Username: "u1", Roles: []string{}},
+			want:    identity.Identity{Subject: "kc:u1", Source: "kc", Username: "u1", Roles: []string{}, Groups: []string{}},
 		},
 		{
 			name:    "roles list with non-strings skips them",
 			mapping: Mapping{Roles: "groups", RoleMap: map[string]string{"a": "admin", "b": "user"}},
 			doc:     `{"sub":"u1","groups":["b", 1, null, "a", "zz"]}`,
-			want:    identity.Identity{Subject: "kc:u1", Source: "kc", Username: "u1", Roles: []string{"user", "admin"}},
+			want:    identity.Identity{Subject: "kc:u1", Source: "kc", Username: "u1", Roles: []string{"user", "admin"}, Groups: []string{"b", "a", "zz"}},
 		},
 		{
 			name:    "literal dotted key wins over the nested path",
@@ -338,4 +340,41 @@ func FuzzMap(f *testing.F) {
 			t.Fatalf("roles %q managed=%v", roles, id.Roles != nil)
 		}
 	})
+}
+
+// Groups come from the groups claim (a list, or a comma/space separated
+// string), deduplicated, bounded (256, each at most 512 printable bytes);
+// an absent claim means "unknown" (nil), an empty one "none".
+func TestGroups(t *testing.T) {
+	m := Mapping{}
+	id, err := m.Map("jwt", map[string]any{"sub": "1", "groups": []any{"staff", "chat-admins", "staff", 42, ""}})
+	if err != nil || !slices.Equal(id.Groups, []string{"staff", "chat-admins"}) {
+		t.Fatalf("list: %v %v", id.Groups, err)
+	}
+	id, _ = m.Map("jwt", map[string]any{"sub": "1", "groups": "staff, sales  ops"})
+	if !slices.Equal(id.Groups, []string{"staff", "sales", "ops"}) {
+		t.Fatalf("string: %v", id.Groups)
+	}
+	id, _ = m.Map("jwt", map[string]any{"sub": "1"})
+	if id.Groups != nil {
+		t.Fatalf("absent claim: %v, want nil", id.Groups)
+	}
+	id, _ = m.Map("jwt", map[string]any{"sub": "1", "groups": []any{}})
+	if id.Groups == nil || len(id.Groups) != 0 {
+		t.Fatalf("empty claim: %#v, want an empty list", id.Groups)
+	}
+	many := make([]any, 10_000)
+	for i := range many {
+		many[i] = fmt.Sprintf("g%d", i)
+	}
+	many[0] = strings.Repeat("x", 10_000)
+	many[1] = "bad\x00group"
+	id, _ = m.Map("jwt", map[string]any{"sub": "1", "groups": many})
+	if len(id.Groups) != 256 || slices.Contains(id.Groups, many[0].(string)) || slices.Contains(id.Groups, "bad\x00group") {
+		t.Fatalf("hostile groups: %d kept", len(id.Groups))
+	}
+	id, _ = Mapping{Groups: "memberOf"}.Map("saml", map[string]any{"sub": "1", "memberOf": []string{"cn=staff"}})
+	if !slices.Equal(id.Groups, []string{"cn=staff"}) {
+		t.Fatalf("renamed claim: %v", id.Groups)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -62,6 +63,7 @@ var (
 	_ store.Store      = (*Store)(nil)
 	_ store.Locker     = (*Store)(nil)
 	_ store.ChangeFeed = (*Store)(nil)
+	_ store.Exporter   = (*Store)(nil)
 )
 
 type subscriber struct {
@@ -162,7 +164,7 @@ func (s *Store) PutSession(ctx context.Context, sess store.Session) error {
 	}
 	sess.CreatedAt = norm(sess.CreatedAt)
 	sess.ExpiresAt = norm(sess.ExpiresAt)
-	sess.Roles = slices.Clone(sess.Roles)
+	sess.Roles, sess.Groups = slices.Clone(sess.Roles), slices.Clone(sess.Groups)
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -191,7 +193,7 @@ func (s *Store) GetSession(ctx context.Context, idHash string) (store.Session, e
 	if !ok || !sess.ExpiresAt.After(now) {
 		return store.Session{}, wrap("get session", store.ErrNotFound)
 	}
-	sess.Roles = slices.Clone(sess.Roles)
+	sess.Roles, sess.Groups = slices.Clone(sess.Roles), slices.Clone(sess.Groups)
 	return sess, nil
 }
 
@@ -502,6 +504,79 @@ func (s *Store) ResetCount(ctx context.Context, key string) error {
 	s.mu.Lock()
 	delete(s.counters, key)
 	s.mu.Unlock()
+	return nil
+}
+
+// Export implements store.Exporter. It copies each kind's records under the
+// read lock, then calls v's function on the copies without holding it, so
+// the functions may use the store. Records come ordered by key.
+func (s *Store) Export(ctx context.Context, v store.Visitor) error {
+	if err := ctx.Err(); err != nil {
+		return wrap("export", err)
+	}
+	if v.Account != nil {
+		s.mu.RLock()
+		accounts := slices.Collect(maps.Values(s.accounts))
+		s.mu.RUnlock()
+		slices.SortFunc(accounts, func(a, b store.Account) int { return cmp.Compare(a.Username, b.Username) })
+		if err := each(ctx, accounts, v.Account); err != nil {
+			return err
+		}
+	}
+	if v.Session != nil {
+		now := time.Now()
+		s.mu.RLock()
+		var sessions []store.Session
+		for _, sess := range s.sessions {
+			if sess.ExpiresAt.After(now) {
+				sess.Roles, sess.Groups = slices.Clone(sess.Roles), slices.Clone(sess.Groups)
+				sessions = append(sessions, sess)
+			}
+		}
+		s.mu.RUnlock()
+		slices.SortFunc(sessions, func(a, b store.Session) int { return cmp.Compare(a.IDHash, b.IDHash) })
+		if err := each(ctx, sessions, v.Session); err != nil {
+			return err
+		}
+	}
+	if v.Link != nil {
+		s.mu.RLock()
+		links := make([]store.Link, 0, len(s.links))
+		for _, l := range s.links {
+			links = append(links, cloneLink(l))
+		}
+		s.mu.RUnlock()
+		slices.SortFunc(links, func(a, b store.Link) int { return cmp.Compare(a.Subject, b.Subject) })
+		if err := each(ctx, links, v.Link); err != nil {
+			return err
+		}
+	}
+	if v.Token != nil {
+		s.mu.RLock()
+		tokens := make([]store.Token, 0, len(s.tokens))
+		for _, t := range s.tokens {
+			t.Ciphertext = bytes.Clone(t.Ciphertext)
+			tokens = append(tokens, t)
+		}
+		s.mu.RUnlock()
+		slices.SortFunc(tokens, func(a, b store.Token) int { return cmp.Compare(a.Subject, b.Subject) })
+		if err := each(ctx, tokens, v.Token); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// each calls fn for every record until fn fails or ctx is done.
+func each[R any](ctx context.Context, records []R, fn func(R) error) error {
+	for _, r := range records {
+		if err := ctx.Err(); err != nil {
+			return wrap("export", err)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"log/slog"
 
+	"github.com/rcsso/rcsso/internal/store"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -56,6 +58,53 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	}
 	if current > known {
 		return 0, fmt.Errorf("migrate: the database schema version %d is newer than this rcsso supports (%d): run the newer rcsso, or restore a backup taken before it migrated", current, known)
+	}
+	return current, nil
+}
+
+// knownVersion is the newest schema version this binary's migrations
+// reach: the highest NNNNN of migrations/NNNNN_name.sql.
+func knownVersion() (int64, error) {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return 0, err
+	}
+	var known int64
+	for _, name := range names {
+		v, err := goose.NumericComponent(name)
+		if err != nil {
+			return 0, fmt.Errorf("migration file %s: %w", name, err)
+		}
+		known = max(known, v)
+	}
+	return known, nil
+}
+
+// checkVersion returns the database's schema version without changing
+// anything: store.ErrNoStore when rcsso never migrated it, an error naming
+// the fix when it is not the version this binary writes.
+func checkVersion(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	known, err := knownVersion()
+	if err != nil {
+		return 0, err
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL`).Scan(&exists); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	var current int64
+	if exists {
+		if err := pool.QueryRow(ctx, `SELECT COALESCE(max(version_id), 0) FROM goose_db_version`).Scan(&current); err != nil {
+			return 0, fmt.Errorf("read schema version: %w", err)
+		}
+	}
+	switch {
+	case current == 0:
+		return 0, fmt.Errorf("no rcsso schema in this database (check the URL's database name and search_path): %w", store.ErrNoStore)
+	case current < known:
+		return 0, fmt.Errorf("the database schema version %d is older than this rcsso's (%d): start this rcsso on it once (it migrates the schema), stop it, then try again", current, known)
+	case current > known:
+		return 0, fmt.Errorf("the database schema version %d is newer than this rcsso supports (%d): use the newer rcsso", current, known)
 	}
 	return current, nil
 }

@@ -1,7 +1,8 @@
 // Package postgres is a store.Store on PostgreSQL (store.type postgres),
 // for several rcsso instances behind a load balancer sharing one state. It
 // uses pgx v5 (github.com/jackc/pgx/v5) with a connection pool, and
-// implements the store.Locker and store.ChangeFeed capabilities.
+// implements the store.Locker, store.ChangeFeed and store.Exporter
+// capabilities (OpenReadOnly opens a source for rcsso store migrate).
 //
 // Layout: one table per record type (accounts, sessions, links, tokens,
 // codes, used, counters, leases) in the schema first on the connection's
@@ -140,6 +141,9 @@ var (
 	_ store.Store      = (*Store)(nil)
 	_ store.Locker     = (*Store)(nil)
 	_ store.ChangeFeed = (*Store)(nil)
+	_ store.Exporter   = (*Store)(nil)
+
+	_ store.ReadOnlyOpener = StoreConfig{}
 )
 
 // Open connects to the database (reading URLFile if set), brings its
@@ -150,6 +154,20 @@ var (
 // ("store.postgres.url: postgres: open user@host:port/db: …") and never
 // contain its password.
 func (c Config) Open(ctx context.Context, log *slog.Logger) (*Store, error) {
+	return c.open(ctx, log, false)
+}
+
+// OpenReadOnly connects like Open but changes nothing in the database: it
+// runs no migration, and every transaction of the store is read-only
+// (default_transaction_read_only), so writes fail on the server. A
+// database without rcsso's schema fails with an error wrapping
+// store.ErrNoStore; a schema older or newer than this binary's is refused,
+// naming the fix. It is how rcsso store migrate reads its source.
+func (c Config) OpenReadOnly(ctx context.Context, log *slog.Logger) (*Store, error) {
+	return c.open(ctx, log, true)
+}
+
+func (c Config) open(ctx context.Context, log *slog.Logger, readOnly bool) (*Store, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -168,6 +186,9 @@ func (c Config) Open(ctx context.Context, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
+	if readOnly {
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -182,12 +203,17 @@ func (c Config) Open(ctx context.Context, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("%s: postgres: open %s: %w (check the URL's host, port, user, password and database, "+
 			"and that the server lets rcsso connect)", key, target, s.redact(err))
 	}
-	version, err := migrate(ctx, s.pool)
+	var version int64
+	if readOnly {
+		version, err = checkVersion(ctx, s.pool)
+	} else {
+		version, err = migrate(ctx, s.pool)
+	}
 	if err != nil {
 		s.pool.Close()
 		return nil, fmt.Errorf("%s: postgres: open %s: %w", key, target, s.redact(err))
 	}
-	log.Info("postgres store open", "target", target, "schema_version", version)
+	log.Info("postgres store open", "target", target, "schema_version", version, "read_only", readOnly)
 	return s, nil
 }
 

@@ -106,22 +106,22 @@ func ctxOr(ctx context.Context, err error) error {
 // deletes up to 100 expired sessions (see the package comment).
 func (s *Store) PutSession(ctx context.Context, sess store.Session) error {
 	if _, err := s.pool.Exec(ctx, purge("sessions", "id_hash", "expires_at")+`INSERT INTO sessions
-(id_hash, subject, source, username, name, email, email_verified, avatar_url, roles, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+(id_hash, subject, source, username, name, email, email_verified, avatar_url, roles, groups, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (id_hash) DO UPDATE SET
 	subject = excluded.subject, source = excluded.source, username = excluded.username,
 	name = excluded.name, email = excluded.email, email_verified = excluded.email_verified,
-	avatar_url = excluded.avatar_url, roles = excluded.roles,
+	avatar_url = excluded.avatar_url, roles = excluded.roles, groups = excluded.groups,
 	created_at = excluded.created_at, expires_at = excluded.expires_at`,
 		sess.IDHash, sess.Subject, sess.Source, sess.Username, sess.Name, sess.Email, sess.EmailVerified,
-		sess.AvatarURL, sess.Roles, sess.CreatedAt, sess.ExpiresAt); err != nil {
+		sess.AvatarURL, sess.Roles, sess.Groups, sess.CreatedAt, sess.ExpiresAt); err != nil {
 		return s.wrap("put session", err)
 	}
 	return nil
 }
 
 // getSessionSQL is the hot-path session lookup: one primary-key probe.
-const getSessionSQL = `SELECT subject, source, username, name, email, email_verified, avatar_url, roles, created_at, expires_at
+const getSessionSQL = `SELECT subject, source, username, name, email, email_verified, avatar_url, roles, groups, created_at, expires_at
 FROM sessions WHERE id_hash = $1 AND expires_at > now()`
 
 // GetSession implements store.Store; ErrNotFound if absent or expired
@@ -132,7 +132,7 @@ func (s *Store) GetSession(ctx context.Context, idHash string) (store.Session, e
 	}
 	sess := store.Session{IDHash: idHash}
 	err := s.pool.QueryRow(ctx, getSessionSQL, idHash).Scan(&sess.Subject, &sess.Source, &sess.Username, &sess.Name,
-		&sess.Email, &sess.EmailVerified, &sess.AvatarURL, &sess.Roles, &sess.CreatedAt, &sess.ExpiresAt)
+		&sess.Email, &sess.EmailVerified, &sess.AvatarURL, &sess.Roles, &sess.Groups, &sess.CreatedAt, &sess.ExpiresAt)
 	if err != nil {
 		return store.Session{}, s.wrap("get session", err)
 	}
@@ -395,4 +395,86 @@ RETURNING subject, origin, expires_at, profile, expires_at > now()`, h).Scan(&c.
 	}
 	c.ExpiresAt = c.ExpiresAt.UTC()
 	return c, nil
+}
+
+// Export implements store.Exporter in one read-only REPEATABLE READ
+// transaction (a snapshot of the whole store), each kind ordered by key.
+// Sessions are judged unexpired by the server's clock at its start.
+func (s *Store) Export(ctx context.Context, v store.Visitor) error {
+	if err := ctx.Err(); err != nil {
+		return s.wrap("export", err)
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return s.wrap("export", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
+	if v.Account != nil {
+		err := exportRows(ctx, s, tx, `SELECT `+accountColumns+` FROM accounts ORDER BY username`,
+			func(r pgx.Rows) (store.Account, error) { return scanAccount(r) }, v.Account)
+		if err != nil {
+			return err
+		}
+	}
+	if v.Session != nil {
+		err := exportRows(ctx, s, tx, `SELECT id_hash, subject, source, username, name, email, email_verified, avatar_url, roles, groups,
+created_at, expires_at FROM sessions WHERE expires_at > now() ORDER BY id_hash`,
+			func(r pgx.Rows) (store.Session, error) {
+				var sess store.Session
+				err := r.Scan(&sess.IDHash, &sess.Subject, &sess.Source, &sess.Username, &sess.Name, &sess.Email,
+					&sess.EmailVerified, &sess.AvatarURL, &sess.Roles, &sess.Groups, &sess.CreatedAt, &sess.ExpiresAt)
+				sess.CreatedAt, sess.ExpiresAt = sess.CreatedAt.UTC(), sess.ExpiresAt.UTC()
+				return sess, err
+			}, v.Session)
+		if err != nil {
+			return err
+		}
+	}
+	if v.Link != nil {
+		err := exportRows(ctx, s, tx, `SELECT `+linkColumns+` FROM links ORDER BY subject`,
+			func(r pgx.Rows) (store.Link, error) { return scanLink(r) }, v.Link)
+		if err != nil {
+			return err
+		}
+	}
+	if v.Token != nil {
+		err := exportRows(ctx, s, tx, `SELECT subject, user_id, ciphertext, minted_at, validated_at FROM tokens ORDER BY subject`,
+			func(r pgx.Rows) (store.Token, error) {
+				var t store.Token
+				err := r.Scan(&t.Subject, &t.UserID, &t.Ciphertext, &t.MintedAt, &t.ValidatedAt)
+				t.MintedAt, t.ValidatedAt = t.MintedAt.UTC(), t.ValidatedAt.UTC()
+				return t, err
+			}, v.Token)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exportRows runs query in tx and calls fn on each row scanned, until fn
+// fails (its error is returned as is).
+func exportRows[R any](ctx context.Context, s *Store, tx pgx.Tx, query string, scan func(pgx.Rows) (R, error), fn func(R) error) error {
+	rows, err := tx.Query(ctx, query)
+	if err != nil {
+		return s.wrap("export", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		rec, err := scan(rows)
+		if err != nil {
+			return s.wrap("export", err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return s.wrap("export", err)
+	}
+	return nil
 }

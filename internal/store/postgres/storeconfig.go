@@ -22,6 +22,11 @@ func (c StoreConfig) Open(ctx context.Context, log *slog.Logger) (store.Store, e
 	return c.Postgres.Open(ctx, log)
 }
 
+// OpenReadOnly implements store.ReadOnlyOpener (Config.OpenReadOnly).
+func (c StoreConfig) OpenReadOnly(ctx context.Context, log *slog.Logger) (store.Store, error) {
+	return c.Postgres.OpenReadOnly(ctx, log)
+}
+
 // Shared implements store.Config: every rcsso instance of a deployment may
 // use the database.
 func (StoreConfig) Shared() bool { return true }

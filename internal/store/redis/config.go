@@ -159,12 +159,21 @@ func checkPrefix(p string) error {
 // "redis: open:" and never contain the password. log (nil: discard) gets
 // one line at open and the change feed's interruptions.
 func (c Config) Open(ctx context.Context, log *slog.Logger) (*Store, error) {
-	return c.open(ctx, log, nil)
+	return c.open(ctx, log, nil, false)
+}
+
+// OpenReadOnly connects like Open but writes nothing: it does not claim
+// the key prefix. A prefix under which rcsso never wrote (no layout key)
+// fails with an error wrapping store.ErrNoStore; another layout is refused.
+// Redis cannot refuse the store's writes itself: the caller only reads
+// (rcsso store migrate reads its source with Export).
+func (c Config) OpenReadOnly(ctx context.Context, log *slog.Logger) (*Store, error) {
+	return c.open(ctx, log, nil, true)
 }
 
 // open is Open with a hook that adjusts the client options (tests: a TLS
 // root pool).
-func (c Config) open(ctx context.Context, log *slog.Logger, adjust func(*goredis.Options)) (*Store, error) {
+func (c Config) open(ctx context.Context, log *slog.Logger, adjust func(*goredis.Options), readOnly bool) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -197,7 +206,7 @@ func (c Config) open(ctx context.Context, log *slog.Logger, adjust func(*goredis
 		prefix = DefaultKeyPrefix
 	}
 	s := newStore(goredis.NewClient(opt), prefix, log)
-	version, err := s.init(ctx)
+	version, err := s.init(ctx, readOnly)
 	if err != nil {
 		err = fmt.Errorf("redis: open: %s (db %d): %w", opt.Addr, opt.DB, err)
 		return nil, errors.Join(err, s.Close())

@@ -178,7 +178,7 @@ func TestTLS(t *testing.T) {
 	if _, err := cfg.Open(ctx, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("Open without trusting the test CA = %v, want a certificate error", err)
 	}
-	s, err := cfg.open(ctx, nil, func(o *goredis.Options) { o.TLSConfig.RootCAs = srv.RootCAs() })
+	s, err := cfg.open(ctx, nil, func(o *goredis.Options) { o.TLSConfig.RootCAs = srv.RootCAs() }, false)
 	if err != nil {
 		t.Fatal(err)
 	}

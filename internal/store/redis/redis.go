@@ -75,12 +75,13 @@
 // Redis 7.0 or later, or Valkey 7.2 or later (Open checks INFO when it is
 // allowed): one standalone server, as the URL names one host (no Sentinel;
 // no Cluster, as the scripts touch keys they do not declare). A restricted ACL user needs the keys and channel under the
-// prefix and these commands, e.g. for the default prefix:
+// prefix and these commands (scan only for rcsso store migrate), e.g. for
+// the default prefix:
 //
 //	user rcsso on >password ~rcsso:* &rcsso:changes +ping +info +hello +client|setname
 //	  +get +set +getdel +del +exists +hget +hset +hsetnx +hgetall +hdel +incrby
 //	  +pexpire +pexpireat +pexpiretime +sadd +srem +smembers +srandmember
-//	  +multi +exec +eval +evalsha +publish +subscribe
+//	  +multi +exec +eval +evalsha +publish +subscribe +scan
 //
 // For acknowledged writes to survive a server restart, run it with
 // appendonly yes and appendfsync always (everysec may lose the last
@@ -150,6 +151,9 @@ var (
 	_ store.Store      = (*Store)(nil)
 	_ store.Locker     = (*Store)(nil)
 	_ store.ChangeFeed = (*Store)(nil)
+	_ store.Exporter   = (*Store)(nil)
+
+	_ store.ReadOnlyOpener = StoreConfig{}
 )
 
 func newStore(rdb *goredis.Client, prefix string, log *slog.Logger) *Store {
@@ -157,9 +161,10 @@ func newStore(rdb *goredis.Client, prefix string, log *slog.Logger) *Store {
 	return &Store{rdb: rdb, prefix: prefix, log: log, feedCheck: feedCheck, done: done, stop: stop}
 }
 
-// init pings the server, checks its version and claims the key prefix; it
-// returns the server's version.
-func (s *Store) init(ctx context.Context) (string, error) {
+// init pings the server, checks its version and claims the key prefix
+// (readOnly: checks that it was claimed, for the layout this package
+// reads); it returns the server's version.
+func (s *Store) init(ctx context.Context, readOnly bool) (string, error) {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		return "", err
 	}
@@ -176,10 +181,15 @@ func (s *Store) init(ctx context.Context) (string, error) {
 			}
 		}
 	}
-	if err := s.rdb.SetNX(ctx, s.prefix+"layout", layout, 0).Err(); err != nil {
-		return version, err
+	if !readOnly {
+		if err := s.rdb.SetNX(ctx, s.prefix+"layout", layout, 0).Err(); err != nil {
+			return version, err
+		}
 	}
 	got, err := s.rdb.Get(ctx, s.prefix+"layout").Result()
+	if readOnly && errors.Is(err, goredis.Nil) {
+		return version, fmt.Errorf("no rcsso data under key prefix %q in this database: check the key prefix and the URL's database number: %w", s.prefix, store.ErrNoStore)
+	}
 	if err != nil {
 		return version, err
 	}
@@ -395,6 +405,9 @@ func (s *Store) PutSession(ctx context.Context, sess store.Session) error {
 	if sess.Roles != nil {
 		args = append(args, "roles", url.Values{"r": sess.Roles}.Encode())
 	}
+	if sess.Groups != nil {
+		args = append(args, "groups", url.Values{"g": sess.Groups}.Encode())
+	}
 	keys := []string{s.key("session", sess.IDHash), s.key("sessions-of", sess.Subject)}
 	if err := putSessionScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
 		return wrap("put session", err)
@@ -434,6 +447,13 @@ func decodeSession(idHash string, m map[string]string) (store.Session, error) {
 			return store.Session{}, errors.New("malformed roles in a stored session")
 		}
 		sess.Roles = append([]string{}, v["r"]...)
+	}
+	if raw, ok := m["groups"]; ok {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return store.Session{}, errors.New("malformed groups in a stored session")
+		}
+		sess.Groups = append([]string{}, v["g"]...)
 	}
 	err := times(m, []string{"created_at", "expires_at"}, &sess.CreatedAt, &sess.ExpiresAt)
 	return sess, err
@@ -1004,6 +1024,139 @@ func (f *feed) deliver(ctx context.Context, subject string) {
 	if ctx.Err() == nil {
 		f.fn(subject)
 	}
+}
+
+// --- export ---
+
+// exportBatch is how many keys one SCAN step asks for; their hashes are
+// read in one pipeline.
+const exportBatch = 100
+
+// Export implements store.Exporter: accounts from one HGETALL, then
+// sessions, links and tokens by SCAN over their key pattern (TYPE hash,
+// the prefix's glob characters escaped), each step's hashes read in one
+// pipeline. It is not a snapshot: a record written or deleted while
+// Export runs may or may not be seen. Keys seen are remembered, so a key
+// SCAN returns twice is yielded once.
+func (s *Store) Export(ctx context.Context, v store.Visitor) error {
+	if err := check(ctx, "export"); err != nil {
+		return err
+	}
+	if v.Account != nil {
+		accounts, err := s.ListAccounts(ctx)
+		if err != nil {
+			return wrap("export", err)
+		}
+		for _, a := range accounts {
+			if err := check(ctx, "export"); err != nil {
+				return err
+			}
+			if err := v.Account(a); err != nil {
+				return err
+			}
+		}
+	}
+	if v.Session != nil {
+		err := s.scanHashes(ctx, "session", func(id string, m map[string]string) error {
+			sess, err := decodeSession(id, m)
+			if err != nil {
+				return wrap("export sessions", err)
+			}
+			if !sess.ExpiresAt.After(time.Now()) {
+				return nil
+			}
+			return v.Session(sess)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if v.Link != nil {
+		err := s.scanHashes(ctx, "link", func(subject string, m map[string]string) error {
+			l, err := decodeLink(subject, m)
+			if err != nil {
+				return wrap("export links", err)
+			}
+			return v.Link(l)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if v.Token != nil {
+		err := s.scanHashes(ctx, "token", func(subject string, m map[string]string) error {
+			t := store.Token{Subject: subject, UserID: m["user_id"], Ciphertext: []byte(m["ciphertext"])}
+			if err := times(m, []string{"minted_at", "validated_at"}, &t.MintedAt, &t.ValidatedAt); err != nil {
+				return wrap("export tokens", err)
+			}
+			return v.Token(t)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanHashes calls fn with the id and fields of every hash "P kind:<id>",
+// once each, until fn fails (its error is returned as is).
+func (s *Store) scanHashes(ctx context.Context, kind string, fn func(id string, m map[string]string) error) error {
+	prefix := s.prefix + kind + ":"
+	match := globEscape(prefix) + "*"
+	seen := make(map[string]struct{})
+	var cursor uint64
+	for {
+		keys, next, err := s.rdb.ScanType(ctx, cursor, match, exportBatch, "hash").Result()
+		if err != nil {
+			return wrap("export", err)
+		}
+		var fresh []string
+		for _, k := range keys {
+			if _, dup := seen[k]; !dup && strings.HasPrefix(k, prefix) {
+				seen[k] = struct{}{}
+				fresh = append(fresh, k)
+			}
+		}
+		cmds := make([]*goredis.MapStringStringCmd, len(fresh))
+		if len(fresh) > 0 {
+			_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for i, k := range fresh {
+					cmds[i] = p.HGetAll(ctx, k)
+				}
+				return nil
+			})
+			if err != nil {
+				return wrap("export", err)
+			}
+		}
+		for i, k := range fresh {
+			if err := check(ctx, "export"); err != nil {
+				return err
+			}
+			if m := cmds[i].Val(); len(m) > 0 { // empty: deleted since SCAN
+				if err := fn(strings.TrimPrefix(k, prefix), m); err != nil {
+					return err
+				}
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// globEscape escapes the characters Redis's glob-style MATCH patterns
+// give a meaning (* ? [ ] \), so that s matches only itself.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // --- misc ---

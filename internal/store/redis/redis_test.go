@@ -44,7 +44,7 @@ func TestConformance(t *testing.T) {
 const aclRules = `~rcsso:* &rcsso:changes +ping +info +hello +client|setname
 	+get +set +getdel +del +exists +hget +hset +hsetnx +hgetall +hdel +incrby
 	+pexpire +pexpireat +pexpiretime +sadd +srem +smembers +srandmember
-	+multi +exec +eval +evalsha +publish +subscribe`
+	+multi +exec +eval +evalsha +publish +subscribe +scan`
 
 // TestConformanceACLUser runs the suite as a user restricted by the ACL
 // rules the package comment documents, so the list is complete.

@@ -24,6 +24,12 @@ func (c StoreConfig) Open(ctx context.Context, log *slog.Logger) (store.Store, e
 	return c.Redis.Open(ctx, log)
 }
 
+// OpenReadOnly implements store.ReadOnlyOpener (Config.OpenReadOnly).
+func (c StoreConfig) OpenReadOnly(ctx context.Context, log *slog.Logger) (store.Store, error) {
+	LogLibrary(log)
+	return c.Redis.OpenReadOnly(ctx, log)
+}
+
 // Shared implements store.Config: every rcsso instance of a deployment may
 // use the server.
 func (StoreConfig) Shared() bool { return true }
