@@ -38,6 +38,8 @@ func commands() []command {
 		{"users", "add, list or remove local website accounts (identity source \"local\")", runUsers},
 		{"people", "list, show or reset what rcsso holds for a person (link, cached token, markers)", runPeople},
 		{"store", "copy rcsso's state to another store (store migrate --from sqlite:PATH --to postgres:URL)", runStore},
+		{"doctor", "check the deployment (Rocket.Chat's settings, permissions, framing, reach): OK / WARN / FAIL", runDoctor},
+		{"setup", "write what doctor finds missing into Rocket.Chat (prints the changes; --apply makes them)", runSetup},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "rcsso", version)
 			return nil
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				return 0
 			case errors.Is(err, errUsage):
 				return 2
+			case errors.Is(err, errChecksFailed):
+				return 1
 			}
 			fmt.Fprintln(stderr, "rcsso:", err)
 			return 1

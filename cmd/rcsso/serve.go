@@ -83,5 +83,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log.Info("rcsso serving", "version", version, "listen", ln.Addr().String(), "public_url", cfg.PublicURL,
 		"api_url", cfg.PublicURL+"/api/rocketchat/token", "iframe_url", cfg.PublicURL+"/login")
+	// The deployment checks (rcsso doctor's) once rcsso listens, so that
+	// the reach check can reach it: each FAIL is logged at error level.
+	go a.LogDoctor(ctx)
 	return a.Serve(ctx, ln)
 }

@@ -22,13 +22,13 @@ import (
 	"time"
 
 	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/doctor"
 	"github.com/rcsso/rcsso/internal/hotcache"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/metrics"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/mode"
 	"github.com/rcsso/rcsso/internal/provision"
-	"github.com/rcsso/rcsso/internal/rcadmin"
 	"github.com/rcsso/rcsso/internal/rocketchat"
 	"github.com/rcsso/rcsso/internal/sealer"
 	"github.com/rcsso/rcsso/internal/server"
@@ -44,6 +44,9 @@ type App struct {
 	Handler *server.Server
 	Metrics *metrics.Metrics
 	RC      *rocketchat.Client
+	// Doctor checks the deployment (rcsso doctor's checks); LogDoctor
+	// logs its findings.
+	Doctor *doctor.Doctor
 	// Identity is the chain of identity sources, in configuration order:
 	// Identify(r) names the visitor of a request that carries rcsso's
 	// cookies (identity.ErrNotLoggedIn when none recognises them). The
@@ -94,23 +97,9 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		return nil, err
 	}
 
-	apiBase := cfg.RocketChat.URL
-	if cfg.RocketChat.APIURL != "" {
-		apiBase = cfg.RocketChat.APIURL
-	}
-	rc, err := rocketchat.New(rocketchat.Options{BaseURL: apiBase, Timeout: cfg.RocketChat.Timeout, Logger: log, UserAgent: "rcsso",
-		MaxConcurrent: cfg.RocketChat.MaxConcurrentCalls, Budget: &rocketchat.Budget{Counter: st, PerMinute: cfg.RocketChat.CallsPerMinute}})
+	rc, admin, adminKey, err := rocketChat(cfg, log, &rocketchat.Budget{Counter: st, PerMinute: cfg.RocketChat.CallsPerMinute})
 	if err != nil {
-		return nil, fmt.Errorf("rocketchat.url: %w", err)
-	}
-	var admin rcadmin.Auth
-	adminKey := "rocketchat.admin_user_id/admin_token"
-	switch {
-	case cfg.RocketChat.AdminToken != "":
-		admin = rcadmin.PAT{UserID: cfg.RocketChat.AdminUserID, AuthToken: cfg.RocketChat.AdminToken}
-	case cfg.RocketChat.AdminPassword != "":
-		admin = &rcadmin.Password{RC: rc, Username: cfg.RocketChat.AdminUsername, Password: cfg.RocketChat.AdminPassword}
-		adminKey = "rocketchat.admin_username/admin_password"
+		return nil, err
 	}
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	info, infoErr := rc.Info(ictx)
@@ -216,6 +205,9 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		chain = append(chain, src)
 	}
 
+	doc := newDoctor(cfg, mc, mode.Deps{RC: rc, Info: info, InfoErr: infoErr, Admin: admin, AdminKey: adminKey,
+		CreateTokensSecret: cfg.RocketChat.CreateTokensSecret, RocketChatURL: cfg.RocketChat.URL, PublicURL: pub,
+		Permissions: extraPermissions(cfg, sources), Logger: log})
 	met := metrics.New(broker)
 	var proxies []netip.Prefix
 	for _, p := range cfg.TrustedProxies {
@@ -240,13 +232,14 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		WebhookSecret:          []byte(cfg.Webhooks.Secret),
 		DiagnosticsToken:       cfg.Diagnostics.Token,
 		Ready:                  backend.Ready,
+		Doctor:                 doc.Run,
 		MintingVia:             backend.Via,
 		Deprovisioner:          backend.Deprovisioner,
 		UnknownSubject:         backend.UnknownSubject,
 		Extra:                  backend.Routes,
 	})
 	ok = true
-	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, Identity: chain, log: log, closers: []func(){hot.Close}}
+	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, Doctor: doc, Identity: chain, log: log, closers: []func(){hot.Close}}
 	if backend.Close != nil {
 		a.closers = append(a.closers, backend.Close)
 	}

@@ -199,7 +199,8 @@ func TestPasswordModeOverHTTP(t *testing.T) {
 	}
 }
 
-// The diagnostics page names what is wrong on which side.
+// The diagnostics page shows rcsso doctor's checks: what is wrong on
+// which side.
 func TestDiagnosticsPage(t *testing.T) {
 	ecfg := rcemu.Config{CreateTokensSecret: "s",
 		Settings: map[string]any{"Iframe_Integration_receive_enable": true, "Iframe_Integration_receive_origin": "https://shop.example.com, https://www.example.com",
@@ -215,10 +216,10 @@ func TestDiagnosticsPage(t *testing.T) {
 	a.Handler.ServeHTTP(w, r)
 	body := w.Body.String()
 	for _, want := range []string{
-		"set Accounts → Iframe → API URL to http://127.0.0.1:8080/api/rocketchat/token",
-		"remove the space before https://www.example.com",
+		"set API URL to http://127.0.0.1:8080/api/rocketchat/token",
+		"remove the spaces around https://www.example.com",
 		"X-Frame-Options: sameorigin",
-		"Rocket.Chat accepts rcsso&#39;s way of obtaining tokens",
+		"users.createToken accepts rcsso&#39;s call",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("diagnostics lacks %q", want)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,8 +21,12 @@ type route struct {
 	auth        bool     // authRequired
 	noRateLimit bool     // rateLimiterOptions: false
 	permissions []string // permissionsRequired (route level, any of)
-	twoFactor   bool     // twoFactorRequired (only with Config.TwoFactor)
-	count       func(*Stats)
+	// methodPermissions is permissionsRequired per method ({GET: …,
+	// POST: …}), in addition to permissions.
+	methodPermissions map[string][]string
+	twoFactor         bool     // twoFactorRequired (only with Config.TwoFactor)
+	twoFactorMethods  []string // when set, twoFactor applies to these methods only
+	count             func(*Stats)
 }
 
 type handlerFunc func(c *call) reply
@@ -31,6 +36,7 @@ type call struct {
 	s     *Server
 	r     *http.Request
 	name  string
+	param string // the :_id of a route with a path parameter ("settings/:_id")
 	query url.Values
 	body  map[string]any
 	now   time.Time
@@ -178,7 +184,12 @@ func (s *Server) baseRoutes() map[string]*route {
 		"settings.public":     {methods: map[string]handlerFunc{"GET": s.handleSettingsPublic}},
 		"settings.oauth":      {methods: map[string]handlerFunc{"GET": s.handleSettingsOAuth}},
 		"permissions.listAll": {auth: true, methods: map[string]handlerFunc{"GET": s.handlePermissionsListAll}},
-		"roles.list":          {auth: true, methods: map[string]handlerFunc{"GET": s.handleRolesList}},
+		"permissions.update": {auth: true, permissions: []string{"access-permissions"},
+			methods: map[string]handlerFunc{"POST": s.handlePermissionsUpdate}},
+		"settings/:_id": {auth: true, methodPermissions: map[string][]string{"GET": {"view-privileged-setting"}, "POST": {"edit-privileged-setting"}},
+			twoFactor: true, twoFactorMethods: []string{"POST"},
+			methods: map[string]handlerFunc{"GET": s.handleSettingGet, "POST": s.handleSettingPost}},
+		"roles.list": {auth: true, methods: map[string]handlerFunc{"GET": s.handleRolesList}},
 		"users.info": {auth: true, methods: map[string]handlerFunc{"GET": s.handleUsersInfo},
 			count: func(st *Stats) { st.UsersInfoCalls++ }},
 		"users.list": {auth: true, permissions: []string{"view-d-room"}, methods: map[string]handlerFunc{"GET": s.handleUsersList}},
@@ -200,7 +211,16 @@ func (s *Server) baseRoutes() map[string]*route {
 // limiter (429), route permissions (403), 2FA, then the handler.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, "/api/v1/")
+	var param string
 	rt, ok := s.routes[name]
+	if !ok {
+		// Routes with a path parameter, e.g. "settings/:_id".
+		if prefix, p, cut := strings.Cut(name, "/"); cut && p != "" && !strings.Contains(p, "/") {
+			if rt, ok = s.routes[prefix+"/:_id"]; ok {
+				name, param = prefix+"/:_id", p
+			}
+		}
+	}
 	if !ok {
 		writeJSON(w, http.StatusNotFound, map[string]any{"success": false, "error": "API endpoint does not exist"})
 		return
@@ -215,7 +235,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		rt.count(&s.stats)
 		s.mu.Unlock()
 	}
-	c := &call{s: s, r: r, name: name, query: r.URL.Query(), body: map[string]any{}, now: s.now()}
+	c := &call{s: s, r: r, name: name, param: param, query: r.URL.Query(), body: map[string]any{}, now: s.now()}
 	rep := s.runRoute(c, rt, h)
 	for k, v := range rep.headers {
 		w.Header().Set(k, v)
@@ -251,11 +271,14 @@ func (s *Server) runRoute(c *call, rt *route, h handlerFunc) (rep reply) {
 			}
 		}
 	}
-	if len(rt.permissions) > 0 {
+	for _, perms := range [][]string{rt.permissions, rt.methodPermissions[c.r.Method]} {
+		if len(perms) == 0 {
+			continue
+		}
 		s.mu.Lock()
 		u := s.st.users[c.userID]
 		allowed := false
-		for _, p := range rt.permissions {
+		for _, p := range perms {
 			allowed = allowed || s.hasPermission(u, p)
 		}
 		s.mu.Unlock()
@@ -263,7 +286,7 @@ func (s *Server) runRoute(c *call, rt *route, h handlerFunc) (rep reply) {
 			return s.forbiddenRoute()
 		}
 	}
-	if rt.twoFactor && s.cfg.TwoFactor {
+	if rt.twoFactor && s.cfg.TwoFactor && (len(rt.twoFactorMethods) == 0 || slices.Contains(rt.twoFactorMethods, c.r.Method)) {
 		if rep, ok := s.checkTwoFactor(c); !ok {
 			return rep
 		}

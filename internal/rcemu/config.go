@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -105,6 +106,17 @@ type Config struct {
 	// @7b75dd7eee367b31413ab2b3ae601cb588835ad0). Default 150 ms; negative
 	// means at once (still after the load event).
 	SettingsDelay time.Duration
+	// SupportExpires is when Rocket.Chat's support for the emulated version
+	// ends, as the signed supported-versions list of a workspace registered
+	// with Rocket.Chat Cloud says; GET /api/info then carries it
+	// (supportedversions.go). Zero: /api/info has no supportedVersions (a
+	// workspace that is not registered, or offline).
+	SupportExpires time.Time
+	// DataFile, when set, keeps the emulator's state (settings, roles,
+	// permissions and, in memory mode, the users) in this JSON file: read
+	// at New when it exists (its settings then win over Settings), written
+	// after every request that may change state (persist.go).
+	DataFile string
 	// Logger receives request logs at debug level (default: discarded).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
@@ -136,7 +148,11 @@ func (c *Config) EnableIframeAuth(iframeURL, apiURL, apiMethod string) {
 // (--admin-username, --admin-password, --admin-user-id, --admin-pat,
 // --create-tokens-secret, --create-tokens-for-users, --profile,
 // --iframe-url, --api-url, --api-method, --disable-rate-limit,
-// --max-resume-tokens, --oauth-enterprise, --settings-delay). --listen
+// --max-resume-tokens, --oauth-enterprise, --settings-delay, --data,
+// --two-factor, --support-expires, and the Iframe Integration and framing
+// settings --iframe-integration-receive, --iframe-integration-origins,
+// --iframe-integration-send, --iframe-integration-target-origin,
+// --iframe-restrict-access). --listen
 // belongs to the caller. Call the returned function after fs.Parse: it
 // applies --iframe-url/--api-url through EnableIframeAuth when either was
 // given.
@@ -152,6 +168,42 @@ func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
 	fs.IntVar(&cfg.MaxResumeTokens, "max-resume-tokens", cfg.MaxResumeTokens, "MAX_RESUME_LOGIN_TOKENS (default 50)")
 	fs.BoolVar(&cfg.OAuthEnterprise, "oauth-enterprise", cfg.OAuthEnterprise, "the licence has the oauth-enterprise module (9.0: Custom OAuth works)")
 	fs.DurationVar(&cfg.SettingsDelay, "settings-delay", cfg.SettingsDelay, "how long after page load the web client's public settings arrive (default 150ms)")
+	fs.StringVar(&cfg.DataFile, "data", cfg.DataFile, "keep settings, roles, permissions and users in this JSON `file` across restarts")
+	fs.BoolVar(&cfg.TwoFactor, "two-factor", cfg.TwoFactor, "emulate Rocket.Chat's default two-factor authentication (e-mail 2FA for new users, x-2fa-code on protected endpoints)")
+	fs.Func("support-expires", "end of Rocket.Chat's support for the emulated version, as /api/info's supportedVersions reports it (`date` YYYY-MM-DD or RFC 3339)", func(v string) error {
+		t, err := parseDate(v)
+		if err != nil {
+			return err
+		}
+		cfg.SupportExpires = t
+		return nil
+	})
+	setting := func(name, key, usage string, parse func(string) (any, error)) {
+		fs.Func(name, usage+" ("+key+")", func(v string) error {
+			x, err := parse(v)
+			if err != nil {
+				return err
+			}
+			if cfg.Settings == nil {
+				cfg.Settings = map[string]any{}
+			}
+			cfg.Settings[key] = x
+			return nil
+		})
+	}
+	boolean := func(v string) (any, error) {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, errors.New("want true or false")
+		}
+		return b, nil
+	}
+	text := func(v string) (any, error) { return v, nil }
+	setting("iframe-integration-receive", "Iframe_Integration_receive_enable", "accept iframe integration commands from host pages (true/false)", boolean)
+	setting("iframe-integration-origins", "Iframe_Integration_receive_origin", "host page origins whose commands are accepted, comma-separated, exact (default *)", text)
+	setting("iframe-integration-send", "Iframe_Integration_send_enable", "send iframe integration events to the host page (true/false)", boolean)
+	setting("iframe-integration-target-origin", "Iframe_Integration_send_target_origin", "the host page origin events are sent to (default *)", text)
+	setting("iframe-restrict-access", "Iframe_Restrict_Access", "send X-Frame-Options: sameorigin, like Rocket.Chat's default (true/false)", boolean)
 	iframeURL := fs.String("iframe-url", "", "Accounts_iframe_url (enables iframe authentication)")
 	apiURL := fs.String("api-url", "", "Accounts_Iframe_api_url (enables iframe authentication)")
 	apiMethod := fs.String("api-method", "POST", "Accounts_Iframe_api_method")

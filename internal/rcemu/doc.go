@@ -9,7 +9,11 @@
 //     GET /api/v1/users.info, users.list; POST /api/v1/users.create,
 //     users.update, users.createToken, users.delete, users.setActiveStatus,
 //     users.logout; GET /api/v1/settings.public, settings.oauth,
-//     permissions.listAll, roles.list; POST /api/v1/loginCode.redeem (8.7).
+//     permissions.listAll, roles.list; POST /api/v1/loginCode.redeem (8.7);
+//     the administration endpoints rcsso setup writes through: GET and
+//     POST /api/v1/settings/:_id and POST /api/v1/permissions.update
+//     (adminapi.go). /api/info carries a supported-versions list when
+//     Config.SupportExpires is set (supportedversions.go).
 //     Status codes and error envelopes follow the version profile (5.x,
 //     6.x, 7.x, 8.x, 8.7, 9.0; §4.0, §8), including ajv-style
 //     invalid-params errors and 9.0's 403 error-forbidden refusals.
@@ -41,6 +45,8 @@
 //     500 per channel), a room list and a message box, through the
 //     emulator's own stand-ins for Meteor methods (/_emu/ddp-me, -rooms,
 //     -load-history, -send-message).
+//   - State across restarts (Config.DataFile, `rcsso emulate --data`):
+//     settings, roles, permissions and users in a JSON file (persist.go).
 //   - Storage: users in memory (default) or, with Config.MongoURL, in a
 //     MongoDB users collection shaped like Rocket.Chat's (§5), so that
 //     rcsso's mongo-resume and mongo-iframe minters write what the

@@ -126,39 +126,24 @@ func (s *Server) attachMongo(admin *user) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := s.st.byUsernameExact(admin.username); old != nil {
-		old.bcrypt = admin.bcrypt
-		old.active = true
-		if !old.hasRole("admin") {
-			old.roles = append(old.roles, "admin")
-		}
-		for _, t := range admin.tokens {
-			if _, ok := old.findToken(t.hashedToken); !ok {
-				old.tokens = append(old.tokens, t)
-				old.hasResume = true
-			}
-		}
-		s.adminID = old.id
-		return nil
-	}
-	s.st.insert(admin)
-	s.adminID = admin.id
+	s.adoptAdmin(admin)
 	return nil
 }
 
-// Close releases the MongoDB connection of MongoDB mode (a no-op in
-// memory mode). The Server must not be used afterwards.
+// Close saves the state (Config.DataFile) and releases the MongoDB
+// connection of MongoDB mode. The Server must not be used afterwards.
 func (s *Server) Close() error {
+	saveErr := s.Save()
 	s.mu.Lock()
 	m := s.mu.mirror
 	s.mu.mirror = nil
 	s.mu.Mutex.Unlock()
 	if m == nil {
-		return nil
+		return saveErr
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), mongoOpTimeout)
 	defer cancel()
-	return m.client.Disconnect(ctx)
+	return errors.Join(saveErr, m.client.Disconnect(ctx))
 }
 
 // MongoMode reports whether the users live in MongoDB (Config.MongoURL).

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,7 +37,9 @@ type Server struct {
 	oauthIDs        []string    // login service configuration _id per Config.OAuthServices
 	oauthEnterprise atomic.Bool // the licence's oauth-enterprise module (Config.OAuthEnterprise)
 
-	chat    *chat      // channels and messages of the web client (chat.go)
+	chat   *chat      // channels and messages of the web client (chat.go)
+	saveMu sync.Mutex // serialises Save (persist.go)
+
 	flows   oauthFlows // the 8.7 server-side OAuth flow (oauthflow.go)
 	limiter *rateLimiter
 	routes  map[string]*route
@@ -108,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		// PR #40876: the server-side OAuth flow's switch (oauthflow.go).
 		s.settings["Accounts_OAuth_Use_Modern_Flow"] = false
 	}
+	s.settings["Accounts_TwoFactorAuthentication_Enabled"] = c.TwoFactor
 	for k, v := range c.Settings {
 		s.settings[k] = v
 	}
@@ -143,16 +147,28 @@ func New(cfg Config) (*Server, error) {
 		})
 		admin.hasResume = true
 	}
+	if c.DataFile != "" {
+		n, err := s.loadData()
+		if err != nil {
+			return nil, err
+		}
+		s.log.Info("emulator state read", "data_file", c.DataFile, "users", n)
+	}
 	if c.MongoURL != "" {
 		if err := s.attachMongo(admin); err != nil {
 			return nil, err
 		}
 	} else {
-		s.st.insert(admin)
-		s.adminID = id
+		s.mu.Lock()
+		s.adoptAdmin(admin)
+		s.mu.Unlock()
 	}
 	s.routes = s.apiRoutes()
 	s.handler = s.buildHandler()
+	if err := s.Save(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -199,6 +215,11 @@ func (s *Server) buildHandler() http.Handler {
 		}
 		s.log.Debug("rcemu request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 		mux.ServeHTTP(w, r)
+		if s.cfg.DataFile != "" && saveAfter(r.Method) {
+			if err := s.Save(); err != nil {
+				s.log.Error("emulator state not saved", "data_file", s.cfg.DataFile, "err", err)
+			}
+		}
 	})
 }
 
@@ -208,7 +229,11 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"success": false, "error": "Method not allowed"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"version": s.profile.version(), "success": true})
+	body := map[string]any{"version": s.profile.version(), "success": true}
+	if sv := s.supportedVersions(); sv != "" {
+		body["supportedVersions"] = sv
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // Profile returns the version profile in use ("8.x", "7.x" or "6.x").

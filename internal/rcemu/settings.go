@@ -17,37 +17,52 @@ type settingDefault struct {
 	public bool
 }
 
+// hiddenSettings are registered with hidden: true: settings/:_id does not
+// find them (RocketChat/Rocket.Chat apps/meteor/server/settings/accounts.ts
+// @78e0dc31ede19914425f590ade4de7f53103ed94).
+var hiddenSettings = map[string]bool{"Accounts_SystemBlockedUsernameList": true}
+
 // knownSettings are the settings the emulator understands. Keys given in
 // Config.Settings or SetSetting that are not listed here are public.
 var knownSettings = map[string]settingDefault{
-	"Accounts_iframe_enabled":                      {false, true},
-	"Accounts_iframe_url":                          {"", true},
-	"Accounts_Iframe_api_url":                      {"", true},
-	"Accounts_Iframe_api_method":                   {"POST", true},
-	"Iframe_Integration_send_enable":               {false, true},
-	"Iframe_Integration_send_target_origin":        {"*", true},
-	"Iframe_Integration_receive_enable":            {false, true},
-	"Iframe_Integration_receive_origin":            {"*", true},
-	"Site_Url":                                     {"", true},
-	"Site_Name":                                    {"Rocket.Chat", true},
-	"Accounts_RequireNameForSignUp":                {true, true},
-	"UTF8_User_Names_Validation":                   {"[0-9a-zA-Z-_.]+", true},
-	"Accounts_LoginExpiration":                     {90, true},
-	"Accounts_AllowUsernameChange":                 {true, true},
-	"Accounts_AllowRealNameChange":                 {true, true},
-	"Accounts_AllowEmailChange":                    {true, true},
-	"Accounts_AllowPasswordChange":                 {true, true},
-	"Accounts_AllowUserProfileChange":              {true, true},
-	"Accounts_TwoFactorAuthentication_Enabled":     {true, true},
-	"API_Enable_Rate_Limiter":                      {true, false},
-	"API_Enable_Rate_Limiter_Limit_Calls_Default":  {10, false},
-	"API_Enable_Rate_Limiter_Limit_Time_Default":   {60000, false},
-	"Accounts_BlockedUsernameList":                 {"", false},
-	"Accounts_SystemBlockedUsernameList":           {"admin,administrator,system,user", false},
-	"Accounts_Registration_Users_Default_Roles":    {"user", false},
-	"API_Default_Count":                            {50, false},
-	"API_Upper_Count_Limit":                        {100, false},
-	"Accounts_TwoFactorAuthentication_RememberFor": {1800, false},
+	"Accounts_iframe_enabled":               {false, true},
+	"Accounts_iframe_url":                   {"", true},
+	"Accounts_Iframe_api_url":               {"", true},
+	"Accounts_Iframe_api_method":            {"POST", true},
+	"Iframe_Integration_send_enable":        {false, true},
+	"Iframe_Integration_send_target_origin": {"*", true},
+	"Iframe_Integration_receive_enable":     {false, true},
+	"Iframe_Integration_receive_origin":     {"*", true},
+	"Site_Url":                              {"", true},
+	"Site_Name":                             {"Rocket.Chat", true},
+	"Accounts_RequireNameForSignUp":         {true, true},
+	"UTF8_User_Names_Validation":            {"[0-9a-zA-Z-_.]+", true},
+	"Accounts_LoginExpiration":              {90, true},
+	"Accounts_AllowUsernameChange":          {true, true},
+	"Accounts_AllowRealNameChange":          {true, true},
+	"Accounts_AllowEmailChange":             {true, true},
+	"Accounts_AllowPasswordChange":          {true, true},
+	"Accounts_AllowUserProfileChange":       {true, true},
+	// The two-factor group (RocketChat/Rocket.Chat apps/meteor/server/settings/accounts.ts
+	// @78e0dc31ede19914425f590ade4de7f53103ed94): Enabled, By_TOTP_Enabled,
+	// By_Email_Enabled and Enforce_Password_Fallback are public,
+	// By_Email_Auto_Opt_In is not. Accounts_TwoFactorAuthentication_Enabled
+	// starts as Config.TwoFactor (New): the emulator's 2FA is off by
+	// default, like TEST_MODE, and its settings say so.
+	"Accounts_TwoFactorAuthentication_Enabled":                   {true, true},
+	"Accounts_TwoFactorAuthentication_By_TOTP_Enabled":           {true, true},
+	"Accounts_TwoFactorAuthentication_By_Email_Enabled":          {true, true},
+	"Accounts_TwoFactorAuthentication_By_Email_Auto_Opt_In":      {true, false},
+	"Accounts_TwoFactorAuthentication_Enforce_Password_Fallback": {true, true},
+	"API_Enable_Rate_Limiter":                                    {true, false},
+	"API_Enable_Rate_Limiter_Limit_Calls_Default":                {10, false},
+	"API_Enable_Rate_Limiter_Limit_Time_Default":                 {60000, false},
+	"Accounts_BlockedUsernameList":                               {"", false},
+	"Accounts_SystemBlockedUsernameList":                         {"admin,administrator,system,user", false},
+	"Accounts_Registration_Users_Default_Roles":                  {"user", false},
+	"API_Default_Count":                                          {50, false},
+	"API_Upper_Count_Limit":                                      {100, false},
+	"Accounts_TwoFactorAuthentication_RememberFor":               {1800, false},
 	// Iframe_Restrict_Access defaults to true in Rocket.Chat (X-Frame-Options:
 	// sameorigin on every response). The emulator exists to be embedded by
 	// cross-origin host pages, so it defaults to false here; set it to true
@@ -60,6 +75,10 @@ func isPublicSetting(key string) bool {
 	d, ok := knownSettings[key]
 	return !ok || d.public
 }
+
+// isHiddenSetting reports a setting registered with hidden: true, which
+// Settings.findOneNotHiddenById does not find.
+func isHiddenSetting(key string) bool { return hiddenSettings[key] }
 
 // SetSetting changes a setting at run time (like the admin UI or
 // POST /api/v1/settings/:id). The web client reads settings when a page

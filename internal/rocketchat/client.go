@@ -189,6 +189,9 @@ type call struct {
 	cr       *Credentials // nil → unauthenticated
 	secrets  []string     // values redacted from error messages
 	paced    bool         // counted against the Budget (rate limited for persons)
+	// twoFactor, when set, is the sha256 hex of the caller's password,
+	// sent as x-2fa-code with x-2fa-method: password.
+	twoFactor string
 }
 
 // errInvalidArgument marks errors raised before any request is sent.
@@ -206,6 +209,9 @@ func (c *Client) do(ctx context.Context, rq call, out any) error {
 			return invalidArg(rq.endpoint, err)
 		}
 		rq.secrets = append(rq.secrets, rq.cr.AuthToken)
+	}
+	if rq.twoFactor != "" {
+		rq.secrets = append(rq.secrets, rq.twoFactor)
 	}
 	var payload []byte
 	if rq.body != nil {
@@ -295,6 +301,10 @@ func (c *Client) attempt(ctx context.Context, rq call, payload []byte, out any) 
 	if rq.cr != nil {
 		req.Header.Set("X-User-Id", rq.cr.UserID)
 		req.Header.Set("X-Auth-Token", rq.cr.AuthToken)
+	}
+	if rq.twoFactor != "" {
+		req.Header.Set("X-2fa-Code", rq.twoFactor)
+		req.Header.Set("X-2fa-Method", "password")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

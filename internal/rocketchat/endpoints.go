@@ -16,16 +16,18 @@ func badResponse(endpoint, msg string) *Error {
 // Info returns the server version.
 //
 // GET /api/info (unauthenticated; miscellaneous.ts e2e, protocol spec §6).
-// Body: {"version":"7.10.0","success":true}; admins of old servers get
+// Body: {"version":"7.10.0","success":true} (recent servers: "7.10", and
+// supportedVersions, see ServerInfo); admins of old servers get
 // {"info":{"version":…},"success":true}, which is accepted too. A server that
 // hides its version ({"success":true} only) yields Version "" and no error.
 // Retried on transport errors and 502/503/504. Errors: *Error; a JSON body
 // with neither a version nor "success":true is an *Error with Status 200.
 func (c *Client) Info(ctx context.Context) (ServerInfo, error) {
 	var out struct {
-		Success bool   `json:"success"`
-		Version string `json:"version"`
-		Info    *struct {
+		Success           bool   `json:"success"`
+		Version           string `json:"version"`
+		SupportedVersions any    `json:"supportedVersions"`
+		Info              *struct {
 			Version string `json:"version"`
 		} `json:"info"`
 	}
@@ -40,7 +42,8 @@ func (c *Client) Info(ctx context.Context) (ServerInfo, error) {
 	if v == "" && !out.Success {
 		return ServerInfo{}, badResponse(ep, "response has no version (is the base URL a Rocket.Chat server?)")
 	}
-	return ServerInfo{Version: v}, nil
+	sv, _ := out.SupportedVersions.(string) // anything else: none
+	return ServerInfo{Version: v, SupportedVersions: sv}, nil
 }
 
 // LoginPassword logs in with a username or email (a user containing '@' is

@@ -120,6 +120,13 @@ func (r LoginResult) LogValue() slog.Value {
 // ServerInfo is GET /api/info (unauthenticated: only the version).
 type ServerInfo struct {
 	Version string `json:"version"`
+	// SupportedVersions is the list of supported versions Rocket.Chat Cloud
+	// signed for a registered workspace, as Rocket.Chat hands it out (a JWT
+	// whose payload is {timestamp, versions:[{version, expiration}], …});
+	// "" when the server has none (RocketChat/Rocket.Chat
+	// apps/meteor/app/api/server/lib/getServerInfo.ts). Outside input:
+	// parse it defensively.
+	SupportedVersions string `json:"supportedVersions,omitempty"`
 }
 
 // Major returns the major version (7 for "7.13.7", 8 for "8.0.0-rc.1"), or

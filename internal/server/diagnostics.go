@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/rcsso/rcsso/internal/config"
-	"github.com/rcsso/rcsso/internal/rocketchat"
+	"github.com/rcsso/rcsso/internal/doctor"
 )
 
 // apiCall is one API URL request as the diagnostics page shows it.
@@ -78,23 +78,16 @@ type check struct {
 // diagCacheFor is how long diagnostics reuses Rocket.Chat's answers.
 const diagCacheFor = 30 * time.Second
 
-// rcAnswers is what diagnostics asked Rocket.Chat (and the minting mode's
-// readiness check), at one moment.
+// rcAnswers is the operator part of diagnostics at one moment: the
+// deployment checks (Options.Doctor, rcsso doctor's), which ask Rocket.Chat.
 type rcAnswers struct {
-	at          time.Time
-	info        rocketchat.ServerInfo
-	infoErr     error
-	settings    map[string]any
-	settingsErr error
-	head        http.Header
-	headErr     error
-	ready       bool // Options.Ready was asked
-	readyErr    error
+	at     time.Time
+	report doctor.Report
 }
 
 // diagCache holds the last rcAnswers, shared by every diagnostics request:
-// one set of Rocket.Chat calls per diagCacheFor however often the page is
-// opened, fetched by one request at a time (others wait for it).
+// one run of the checks per diagCacheFor however often the page is
+// opened, run by one request at a time (others wait for it).
 type diagCache struct {
 	sem  chan struct{} // a one-slot lock whose wait honours the context
 	last *rcAnswers
@@ -105,9 +98,9 @@ func newDiagCache() diagCache {
 	return diagCache{sem: make(chan struct{}, 1), now: time.Now}
 }
 
-// rcAnswers returns Rocket.Chat's answers, at most diagCacheFor old. The
-// calls run on a context detached from the request (bounded by 8 s), so a
-// visitor who hangs up does not leave a cached "context canceled".
+// rcAnswers returns the checks' report, at most diagCacheFor old. The
+// checks run on a context detached from the request (bounded by 20 s), so
+// a visitor who hangs up does not leave a cached "context canceled".
 func (s *Server) rcAnswers(ctx context.Context) (*rcAnswers, error) {
 	select {
 	case s.diag.sem <- struct{}{}:
@@ -118,16 +111,11 @@ func (s *Server) rcAnswers(ctx context.Context) (*rcAnswers, error) {
 	if a := s.diag.last; a != nil && s.diag.now().Sub(a.at) < diagCacheFor {
 		return a, nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 8*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
 	a := &rcAnswers{at: s.diag.now()}
-	a.info, a.infoErr = s.o.RC.Info(ctx)
-	a.settings, a.settingsErr = s.o.RC.PublicSettings(ctx)
-	if len(s.o.WebsiteOrigins) > 0 {
-		a.head, _, a.headErr = s.o.RC.Head(ctx, "/")
-	}
-	if s.o.Ready != nil {
-		a.ready, a.readyErr = true, s.o.Ready(ctx)
+	if s.o.Doctor != nil {
+		a.report = s.o.Doctor(ctx)
 	}
 	s.diag.last = a
 	return a, nil
@@ -175,12 +163,10 @@ func (s *Server) diagnosticsOperator(r *http.Request) (bool, error) {
 // diagnostics is GET /diagnostics: a page that says what works and what to
 // change where. Anyone may open it and sees their own part: the cookie
 // topology (from rcsso's configuration), whether this browser is logged in
-// on the website, and whether its API URL calls carried rcsso's cookie; no
-// Rocket.Chat calls are made for them. The operator (Authorization: Bearer
-// <diagnostics.token>) also sees what rcsso can see from Rocket.Chat, asked
-// at most every 30 s (diagCache): its version, its iframe settings, whether
-// host pages may frame it, whether iframe integration accepts the website's
-// origins, and the minting check.
+// on the website, and what its last API URL calls got; no Rocket.Chat
+// calls are made for them. The operator (Authorization: Bearer
+// <diagnostics.token>) also sees the deployment checks of rcsso doctor
+// (Options.Doctor), run at most every 30 s (diagCache).
 func (s *Server) diagnostics(w http.ResponseWriter, r *http.Request) error {
 	operator, err := s.diagnosticsOperator(r)
 	if err != nil {
@@ -195,7 +181,10 @@ func (s *Server) diagnostics(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		s.rocketChatChecks(a, add)
+		add("Rocket.Chat answers", "info", fmt.Sprintf("checked at %s; kept for %s, so a changed setting shows within that time (rcsso doctor --config FILE checks at once)", a.at.Format(time.TimeOnly), diagCacheFor), "")
+		for _, res := range a.report.Results {
+			add(res.Check, strings.ToLower(string(res.Status)), res.Message, res.Fix)
+		}
 	} else {
 		add("Rocket.Chat", "info", "Rocket.Chat's version, settings and the minting check are shown to the site administrator only",
 			"the administrator sends Authorization: Bearer <diagnostics.token>, e.g. curl -H \"Authorization: Bearer $(cat token)\" "+strings.TrimRight(s.o.PublicURL.String(), "/")+"/diagnostics")
@@ -207,21 +196,14 @@ func (s *Server) diagnostics(w http.ResponseWriter, r *http.Request) error {
 		add("Cookie topology", "warn", "Rocket.Chat and rcsso are on different sites: the API URL flow needs third-party cookies, which Safari, Firefox and Chrome Incognito block",
 			"put rcsso on the website's domain next to chat.<site> (sso.<site>), or use the host push flow (embed.js with single-use codes)")
 	}
-	if id, err := s.o.Identity.Identify(r); err == nil {
+	id, idErr := s.o.Identity.Identify(r)
+	if idErr == nil {
 		add("This browser", "ok", "logged in on the website as "+id.Username+" ("+id.Subject+")", "")
 	} else {
 		add("This browser", "warn", "not logged in on the website here", "log in on the website in this browser, then open the chat and come back")
 	}
-	calls := s.calls.forClient(clientKey(r))
-	if len(calls) == 0 {
-		add("API URL calls from this browser", "warn", "none yet", "open Rocket.Chat in this browser, then reload this page")
-	} else if c := calls[0]; !c.Cookie {
-		add("API URL calls from this browser", "fail",
-			fmt.Sprintf("the last call (%s, from %s, Sec-Fetch-Site %q, Sec-Fetch-Storage-Access %q) came without rcsso's cookie", c.At.Format(time.TimeOnly), c.Origin, c.FetchSite, c.StorageAccess),
-			"the browser blocks the cookie as third-party: use one site for Rocket.Chat and rcsso, or the host push flow")
-	} else {
-		add("API URL calls from this browser", "ok", fmt.Sprintf("the last call (%s, from %s) carried rcsso's cookie and got %d", c.At.Format(time.TimeOnly), c.Origin, c.Status), "")
-	}
+	_, cookieErr := r.Cookie(s.o.Sessions.CookieName())
+	s.apiCallCheck(s.calls.forClient(clientKey(r)), idErr == nil, cookieErr == nil, add)
 	w.Header().Set("Cache-Control", "no-store")
 	if strings.Contains(r.Header.Get("Accept"), "application/json") {
 		writeJSON(w, http.StatusOK, map[string][]check{"checks": checks})
@@ -231,72 +213,37 @@ func (s *Server) diagnostics(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// rocketChatChecks turns Rocket.Chat's answers into the operator's checks.
-func (s *Server) rocketChatChecks(a *rcAnswers, add func(name, state, detail, fix string)) {
-	pub := strings.TrimRight(s.o.PublicURL.String(), "/")
-	apiURL, iframeURL := pub+"/api/rocketchat/token", pub+"/login"
-	if a.infoErr != nil {
-		add("Rocket.Chat reachable", "fail", a.infoErr.Error(), "check rocketchat.url / rocketchat.api_url and that rcsso's host can reach Rocket.Chat")
-	} else {
-		add("Rocket.Chat reachable", "ok", "version "+a.info.Version, "")
+// apiCallCheck judges this browser's last API URL call. Only a call that
+// did not log the chat in, came without rcsso's cookie, while this page's
+// request carries it, shows the browser withholding the cookie as
+// third-party: a call that got 200 worked (a trusted-header visitor's
+// calls carry no rcsso cookie at all), and a visitor without a session has
+// no cookie to send.
+func (s *Server) apiCallCheck(calls []apiCall, loggedIn, hasCookie bool, add func(name, state, detail, fix string)) {
+	const name = "API URL calls from this browser"
+	if len(calls) == 0 {
+		add(name, "warn", "none yet", "open Rocket.Chat in this browser, then reload this page")
+		return
 	}
-	add("Rocket.Chat answers", "info", fmt.Sprintf("asked at %s; kept for %s, so a changed setting shows within that time", a.at.Format(time.TimeOnly), diagCacheFor), "")
-	if a.settingsErr != nil {
-		add("Rocket.Chat settings", "warn", "cannot read public settings: "+a.settingsErr.Error(), "")
-	} else {
-		set := a.settings
-		str := func(k string) string { v, _ := set[k].(string); return v }
-		on := func(k string) bool { v, _ := set[k].(bool); return v }
-		switch {
-		case !on("Accounts_iframe_enabled"):
-			add("Iframe authentication", "warn", "Accounts_iframe_enabled is off: only the host push flow (embed.js) can log people in",
-				"Rocket.Chat → Administration → Settings → Accounts → Iframe: enable it")
-		case str("Accounts_Iframe_api_url") != apiURL:
-			add("API URL", "fail", fmt.Sprintf("Rocket.Chat calls %q", str("Accounts_Iframe_api_url")), "set Accounts → Iframe → API URL to "+apiURL)
-		case str("Accounts_iframe_url") != iframeURL && !strings.HasPrefix(str("Accounts_iframe_url"), iframeURL+"?"):
-			add("IFrame URL", "fail", fmt.Sprintf("Rocket.Chat shows %q", str("Accounts_iframe_url")), "set Accounts → Iframe → Iframe URL to "+iframeURL)
-		default:
-			add("Iframe authentication", "ok", "API URL and IFrame URL point at rcsso, method "+str("Accounts_Iframe_api_method"), "")
-		}
-		for _, o := range s.o.WebsiteOrigins {
-			origins := strings.Split(str("Iframe_Integration_receive_origin"), ",")
-			switch {
-			case !on("Iframe_Integration_receive_enable"):
-				add("Iframe integration from "+o, "warn", "Iframe_Integration_receive_enable is off: embed.js cannot push tokens",
-					"Rocket.Chat → Settings → General → Iframe Integration: enable Receive and list "+o)
-			case slices.Contains(origins, "*"):
-				add("Iframe integration from "+o, "warn", "Iframe_Integration_receive_origin is *: any page that frames Rocket.Chat can send it commands",
-					"list the website's origins exactly instead of *")
-			case !slices.Contains(origins, o):
-				fix := "add " + o + " to Iframe_Integration_receive_origin (comma-separated, exact)"
-				if slices.Contains(origins, " "+o) {
-					fix = "remove the space before " + o + ": Rocket.Chat compares the untrimmed values"
-				}
-				add("Iframe integration from "+o, "fail", "Rocket.Chat ignores commands from "+o, fix)
-			default:
-				add("Iframe integration from "+o, "ok", "Rocket.Chat accepts commands from "+o, "")
-			}
-		}
+	c := calls[0]
+	last := fmt.Sprintf("the last call (%s, from %s", c.At.Format(time.TimeOnly), c.Origin)
+	cookie := "without rcsso's cookie"
+	if c.Cookie {
+		cookie = "with rcsso's cookie"
 	}
-	if a.head != nil && a.headErr == nil && len(s.o.WebsiteOrigins) > 0 {
-		xfo := strings.ToLower(a.head.Get("X-Frame-Options"))
-		csp := a.head.Get("Content-Security-Policy")
-		switch {
-		case xfo != "":
-			add("Framing Rocket.Chat", "fail", "Rocket.Chat answers X-Frame-Options: "+xfo+"; pages of "+strings.Join(s.o.WebsiteOrigins, ", ")+" cannot frame it",
-				"set Iframe_Restrict_Access=false in Rocket.Chat and send Content-Security-Policy: frame-ancestors "+strings.Join(s.o.WebsiteOrigins, " ")+" from its reverse proxy")
-		case !strings.Contains(csp, "frame-ancestors"):
-			add("Framing Rocket.Chat", "warn", "any site can frame Rocket.Chat (no frame-ancestors) and drive its origin-unchecked login listener",
-				"send Content-Security-Policy: frame-ancestors "+strings.Join(s.o.WebsiteOrigins, " ")+" from Rocket.Chat's reverse proxy")
-		default:
-			add("Framing Rocket.Chat", "ok", "frame-ancestors is set: "+csp, "")
-		}
-	}
-	if a.ready {
-		if a.readyErr != nil {
-			add("Minting", "fail", a.readyErr.Error(), "")
-		} else {
-			add("Minting", "ok", "Rocket.Chat accepts rcsso's way of obtaining tokens", "")
-		}
+	switch {
+	case c.Status == http.StatusOK:
+		add(name, "ok", fmt.Sprintf("%s, %s) got 200: the chat was logged in", last, cookie), "")
+	case !c.Cookie && hasCookie:
+		add(name, "fail", fmt.Sprintf("%s, Sec-Fetch-Site %q, Sec-Fetch-Storage-Access %q) came without rcsso's cookie, which this browser holds, and got %d", last, c.FetchSite, c.StorageAccess, c.Status),
+			"the browser blocks the cookie as third-party: use one site for Rocket.Chat and rcsso, or the host push flow")
+	case !loggedIn:
+		add(name, "warn", fmt.Sprintf("%s, %s) got %d: this browser is not logged in on the website", last, cookie, c.Status),
+			"log in on the website in this browser, then open the chat and come back")
+	case c.Status >= 500:
+		add(name, "fail", fmt.Sprintf("%s, %s) got %d", last, cookie, c.Status), "see rcsso's log for the request; the operator part of this page lists what rcsso found wrong")
+	default:
+		add(name, "warn", fmt.Sprintf("%s, %s) got %d although this browser is logged in on the website", last, cookie, c.Status),
+			"if the website's reverse proxy identifies people (trusted header), make it pass the header on the API URL's path too; reload the chat and this page")
 	}
 }

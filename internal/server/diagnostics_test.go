@@ -1,27 +1,36 @@
 package server
 
 import (
+	"context"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rcsso/rcsso/internal/doctor"
 )
 
 const diagToken = "operator-token-0123456789abcdefghij"
 
-// diagServer is a test server whose Rocket.Chat answers (and counts calls)
-// and whose diagnostics clock the test moves.
+// diagServer is a test server whose deployment checks (Options.Doctor)
+// count their runs and whose diagnostics clock the test moves.
 func diagServer(t *testing.T, token string) (*Server, func() int64, *time.Time) {
 	t.Helper()
 	s, _, _ := newTestServer(t)
-	rc, n := fakeRC(t)
-	s.o.RC = rc
-	if token != "" {
-		o := s.o
-		o.DiagnosticsToken = token
-		s = New(o)
+	var n atomic.Int64
+	o := s.o
+	o.DiagnosticsToken = token
+	o.Doctor = func(context.Context) doctor.Report {
+		n.Add(1)
+		return doctor.Report{Results: []doctor.Result{
+			{Check: "rocketchat", Status: doctor.OK, Message: "Rocket.Chat 7.4.1 answers"},
+			{Check: "iframe-login", Status: doctor.OK, Message: "API URL and IFrame URL point at rcsso"},
+			{Check: "framing", Status: doctor.Fail, Message: "Rocket.Chat answers X-Frame-Options: sameorigin", Fix: "Iframe Restrict Access: off"},
+		}}
 	}
+	s = New(o)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	s.diag.now = func() time.Time { return now }
 	return s, n.Load, &now
@@ -42,52 +51,52 @@ func TestDiagnosticsAnonymousSeesOnlyTheirPart(t *testing.T) {
 			!strings.Contains(body, "site administrator only") {
 			t.Fatalf("%d %s", w.Code, body)
 		}
-		for _, secret := range []string{"7.4.1", "Accounts_", "Iframe authentication", "X-Frame-Options", "Minting", "Rocket.Chat reachable"} {
+		for _, secret := range []string{"7.4.1", "Accounts_", "iframe-login", "X-Frame-Options", "framing"} {
 			if strings.Contains(body, secret) {
 				t.Fatalf("an anonymous visitor sees %q:\n%s", secret, body)
 			}
 		}
 	}
 	if n := calls(); n != 0 {
-		t.Fatalf("anonymous diagnostics made %d Rocket.Chat calls", n)
+		t.Fatalf("anonymous diagnostics ran the checks %d times", n)
 	}
 }
 
-// The operator's token shows the Rocket.Chat part; Rocket.Chat's answers
-// are shared for 30 s across requests, concurrent ones included.
+// The operator's token shows the deployment checks (rcsso doctor's); one
+// run is shared for 30 s across requests, concurrent ones included.
 func TestDiagnosticsOperatorAndCache(t *testing.T) {
 	s, calls, now := diagServer(t, diagToken)
 	op := map[string]string{"Authorization": "Bearer " + diagToken}
 	w := getDiagnostics(s, op, "")
 	body := w.Body.String()
-	if w.Code != 200 || !strings.Contains(body, "version 7.4.1") || !strings.Contains(body, "API URL and IFrame URL point at rcsso") ||
-		!strings.Contains(body, "X-Frame-Options: sameorigin") || strings.Contains(body, "site administrator only") {
+	if w.Code != 200 || !strings.Contains(body, "Rocket.Chat 7.4.1 answers") || !strings.Contains(body, "API URL and IFrame URL point at rcsso") ||
+		!strings.Contains(body, "X-Frame-Options: sameorigin") || !strings.Contains(body, "Iframe Restrict Access: off") || strings.Contains(body, "site administrator only") {
 		t.Fatalf("operator view: %d %s", w.Code, body)
 	}
 	first := calls()
-	if first != 3 {
-		t.Fatalf("one operator view made %d Rocket.Chat calls, want 3 (info, settings, framing headers)", first)
+	if first != 1 {
+		t.Fatalf("one operator view ran the checks %d times", first)
 	}
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			if w := getDiagnostics(s, op, ""); w.Code != 200 || !strings.Contains(w.Body.String(), "version 7.4.1") {
+			if w := getDiagnostics(s, op, ""); w.Code != 200 || !strings.Contains(w.Body.String(), "Rocket.Chat 7.4.1") {
 				t.Errorf("%d", w.Code)
 			}
 		})
 	}
 	wg.Wait()
 	if n := calls(); n != first {
-		t.Fatalf("21 operator views within 30 s made %d Rocket.Chat calls, want %d", n, first)
+		t.Fatalf("21 operator views within 30 s ran the checks %d times, want %d", n, first)
 	}
 	w = getDiagnostics(s, map[string]string{"Authorization": "Bearer " + diagToken, "Accept": "application/json"}, "")
-	if w.Code != 200 || w.Header().Get("Content-Type") != "application/json" || !strings.Contains(w.Body.String(), `{"name":"Rocket.Chat reachable","state":"ok","detail":"version 7.4.1"}`) {
+	if w.Code != 200 || w.Header().Get("Content-Type") != "application/json" || !strings.Contains(w.Body.String(), `{"name":"framing","state":"fail","detail":"Rocket.Chat answers X-Frame-Options: sameorigin","fix":"Iframe Restrict Access: off"}`) {
 		t.Fatalf("JSON view: %d %s", w.Code, w.Body)
 	}
 	*now = now.Add(31 * time.Second)
 	getDiagnostics(s, op, "")
 	if n := calls(); n != 2*first {
-		t.Fatalf("after 31 s: %d Rocket.Chat calls, want %d (asked again)", n, 2*first)
+		t.Fatalf("after 31 s: %d runs, want %d (checked again)", n, 2*first)
 	}
 }
 
@@ -122,12 +131,12 @@ func TestDiagnosticsHostileCredentials(t *testing.T) {
 		t.Errorf("lower-case scheme: %d", w.Code)
 	}
 	calls0 := calls()
-	if calls0 != 3 {
-		t.Fatalf("%d Rocket.Chat calls, want only the 3 of the one right token", calls0)
+	if calls0 != 1 {
+		t.Fatalf("%d runs of the checks, want only the one of the right token", calls0)
 	}
 	none, calls2, _ := diagServer(t, "")
 	w := getDiagnostics(none, map[string]string{"Authorization": "Bearer anything-at-all-anything-at-all"}, "")
 	if w.Code != 403 || !strings.Contains(w.Body.String(), "no diagnostics.token is configured") || calls2() != 0 {
-		t.Fatalf("no token configured: %d %s, %d calls", w.Code, w.Body, calls2())
+		t.Fatalf("no token configured: %d %s, %d runs", w.Code, w.Body, calls2())
 	}
 }

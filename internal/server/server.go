@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rcsso/rcsso/internal/audit"
+	"github.com/rcsso/rcsso/internal/doctor"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/rocketchat"
@@ -87,9 +88,12 @@ type Options struct {
 
 	// DiagnosticsToken is the operator credential of GET /diagnostics
 	// (config diagnostics.token): a request with "Authorization: Bearer
-	// <token>" also sees Rocket.Chat's version, settings, framing headers
-	// and the minting check. Empty: nobody does.
+	// <token>" also sees the deployment checks (Doctor). Empty: nobody
+	// does.
 	DiagnosticsToken string
+	// Doctor runs rcsso doctor's checks of the deployment for the
+	// operator part of /diagnostics (nil: none).
+	Doctor func(ctx context.Context) doctor.Report
 
 	// Extra mounts more handlers: a path prefix ending in "/" → a handler
 	// that gets the path with the prefix stripped, e.g. "/oauth/" → the

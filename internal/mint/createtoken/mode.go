@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/doctor"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/mode"
 	"github.com/rcsso/rcsso/internal/provision"
@@ -27,18 +28,8 @@ func (*Config) Admin() mode.AdminNeed { return mode.AdminRequired }
 // secret or CREATE_TOKENS_FOR_USERS), which refuses start-up with what to
 // change where.
 func (*Config) Open(ctx context.Context, d mode.Deps) (*mode.Backend, error) {
-	secret := d.CreateTokensSecret
-	major := mode.MajorVersion(d.Info.Version)
-	switch {
-	case d.InfoErr != nil:
-	case major >= 8 && secret == "":
-		d.Logger.Warn("Rocket.Chat 8.x requires CREATE_TOKENS_FOR_USERS_SECRET for users.createToken: set rocketchat.create_tokens_secret to the same value", "rocketchat_version", d.Info.Version)
-	case major > 0 && major < 8 && secret != "":
-		d.Logger.Info("Rocket.Chat before 8.0 takes no createToken secret (it needs CREATE_TOKENS_FOR_USERS=true); not sending it", "rocketchat_version", d.Info.Version)
-		secret = ""
-	}
-	sa := &mode.ServiceAccount{RC: d.RC, Admin: d.Admin, Secret: secret, AdminKey: d.AdminKey, Mode: "create-token",
-		Need: append(mode.ServicePermissions(true), d.Permissions...)}
+	sa := serviceAccount(d, true)
+	secret := sa.Secret
 	if err := mode.CheckAtStart(ctx, d, sa); err != nil {
 		return nil, err
 	}
@@ -50,4 +41,37 @@ func (*Config) Open(ctx context.Context, d mode.Deps) (*mode.Backend, error) {
 		UnknownSubject: provision.ErrUnknownSubject,
 		Ready:          sa.Check,
 	}, nil
+}
+
+// serviceAccount is the mode's service account check: every permission
+// the REST provisioner and users.createToken need, and the secret sent
+// only to 8.x (logged, when log is set, when the configuration and the
+// version disagree).
+func serviceAccount(d mode.Deps, log bool) *mode.ServiceAccount {
+	secret := d.CreateTokensSecret
+	major := mode.MajorVersion(d.Info.Version)
+	switch {
+	case d.InfoErr != nil:
+	case major >= 8 && secret == "":
+		if log {
+			d.Logger.Warn("Rocket.Chat 8.x requires CREATE_TOKENS_FOR_USERS_SECRET for users.createToken: set rocketchat.create_tokens_secret to the same value", "rocketchat_version", d.Info.Version)
+		}
+	case major > 0 && major < 8 && secret != "":
+		if log {
+			d.Logger.Info("Rocket.Chat before 8.0 takes no createToken secret (it needs CREATE_TOKENS_FOR_USERS=true); not sending it", "rocketchat_version", d.Info.Version)
+		}
+		secret = ""
+	}
+	return &mode.ServiceAccount{RC: d.RC, Admin: d.Admin, Secret: secret, AdminKey: d.AdminKey, Mode: "create-token",
+		Need: append(mode.ServicePermissions(true), d.Permissions...)}
+}
+
+// Need implements mode.Needer.
+func (*Config) Need(d mode.Deps) []mode.Permission { return serviceAccount(d, false).Need }
+
+// Checks implements mode.Checker: the service account's permissions and
+// users.createToken (the start-up check's functions), the rate limiter
+// for the service account's calls, and two-factor (resume tokens skip it).
+func (*Config) Checks(d mode.Deps) []doctor.Check {
+	return append(serviceAccount(d, false).Checks(), doctor.RateLimit(doctor.ServiceAccountCalls), doctor.TwoFactor(doctor.ResumeLogins))
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 
 	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/doctor"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/provision"
@@ -38,6 +39,22 @@ type Config interface {
 	// when Rocket.Chat cannot be asked yet it logs that and opens anyway
 	// (the Backend's Ready reports it).
 	Open(ctx context.Context, d Deps) (*Backend, error)
+}
+
+// Checker is implemented by minting modes whose needs on Rocket.Chat's side
+// rcsso doctor, the start-up log and /diagnostics check: built on the
+// functions behind the mode's start-up refusal (ServiceAccount.Checks,
+// the oauth carrier detection, the MongoDB access check), plus the rate
+// limiter and two-factor checks as they apply to the mode. Checks must not
+// change state beyond what the mode's own start-up does.
+type Checker interface {
+	Checks(d Deps) []doctor.Check
+}
+
+// Needer is implemented by minting modes whose service account needs
+// Rocket.Chat permissions: what it must hold, which rcsso setup grants.
+type Needer interface {
+	Need(d Deps) []Permission
 }
 
 // AdminNeed is a mode's need for Rocket.Chat admin credentials.

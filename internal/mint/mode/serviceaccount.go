@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/rcsso/rcsso/internal/doctor"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/rcadmin"
 	"github.com/rcsso/rcsso/internal/rocketchat"
@@ -21,10 +21,8 @@ import (
 const incapableRecheck = time.Minute
 
 // Permission is a Rocket.Chat permission the service account needs and
-// what rcsso does with it.
-type Permission struct {
-	Name, Use string
-}
+// what rcsso does with it (doctor.Permission).
+type Permission = doctor.Permission
 
 // ServicePermissions lists the permissions the service account needs to
 // provision people through the REST API (protocol spec §4.5–§4.15;
@@ -47,14 +45,14 @@ type Permission struct {
 // what the rest of the configuration needs (ExtraPermissions).
 func ServicePermissions(createToken bool) []Permission {
 	need := []Permission{
-		{"create-user", "users.create: create the chat account of a first visitor"},
-		{"view-full-other-user-info", "users.info: read e-mails and roles of existing chat accounts"},
-		{"edit-other-user-info", "users.update: keep names and e-mails in step with the website"},
+		{Name: "create-user", Use: "users.create: create the chat account of a first visitor"},
+		{Name: "view-full-other-user-info", Use: "users.info: read e-mails and roles of existing chat accounts"},
+		{Name: "edit-other-user-info", Use: "users.update: keep names and e-mails in step with the website"},
 	}
 	if createToken {
-		need = append(need, Permission{"user-generate-access-token", "users.createToken: log people in (checked again from Rocket.Chat 8.0.8 and 8.7)"})
+		need = append(need, Permission{Name: "user-generate-access-token", Use: "users.createToken: log people in (checked again from Rocket.Chat 8.0.8 and 8.7)"})
 	}
-	return append(need, Permission{"api-bypass-rate-limit", "REST calls beyond Rocket.Chat's 10 a minute per endpoint"})
+	return append(need, Permission{Name: "api-bypass-rate-limit", Use: "REST calls beyond Rocket.Chat's 10 a minute per endpoint"})
 }
 
 // ExtraPermissions are the needs of the rest of the configuration: when
@@ -64,15 +62,15 @@ func ServicePermissions(createToken bool) []Permission {
 func ExtraPermissions(rolesManaged, admin, webhooks bool) []Permission {
 	var need []Permission
 	if rolesManaged {
-		need = append(need, Permission{"assign-roles", "users.update: change roles the identity source passes"})
+		need = append(need, Permission{Name: "assign-roles", Use: "users.update: change roles the identity source passes"})
 	}
 	if admin {
-		need = append(need, Permission{"assign-admin-role", "give chat accounts the admin role"})
+		need = append(need, Permission{Name: "assign-admin-role", Use: "give chat accounts the admin role"})
 	}
 	if webhooks {
 		need = append(need,
-			Permission{"delete-user", "/webhooks/deprovision with action delete"},
-			Permission{"edit-other-user-active-status", "/webhooks/deprovision: deactivate chat accounts"})
+			Permission{Name: "delete-user", Use: "/webhooks/deprovision with action delete"},
+			Permission{Name: "edit-other-user-active-status", Use: "/webhooks/deprovision: deactivate chat accounts"})
 	}
 	return need
 }
@@ -97,6 +95,7 @@ type ServiceAccount struct {
 	CredentialsOnly bool
 	Now             func() time.Time
 
+	mu2     sync.Mutex // guards version
 	version string
 
 	mu     sync.Mutex
@@ -127,121 +126,168 @@ func (c *ServiceAccount) Check(ctx context.Context) error {
 }
 
 func (c *ServiceAccount) check(ctx context.Context) error {
-	info, err := c.RC.Info(ctx)
+	gap, err := c.Gap(ctx)
 	if err != nil {
 		return err
 	}
-	c.version = info.Version
-	cr, err := c.Admin.Credentials(ctx)
-	if err != nil {
-		if rocketchat.IsUnauthorized(err) {
-			return fmt.Errorf("%w: Rocket.Chat refused the service account's username or password (rocketchat.admin_username/admin_password): %v", mint.ErrIncapable, err)
-		}
-		return err
-	}
-	me, err := c.RC.Me(ctx, cr)
-	if rocketchat.IsUnauthorized(err) {
-		return fmt.Errorf("%w: Rocket.Chat refused the service account credentials (%s); create a new personal access token under My Account → Personal Access Tokens and configure both its user id and token", mint.ErrIncapable, c.AdminKey)
-	}
-	if err != nil {
-		return err
-	}
-	if err := c.checkPermissions(ctx, cr, me, info); err != nil {
-		return err
+	if len(gap.Missing) > 0 {
+		return fmt.Errorf("%w: %s", mint.ErrIncapable, gap.Message(c.Mode))
 	}
 	if c.CredentialsOnly {
 		return nil
 	}
-	tok, err := c.RC.CreateToken(ctx, cr, me.ID, c.Secret)
-	if rocketchat.IsTokensBug(err) {
-		return nil // 7.13.x bug #40598: the endpoint works, the minter retries
-	}
+	problem, fix, err := c.CreateTokenProblem(ctx)
 	if err != nil {
-		var rce *rocketchat.Error
-		if errors.As(err, &rce) && rce.Status < 500 && rce.Status != 429 {
-			return fmt.Errorf("%w: users.createToken was refused (%v). %s", mint.ErrIncapable, err, c.createTokenHint())
-		}
 		return err
 	}
-	if err := c.RC.Logout(ctx, tok); err != nil && !rocketchat.IsUnauthorized(err) {
-		return err
+	if problem != "" {
+		return fmt.Errorf("%w: %s. %s", mint.ErrIncapable, problem, fix)
 	}
 	return nil
 }
 
-// checkPermissions compares the permissions the mode needs with those the
+// credentials returns the service account's credentials and /me, with
+// mint.ErrIncapable when Rocket.Chat refuses them.
+func (c *ServiceAccount) credentials(ctx context.Context) (rocketchat.Credentials, rocketchat.User, error) {
+	cr, err := c.Admin.Credentials(ctx)
+	if err != nil {
+		if rocketchat.IsUnauthorized(err) {
+			return cr, rocketchat.User{}, fmt.Errorf("%w: Rocket.Chat refused the service account's username or password (rocketchat.admin_username/admin_password): %v", mint.ErrIncapable, err)
+		}
+		return cr, rocketchat.User{}, err
+	}
+	me, err := c.RC.Me(ctx, cr)
+	if rocketchat.IsUnauthorized(err) {
+		return cr, me, fmt.Errorf("%w: Rocket.Chat refused the service account credentials (%s); create a new personal access token under My Account → Personal Access Tokens and configure both its user id and token", mint.ErrIncapable, c.AdminKey)
+	}
+	return cr, me, err
+}
+
+// Gap compares the permissions the mode needs (Need) with those the
 // service account holds through its roles (role _ids from /me against
-// permissions.listAll; role names from roles.list for the message). A
-// server without permissions.listAll (before 0.73) is not checked.
-func (c *ServiceAccount) checkPermissions(ctx context.Context, cr rocketchat.Credentials, me rocketchat.User, info rocketchat.ServerInfo) error {
+// permissions.listAll; role names from roles.list for the message;
+// doctor.ComparePermissions). A server without permissions.listAll (404,
+// before 0.73) is not checked: an empty gap. Errors: mint.ErrIncapable
+// when Rocket.Chat refuses the credentials, else Rocket.Chat's.
+func (c *ServiceAccount) Gap(ctx context.Context) (doctor.PermissionGap, error) {
+	info, err := c.RC.Info(ctx)
+	if err != nil {
+		return doctor.PermissionGap{}, err
+	}
+	c.mu2.Lock()
+	c.version = info.Version
+	c.mu2.Unlock()
+	cr, me, err := c.credentials(ctx)
+	if err != nil {
+		return doctor.PermissionGap{}, err
+	}
 	perms, err := c.RC.Permissions(ctx, cr)
 	var rce *rocketchat.Error
 	if errors.As(err, &rce) && rce.Status == http.StatusNotFound {
-		return nil
+		return doctor.PermissionGap{Username: me.Username}, nil
 	}
 	if err != nil {
-		return err
+		return doctor.PermissionGap{}, err
 	}
-	names := map[string]string{}
-	if roles, err := c.RC.Roles(ctx, cr); err == nil {
-		for _, r := range roles {
-			names[r.ID] = r.DisplayName()
+	roles, _ := c.RC.Roles(ctx, cr)
+	return doctor.ComparePermissions(c.Need, me, perms, roles, info), nil
+}
+
+// CreateTokenProblem checks that users.createToken accepts rcsso's call
+// (the secret on 8.x, the CREATE_TOKENS_FOR_USERS environment variable on
+// 2.1–7.x; protocol spec §4.7) by minting a token for the service account
+// itself (no permission is needed for oneself) and logging it out at once.
+// It returns what is wrong and what to change where ("" when it works), or
+// an error when Rocket.Chat cannot be asked.
+func (c *ServiceAccount) CreateTokenProblem(ctx context.Context) (problem, fix string, err error) {
+	if _, err := c.RC.Info(ctx); err != nil {
+		return "", "", err
+	}
+	cr, me, err := c.credentials(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	tok, err := c.RC.CreateToken(ctx, cr, me.ID, c.Secret)
+	if rocketchat.IsTokensBug(err) {
+		return "", "", nil // 7.13.x bug #40598: the endpoint works, the minter retries
+	}
+	if err != nil {
+		var rce *rocketchat.Error
+		if errors.As(err, &rce) && rce.Status < 500 && rce.Status != 429 {
+			return fmt.Sprintf("users.createToken was refused (%v)", err), c.createTokenHint(), nil
 		}
+		return "", "", err
 	}
-	roleName := func(id string) string {
-		if n, ok := names[id]; ok {
-			return n
-		}
-		return id
+	if err := c.RC.Logout(ctx, tok); err != nil && !rocketchat.IsUnauthorized(err) {
+		return "", "", err
 	}
-	var missing []string
-	for _, n := range c.Need {
-		holders := perms[n.Name]
-		if slices.ContainsFunc(me.Roles, func(r string) bool { return slices.Contains(holders, r) }) {
-			continue
-		}
-		held := "no role holds it"
-		if len(holders) > 0 {
-			hn := make([]string, len(holders))
-			for i, h := range holders {
-				hn[i] = roleName(h)
-			}
-			held = "held by " + strings.Join(hn, ", ")
-		}
-		missing = append(missing, fmt.Sprintf("%s (%s; %s)", n.Name, n.Use, held))
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	mine := make([]string, len(me.Roles))
-	for i, r := range me.Roles {
-		mine[i] = roleName(r)
-	}
-	where := "Administration → Workspace → Permissions"
-	if info.Major() > 0 && info.Major() < 6 {
-		where = "Administration → Permissions"
-	}
-	return fmt.Errorf("%w: the service account %q (roles: %s) lacks %d permission(s) minting mode %s needs: %s. Grant each under %s, ticking it for one of the account's roles (%s) or for a role you add to the account; or give the account the admin role",
-		mint.ErrIncapable, me.Username, strings.Join(mine, ", "), len(missing), c.Mode, strings.Join(missing, "; "), where, strings.Join(mine, ", "))
+	return "", "", nil
 }
 
 func (c *ServiceAccount) createTokenHint() string {
-	major := MajorVersion(c.version)
+	c.mu2.Lock()
+	version := c.version
+	c.mu2.Unlock()
+	major := MajorVersion(version)
 	switch {
 	case major >= 8 && c.Secret == "":
-		return "Rocket.Chat " + c.version + " needs the secret: start Rocket.Chat with CREATE_TOKENS_FOR_USERS_SECRET=<secret> and set the same value in rocketchat.create_tokens_secret."
+		return "Rocket.Chat " + version + " needs the secret: start Rocket.Chat with CREATE_TOKENS_FOR_USERS_SECRET=<secret> and set the same value in rocketchat.create_tokens_secret."
 	case major >= 8:
 		return "On the Rocket.Chat server, CREATE_TOKENS_FOR_USERS_SECRET must equal rocketchat.create_tokens_secret; check both (and restart Rocket.Chat after changing its environment)."
 	case major > 0:
-		return "Rocket.Chat " + c.version + " only allows it when started with the environment variable CREATE_TOKENS_FOR_USERS=true."
+		return "Rocket.Chat " + version + " only allows it when started with the environment variable CREATE_TOKENS_FOR_USERS=true."
 	}
 	return "On Rocket.Chat 8.x set CREATE_TOKENS_FOR_USERS_SECRET (and rocketchat.create_tokens_secret to the same value); on 2.1–7.x start Rocket.Chat with CREATE_TOKENS_FOR_USERS=true."
 }
 
+// Checks are the service account's doctor checks, the functions behind
+// its start-up refusal: "permissions" (Gap: credentials and every
+// permission in Need) and, unless CredentialsOnly, "create-token"
+// (CreateTokenProblem). A refusal is FAIL; a Rocket.Chat that cannot be
+// asked is WARN (the rocketchat check says why).
+func (c *ServiceAccount) Checks() []doctor.Check {
+	out := []doctor.Check{{Name: "permissions", Run: func(ctx context.Context, _ *doctor.Probe) []doctor.Result {
+		gap, err := c.Gap(ctx)
+		switch {
+		case errors.Is(err, mint.ErrIncapable):
+			return []doctor.Result{{Status: doctor.Fail, Message: incapableText(err), Fix: "configure a working personal access token in " + c.AdminKey}}
+		case err != nil:
+			return []doctor.Result{{Status: doctor.Warn, Message: "could not check the service account: " + err.Error()}}
+		case len(gap.Missing) > 0:
+			return []doctor.Result{{Status: doctor.Fail, Message: gap.Found(c.Mode), Fix: gap.Fix() + "; or let rcsso setup --config FILE --apply grant them"}}
+		}
+		names := make([]string, len(c.Need))
+		for i, n := range c.Need {
+			names[i] = n.Name
+		}
+		return []doctor.Result{{Status: doctor.OK, Message: fmt.Sprintf("the service account %q holds every permission minting mode %s needs (%s)", gap.Username, c.Mode, strings.Join(names, ", "))}}
+	}}}
+	if c.CredentialsOnly {
+		return out
+	}
+	return append(out, doctor.Check{Name: "create-token", Run: func(ctx context.Context, _ *doctor.Probe) []doctor.Result {
+		problem, fix, err := c.CreateTokenProblem(ctx)
+		switch {
+		case errors.Is(err, mint.ErrIncapable):
+			return []doctor.Result{{Status: doctor.Fail, Message: incapableText(err), Fix: "configure a working personal access token in " + c.AdminKey}}
+		case err != nil:
+			return []doctor.Result{{Status: doctor.Warn, Message: "could not try users.createToken: " + err.Error()}}
+		case problem != "":
+			return []doctor.Result{{Status: doctor.Fail, Message: problem, Fix: fix}}
+		}
+		return []doctor.Result{{Status: doctor.OK, Message: "users.createToken accepts rcsso's call (CREATE_TOKENS_FOR_USERS(_SECRET) matches)"}}
+	}})
+}
+
+// incapableText is an mint.ErrIncapable error without its prefix.
+func incapableText(err error) string {
+	return strings.TrimPrefix(err.Error(), mint.ErrIncapable.Error()+": ")
+}
+
 // Version is the Rocket.Chat version the last check saw ("" before one).
 func (c *ServiceAccount) Version() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu2.Lock()
+	defer c.mu2.Unlock()
 	return c.version
 }
 
@@ -271,4 +317,25 @@ func CheckAtStart(ctx context.Context, d Deps, sa *ServiceAccount) error {
 		d.Logger.Info("Rocket.Chat accepts rcsso's token minting", "mode", sa.Mode, "rocketchat_version", sa.Version())
 	}
 	return nil
+}
+
+// OptionalNeed is what an optional service account (modes oauth, mongo-*)
+// must hold: the configuration's needs, when one is configured.
+func OptionalNeed(d Deps) []Permission {
+	if d.Admin == nil {
+		return nil
+	}
+	return d.Permissions
+}
+
+// DeprovisionChecks are the permission checks of a mode whose service
+// account is optional (oauth, mongo-*): with credentials configured and
+// permissions the rest of the configuration needs (d.Permissions:
+// deprovisioning webhooks, roles), the account must hold them.
+func DeprovisionChecks(d Deps, modeName string) []doctor.Check {
+	if d.Admin == nil || len(d.Permissions) == 0 {
+		return nil
+	}
+	sa := &ServiceAccount{RC: d.RC, Admin: d.Admin, AdminKey: d.AdminKey, Mode: modeName, CredentialsOnly: true, Need: d.Permissions}
+	return sa.Checks()
 }

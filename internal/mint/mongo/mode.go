@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/doctor"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/mode"
 	"github.com/rcsso/rcsso/internal/provision"
@@ -112,4 +113,54 @@ func (m *Block) open(ctx context.Context, d mode.Deps, minter func(*Users) mint.
 		b.Deprovisioner, b.UnknownSubject = provision.New(d.RC, d.Admin, d.Store, d.Provision, d.Logger), provision.ErrUnknownSubject
 	}
 	return b, nil
+}
+
+// Need implements mode.Needer: the configuration's needs (deprovisioning,
+// roles) when a service account is configured.
+func (*ResumeConfig) Need(d mode.Deps) []mode.Permission { return mode.OptionalNeed(d) }
+
+// Need implements mode.Needer (see ResumeConfig.Need).
+func (*IframeConfig) Need(d mode.Deps) []mode.Permission { return mode.OptionalNeed(d) }
+
+// Checks implements mode.Checker: MongoDB access, then what every mode
+// gets.
+func (c *ResumeConfig) Checks(d mode.Deps) []doctor.Check {
+	return c.Mongo.checks(d, "mongo-resume", doctor.ResumeLogins)
+}
+
+// Checks implements mode.Checker: MongoDB access, then what every mode
+// gets; two-factor matters here (iframe-token logins are not exempt).
+func (c *IframeConfig) Checks(d mode.Deps) []doctor.Check {
+	return c.Mongo.checks(d, "mongo-iframe", doctor.IframeTokenLogins)
+}
+
+// checks are the MongoDB modes' checks. "mongo" is Open's check: ping
+// Rocket.Chat's MongoDB and make sure of the unique indexes on users
+// (EnsureIndexes creates them when missing, as rcsso's start-up does), which
+// proves rcsso may write the users collection.
+func (m *Block) checks(d mode.Deps, name string, logins doctor.LoginKind) []doctor.Check {
+	out := []doctor.Check{{Name: "mongo", Run: func(ctx context.Context, _ *doctor.Probe) []doctor.Result {
+		users, err := Connect(m.URL)
+		if err != nil {
+			return []doctor.Result{{Status: doctor.Fail, Message: "minting.mongo.url: " + err.Error(), Fix: "set minting.mongo.url to Rocket.Chat's MONGO_URL"}}
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = users.Close(cctx)
+		}()
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := users.Ping(pctx); err != nil {
+			return []doctor.Result{{Status: doctor.Fail, Message: "Rocket.Chat's MongoDB (minting.mongo.url) does not answer: " + err.Error(),
+				Fix: "check minting.mongo.url (Rocket.Chat's MONGO_URL) and that this host reaches MongoDB"}}
+		}
+		if err := users.EnsureIndexes(pctx); err != nil {
+			return []doctor.Result{{Status: doctor.Fail, Message: "rcsso cannot write Rocket.Chat's users collection: " + err.Error(),
+				Fix: "give the MongoDB user in minting.mongo.url the readWrite role on Rocket.Chat's database"}}
+		}
+		return []doctor.Result{{Status: doctor.OK, Message: "rcsso reaches Rocket.Chat's MongoDB and may write its users collection (mode " + name + ")"}}
+	}}}
+	out = append(out, mode.DeprovisionChecks(d, name)...)
+	return append(out, doctor.RateLimit(doctor.NoREST), doctor.TwoFactor(logins))
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/doctor"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/mode"
@@ -138,6 +139,35 @@ func (c *Config) Open(ctx context.Context, d mode.Deps) (*mode.Backend, error) {
 		b.Deprovisioner, b.UnknownSubject = provision.New(d.RC, d.Admin, d.Store, d.Provision, d.Logger), provision.ErrUnknownSubject
 	}
 	return b, nil
+}
+
+// Need implements mode.Needer: the configuration's needs (deprovisioning,
+// roles) when a service account is configured.
+func (*Config) Need(d mode.Deps) []mode.Permission { return mode.OptionalNeed(d) }
+
+// Checks implements mode.Checker: the carrier detection of Open (is the
+// Custom OAuth service switched on; on 9.x, is it gated and is there an
+// ungated carrier), the deprovisioning permissions when a service account
+// is configured, the rate limiter of POST /api/v1/login and two-factor
+// (OAuth logins are not exempt).
+func (c *Config) Checks(d mode.Deps) []doctor.Check {
+	name := c.OAuth.ServiceName
+	out := []doctor.Check{{Name: "custom-oauth", Run: func(ctx context.Context, _ *doctor.Probe) []doctor.Result {
+		cur, err := (&Detector{RC: d.RC, ServiceName: name, IdentityPath: "/oauth/identity"}).Current(ctx)
+		switch {
+		case errors.Is(err, mint.ErrIncapable):
+			return []doctor.Result{{Status: doctor.Fail, Message: strings.TrimPrefix(err.Error(), mint.ErrIncapable.Error()+": "),
+				Fix: "see the message: switch the Custom OAuth service on, or change minting.mode"}}
+		case err != nil:
+			return []doctor.Result{{Status: doctor.Warn, Message: "could not ask Rocket.Chat which OAuth services it runs: " + err.Error()}}
+		case cur.Builtin:
+			return []doctor.Result{{Status: doctor.Warn, Message: "rcsso logs people in through " + cur.Note + "; people whose chat account came from the Custom OAuth service are not found by WordPress and their logins fail",
+				Fix: "minting mode create-token keeps them; or add the oauth-enterprise module to Rocket.Chat's licence"}}
+		}
+		return []doctor.Result{{Status: doctor.OK, Message: "rcsso logs people in through " + cur.Note}}
+	}}}
+	out = append(out, mode.DeprovisionChecks(d, "oauth")...)
+	return append(out, doctor.RateLimit(doctor.Logins), doctor.TwoFactor(doctor.OAuthLogins))
 }
 
 // lazyChain identifies visitors with the identity chain, which exists only

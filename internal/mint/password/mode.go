@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/doctor"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/mode"
 	"github.com/rcsso/rcsso/internal/provision"
@@ -24,8 +25,7 @@ func (*Config) Admin() mode.AdminNeed { return mode.AdminRequired }
 // account check (credentials and permissions).
 func (*Config) Open(ctx context.Context, d mode.Deps) (*mode.Backend, error) {
 	d.Logger.Warn("minting mode password is the last resort: Rocket.Chat allows 10 password logins a minute per IP, so at most 10 new chat sessions a minute; prefer create-token or oauth")
-	sa := &mode.ServiceAccount{RC: d.RC, Admin: d.Admin, AdminKey: d.AdminKey, Mode: "password", CredentialsOnly: true,
-		Need: append(mode.ServicePermissions(false), d.Permissions...)}
+	sa := serviceAccount(d)
 	if err := mode.CheckAtStart(ctx, d, sa); err != nil {
 		return nil, err
 	}
@@ -39,4 +39,21 @@ func (*Config) Open(ctx context.Context, d mode.Deps) (*mode.Backend, error) {
 		UnknownSubject: provision.ErrUnknownSubject,
 		Ready:          sa.Check,
 	}, nil
+}
+
+// serviceAccount is the mode's service account check: credentials and the
+// permissions of the REST provisioner (no users.createToken).
+func serviceAccount(d mode.Deps) *mode.ServiceAccount {
+	return &mode.ServiceAccount{RC: d.RC, Admin: d.Admin, AdminKey: d.AdminKey, Mode: "password", CredentialsOnly: true,
+		Need: append(mode.ServicePermissions(false), d.Permissions...)}
+}
+
+// Need implements mode.Needer.
+func (*Config) Need(d mode.Deps) []mode.Permission { return serviceAccount(d).Need }
+
+// Checks implements mode.Checker: the service account's permissions, the
+// rate limiter (the provisioner's calls, and each new session's password
+// login, which nothing exempts) and two-factor (password logins).
+func (*Config) Checks(d mode.Deps) []doctor.Check {
+	return append(serviceAccount(d).Checks(), doctor.RateLimit(doctor.ServiceAccountCalls, doctor.Logins), doctor.TwoFactor(doctor.PasswordLogins))
 }
