@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
@@ -56,7 +57,8 @@ type Config struct {
 	TLS            TLS  `koanf:"tls"`
 	// BindDN and BindPassword (or BindPasswordFile) are the search
 	// account's (required): it needs to search user_base_dn (and
-	// group_search.base_dn) and read the attributes below.
+	// group_search.base_dn) and read the attributes below. Active
+	// Directory also takes rcsso@corp.example.com or CORP\rcsso.
 	BindDN           string `koanf:"bind_dn"`
 	BindPassword     string `koanf:"bind_password"`
 	BindPasswordFile string `koanf:"bind_password_file"`
@@ -189,8 +191,8 @@ func (c *Config) Validate(b config.Block) error {
 
 	if c.BindDN == "" {
 		bad("bind_dn", "the ldap source searches as an account of its own: give its DN, e.g. cn=rcsso,ou=services,dc=example,dc=org")
-	} else if _, err := goldap.ParseDN(c.BindDN); err != nil {
-		bad("bind_dn", "%q is not a DN: %v", c.BindDN, err)
+	} else if _, err := goldap.ParseDN(c.BindDN); err != nil && !strings.ContainsAny(c.BindDN, `@\`) {
+		bad("bind_dn", "%q is not a DN (nor, for Active Directory, user@domain or DOMAIN\\user): %v", c.BindDN, err)
 	}
 	if err := b.ReadSecret("bind_password", &c.BindPassword, c.BindPasswordFile); err != nil {
 		errs = append(errs, err)

@@ -46,8 +46,9 @@ func TestConfigDefaults(t *testing.T) {
 	if managed, _ := c.ManagesRoles(); managed {
 		t.Fatal("roles managed without role_map")
 	}
-	// Active Directory's shape.
-	c, err = validate(minimal(map[string]any{"user_filter": "(&(objectClass=user)(sAMAccountName={username}))",
+	// Active Directory's shape (docs/identity-sources.md).
+	c, err = validate(minimal(map[string]any{"bind_dn": "rcsso@corp.example.com",
+		"user_filter":       "(&(objectCategory=person)(objectClass=user)(|(sAMAccountName={username})(userPrincipalName={username}))(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
 		"attributes":        map[string]any{"username": "sAMAccountName", "name": "displayName", "email": "userPrincipalName"},
 		"subject_attribute": "objectGUID", "claims": map[string]any{"role_map": map[string]any{"Chat Admins": "admin"}}}))
 	if err != nil {
@@ -55,6 +56,14 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if managed, admin := c.ManagesRoles(); !managed || !admin || c.Attributes.Groups != "memberOf" {
 		t.Fatalf("AD: %+v", c)
+	}
+	if _, err := validate(minimal(map[string]any{"bind_dn": `CORP\rcsso`})); err != nil {
+		t.Fatal(err)
+	}
+	// Nested groups in Active Directory: LDAP_MATCHING_RULE_IN_CHAIN.
+	if _, err := validate(minimal(map[string]any{"group_search": map[string]any{"base_dn": "dc=corp,dc=example,dc=com",
+		"filter": "(&(objectClass=group)(member:1.2.840.113556.1.4.1941:={dn}))"}})); err != nil {
+		t.Fatal(err)
 	}
 	// A group search replaces memberOf.
 	c, err = validate(minimal(map[string]any{"group_search": map[string]any{"base_dn": "ou=groups,dc=example,dc=org"}}))
