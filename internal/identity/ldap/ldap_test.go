@@ -435,3 +435,49 @@ func TestPoolBounded(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// BenchmarkAuthenticate measures a login against slapd on loopback over a
+// warm pool: a right password, a wrong one and an unknown user (which
+// should cost the same as a wrong password).
+func BenchmarkAuthenticate(b *testing.B) {
+	srv := ldaptest.Start(b)
+	alice := ldaptest.PersonByUID("alice")
+	for _, c := range []struct{ name, user, password string }{
+		{"ok", "alice", alice.Password},
+		{"wrong password", "alice", "wrong"},
+		{"unknown user", "mallory", "wrong"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			raw := map[string]any{"url": srv.URL(), "bind_dn": ldaptest.BindDN, "bind_password": ldaptest.BindPassword,
+				"user_base_dn": ldaptest.PeopleDN}
+			blk := config.Block{Path: "identity[0]", Raw: raw}
+			var cfg Config
+			if err := errors.Join(blk.Decode(&cfg), cfg.Validate(blk)); err != nil {
+				b.Fatal(err)
+			}
+			src, err := cfg.Open(b.Context(), identity.Deps{Name: "corp"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := src.(*Source)
+			defer s.Close()
+			for b.Loop() {
+				_, _ = s.Authenticate(b.Context(), c.user, c.password)
+			}
+		})
+	}
+}
+
+// Memberof values that are not DNs are dropped; names come from the
+// first RDN.
+func FuzzGroupNames(f *testing.F) {
+	for _, s := range []string{"cn=staff,ou=groups,dc=example,dc=org", "", "cn=a\\,b,dc=x", "not a dn", "cn=#4142", "=,="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dn string) {
+		names := groupNames([]string{dn, "cn=staff,ou=groups,dc=example,dc=org"})
+		if len(names) == 0 || len(names) > 2 || names[len(names)-1] != "staff" {
+			t.Fatalf("groupNames(%q) = %q", dn, names)
+		}
+	})
+}
