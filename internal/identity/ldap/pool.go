@@ -162,7 +162,10 @@ func (p *pool) dial(ctx context.Context) (*conn, error) {
 	}
 	lc := goldap.NewConn(nc, p.url.Scheme == "ldaps")
 	lc.Start()
-	lc.SetTimeout(p.timeout)
+	// The login's context ends waits (do closes the connection); go-ldap's
+	// own request timeout is a backstop a little later, so a slow
+	// directory is reported as the time budget spent.
+	lc.SetTimeout(p.timeout + time.Second)
 	if p.start {
 		stop := context.AfterFunc(ctx, func() { _ = lc.Close() })
 		err := lc.StartTLS(p.tls)
