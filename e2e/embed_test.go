@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -189,4 +190,50 @@ parent.postMessage({eventName: "unread-changed", data: 99}, "*");
 			t.Fatalf("a token reached a frame of another origin: %s", m)
 		}
 	}
+}
+
+// README's <rocketchat-embed> snippet, pasted as written into a page with
+// no style of its own, gives a chat a person can use (an iframe's default
+// height is 150 px), and a page's own height still wins.
+func TestReadmeEmbedSnippet(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snippet string
+	for _, block := range strings.Split(string(readme), "```html\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		if strings.Contains(block, "<rocketchat-embed") {
+			snippet = block
+			break
+		}
+	}
+	if snippet == "" {
+		t.Fatal("README.md has no html block with <rocketchat-embed>")
+	}
+	e := newEnv(t, envOptions{noIframeAuth: true, hostPush: true})
+	snippet = strings.NewReplacer("https://sso.example.com", e.ssoURL, "https://chat.example.com", e.rcURL).Replace(snippet)
+	ctx := e.browser()
+	e.websiteLogin(ctx)
+	// A grey page shows where the chat ends in the screenshot.
+	pasted := e.www.page("/pasted", "<!doctype html><title>pasted</title><style>body{background:#ccc}</style>\n"+snippet)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(pasted)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.iframeWaitText(ctx, "rocketchat-embed iframe", "#rc-status", "logged-in"); err != nil {
+		t.Fatalf("the pasted snippet's chat did not sign in: %v", err)
+	}
+	e.screenshot(ctx, "embed-readme-snippet.png")
+	if h, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector("rocketchat-embed iframe").clientHeight`)); h < 400 {
+		t.Errorf("the pasted snippet's chat is %d px tall, want at least 400", h)
+	}
+	if w, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector("rocketchat-embed iframe").clientWidth`)); w < 1000 {
+		t.Errorf("the pasted snippet's chat is %d px wide in a 1280 px window", w)
+	}
+	// The page's own size wins over the element's default.
+	styled := e.www.page("/styled", "<!doctype html><title>styled</title><style>rocketchat-embed{height:300px}</style>\n"+snippet)
+	if err := chromedp.Do(ctx, chromedp.Navigate(styled)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEval(ctx, `!!document.querySelector("rocketchat-embed iframe") && document.querySelector("rocketchat-embed iframe").clientHeight === 300`)
 }

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -478,5 +479,24 @@ func (e *env) waitEvalGo(cond func() bool) {
 			e.t.Fatal("condition not met within 20 s")
 		}
 		<-tick.C
+	}
+}
+
+// screenshot saves the page as it is into $E2E_SCREENSHOTS/name when that
+// names a directory.
+func (e *env) screenshot(ctx context.Context, name string) {
+	t := e.t
+	t.Helper()
+	dir := os.Getenv("E2E_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Errorf("screenshot: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Errorf("screenshot: %v", err)
 	}
 }

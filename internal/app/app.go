@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"text/template"
@@ -44,8 +45,13 @@ type App struct {
 	Handler *server.Server
 	Metrics *metrics.Metrics
 	RC      *rocketchat.Client
-	log     *slog.Logger
-	closers []func()
+	// Identity is the chain of identity sources, in configuration order:
+	// Identify(r) names the visitor of a request that carries rcsso's
+	// cookies (identity.ErrNotLoggedIn when none recognises them). The
+	// demo website uses it to show who is logged in.
+	Identity identity.Chain
+	log      *slog.Logger
+	closers  []func()
 }
 
 // Build validates cfg and wires every part. It asks Rocket.Chat for its
@@ -173,7 +179,15 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			}
 		}()
 	}
+	policies := map[string]identity.Policy{}
+	for _, src := range cfg.Identity {
+		p := identity.Policy{Groups: src.Allow.Groups, Roles: src.Allow.Roles, EmailDomains: src.Allow.EmailDomains}
+		if !p.Empty() {
+			policies[src.SourceName()] = p
+		}
+	}
 	broker := mint.NewBroker(st, seal, backend.Minter, backend.Provisioner, mint.BrokerConfig{
+		Policies:        policies,
 		RevalidateAfter: cfg.Minting.RevalidateAfter,
 		TTL:             cfg.Minting.TokenTTL,
 		MinMintInterval: cfg.Minting.MinInterval,
@@ -211,7 +225,13 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	}
 
 	met := metrics.New(broker)
+	var proxies []netip.Prefix
+	for _, p := range cfg.TrustedProxies {
+		pp, _ := config.ParsePrefix(p) // checked by Validate
+		proxies = append(proxies, pp)
+	}
 	srv := server.New(server.Options{
+		TrustedProxies:         proxies,
 		Observe:                met.Observe,
 		NoStorageAccessHeaders: !cfg.Session.StorageAccessHeaders,
 		PublicURL:              pub,
@@ -234,7 +254,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Extra:                  backend.Routes,
 	})
 	ok = true
-	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, log: log, closers: []func(){hot.Close}}
+	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, Identity: chain, log: log, closers: []func(){hot.Close}}
 	if backend.Close != nil {
 		a.closers = append(a.closers, backend.Close)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity/jwt"
 	"github.com/rcsso/rcsso/internal/identity/ldap"
 	"github.com/rcsso/rcsso/internal/identity/local"
+	"github.com/rcsso/rcsso/internal/identity/oauth2"
 	"github.com/rcsso/rcsso/internal/identity/oidc"
 	"github.com/rcsso/rcsso/internal/identity/whoami"
 	"github.com/rcsso/rcsso/internal/mint"
@@ -53,6 +54,7 @@ var sourceTypes = map[string]func() identity.Config{
 	"jwt":    func() identity.Config { return new(jwt.Config) },
 	"whoami": func() identity.Config { return new(whoami.Config) },
 	"oidc":   func() identity.Config { return new(oidc.Config) },
+	"oauth2": func() identity.Config { return new(oauth2.Config) },
 	"ldap":   func() identity.Config { return new(ldap.Config) },
 }
 

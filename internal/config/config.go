@@ -42,6 +42,11 @@ type Config struct {
 	LogLevel string `koanf:"log_level"`
 	// LogFormat is text or json.
 	LogFormat string `koanf:"log_format"`
+	// TrustedProxies are the reverse proxies in front of rcsso (IP
+	// addresses or CIDR prefixes) whose X-Forwarded-For header names the
+	// client: failed-login limits, logs and the audit log then count the
+	// client, not the proxy. Empty: the TCP peer is the client.
+	TrustedProxies []string `koanf:"trusted_proxies"`
 
 	RocketChat RocketChat       `koanf:"rocketchat"`
 	Identity   []IdentitySource `koanf:"identity"`
@@ -133,10 +138,20 @@ type IdentitySource struct {
 	// routes (/auth/<name>/); defaults to Type. Changing it changes every
 	// subject of the source.
 	Name string `koanf:"name"`
+	// Allow is who may have chat at all (groups, roles, email_domains); an
+	// empty allow block lets everybody the source recognises in.
+	Allow SourceAllow `koanf:"allow"`
 	// Options are the type's own keys as written (header: user_header, …),
 	// decoded by that type's identity.Config (the app package's
 	// sourceTypes).
 	Options map[string]any `koanf:",remain"`
+}
+
+// SourceAllow is an identity source's access policy (identity.Policy).
+type SourceAllow struct {
+	Groups       []string `koanf:"groups"`
+	Roles        []string `koanf:"roles"`
+	EmailDomains []string `koanf:"email_domains"`
 }
 
 // SourceName is the source's name: Name, or Type when empty.
@@ -530,6 +545,11 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "must be text or json (got %q)", c.LogFormat)
 	}
+	for _, p := range c.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			bad("trusted_proxies", "%q is not an IP address or CIDR prefix such as 10.0.0.0/8", p)
+		}
+	}
 	if _, err := ParseOrigin(c.RocketChat.URL, true); err != nil {
 		bad("rocketchat.url", "%v", err)
 	}
@@ -581,6 +601,11 @@ func (c *Config) Validate() error {
 		names[name] = true
 		if !validName(name) {
 			bad(key+".name", "%q: use letters, digits, '-' and '_' only (it appears in URLs and subjects)", name)
+		}
+		for _, d := range s.Allow.EmailDomains {
+			if d == "" || strings.ContainsAny(d, "@ /") || !strings.Contains(d, ".") {
+				bad(key+".allow.email_domains", "%q is not a domain such as example.com (no @, no scheme)", d)
+			}
 		}
 	}
 	for i, k := range c.Store.PreviousEncryptionKeys {

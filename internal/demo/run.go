@@ -87,6 +87,18 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		return nil, err
 	}
 	r.Emulator = emu
+	// A chat worth looking at: two more channels and a welcome in #general
+	// (messages live in the emulator's memory until the demo stops).
+	for _, c := range [][2]string{{"support", "Questions about Example Corp's products"}, {"random", "Anything else"}} {
+		if _, err := emu.AddChannel(c[0], c[1]); err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
+	if err := emu.PostMessage("general", emu.AdminID(), "Welcome to Example Corp's chat! rcsso signed you in with your website login: no second password. Say hello below."); err != nil {
+		closeAll()
+		return nil, err
+	}
 
 	cfg := config.Default()
 	cfg.Listen = lns[1].Addr().String()
@@ -124,7 +136,9 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	}
 	g.Go(func() error { return a.Serve(gctx, lns[1]) })
 	g.Go(func() error {
-		return app.ServeHTTP(gctx, lns[0], Site(SiteOptions{SiteURL: r.SiteURL, RcssoURL: r.RcssoURL, RocketChatURL: r.RocketChatURL}), log)
+		site := Site(SiteOptions{SiteURL: r.SiteURL, RcssoURL: r.RcssoURL, RocketChatURL: r.RocketChatURL,
+			Visitor: a.Identity.Identify, Logger: log})
+		return app.ServeHTTP(gctx, lns[0], site, log)
 	})
 	return r, nil
 }
@@ -149,7 +163,7 @@ func (r *Running) Banner() string {
   Open        %s/
   Log in as   %s / %s
 
-  Then open the chat: it is already signed in as %q.
+  Then open the chat: it is already signed in as %q; say hello in #general.
   Rocket.Chat emulator %s (profile %s), rcsso %s
 `, r.SiteURL, r.Username, r.Password, r.Username, r.RocketChatURL, r.Emulator.Profile(), r.RcssoURL)
 }

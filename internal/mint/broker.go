@@ -48,6 +48,10 @@ type BrokerConfig struct {
 	// MintTimeout bounds provisioning + minting, which runs detached from
 	// the request so that a client that goes away never leaves it half done.
 	MintTimeout time.Duration
+	// Policies are the identity sources' access policies by source name
+	// (identity[i].allow): a person a policy does not allow gets
+	// identity.ErrAccessDenied, no Rocket.Chat account and no token.
+	Policies map[string]identity.Policy
 	// MinMintInterval: at most one new token per person per interval
 	// (across every rcsso sharing the store: store.Link.LastMintAt), so no
 	// loop can churn through Rocket.Chat's 50-token cap. Default 30 s.
@@ -189,6 +193,10 @@ func (b *Broker) CachedPeople() int { return b.hot.Len() }
 // Rocket.Chat shows it after a token failed). Errors are upstream or store
 // failures.
 func (b *Broker) Token(ctx context.Context, id identity.Identity, revalidate bool) (Token, error) {
+	if p, ok := b.cfg.Policies[id.Source]; ok && !p.Allows(id) {
+		b.log.Info("refused: the identity source's access policy does not give this person chat", "subject", id.Subject, "source", id.Source)
+		return Token{}, identity.ErrAccessDenied
+	}
 	if !revalidate {
 		if t, fresh, h, err := b.cached(ctx, id.Subject); err != nil {
 			return Token{}, err

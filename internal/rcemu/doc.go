@@ -36,14 +36,20 @@
 //     Rocket.Chat source of each behaviour. It logs in through
 //     /_emu/ddp-login, the stand-in for Meteor's DDP login method (not rate
 //     limited).
+//   - A small chat around that client (chat.go): channels (GENERAL from
+//     the start, more with AddChannel), messages kept in memory (at most
+//     500 per channel), a room list and a message box, through the
+//     emulator's own stand-ins for Meteor methods (/_emu/ddp-me, -rooms,
+//     -load-history, -send-message).
 //   - Storage: users in memory (default) or, with Config.MongoURL, in a
 //     MongoDB users collection shaped like Rocket.Chat's (§5), so that
 //     rcsso's mongo-resume and mongo-iframe minters write what the
 //     emulator reads (mongostore.go; `rcsso emulate --mongo-url URL`, or
 //     `--mongo` for an embedded FerretDB, package mongoembed).
 //
-// Not emulated: rooms and messages, DDP/websockets, LDAP/SAML/CAS logins,
-// the legacy Meteor OAuth popup/redirect flow (/_oauth/<service>),
+// Not emulated: private groups, direct messages, threads and the REST
+// rooms and chat endpoints, DDP/websockets (the chat polls), LDAP/SAML/CAS
+// logins, the legacy Meteor OAuth popup/redirect flow (/_oauth/<service>),
 // e-mail (2FA codes cannot be supplied), failed-login blocking, REST CORS,
 // the 6.0–6.1 XHR hook and 7.8–7.9.3 clients, /embeddedLogin, settings and
 // permissions in MongoDB (they stay in memory in MongoDB mode).

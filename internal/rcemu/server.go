@@ -36,6 +36,7 @@ type Server struct {
 	oauthIDs        []string    // login service configuration _id per Config.OAuthServices
 	oauthEnterprise atomic.Bool // the licence's oauth-enterprise module (Config.OAuthEnterprise)
 
+	chat    *chat      // channels and messages of the web client (chat.go)
 	flows   oauthFlows // the 8.7 server-side OAuth flow (oauthflow.go)
 	limiter *rateLimiter
 	routes  map[string]*route
@@ -97,6 +98,7 @@ func New(cfg Config) (*Server, error) {
 		st:       newStore(),
 		settings: map[string]any{},
 		limiter:  newRateLimiter(),
+		chat:     newChat(),
 	}
 	s.started = s.now()
 	for k, d := range knownSettings {
@@ -177,6 +179,10 @@ func (s *Server) buildHandler() http.Handler {
 	mux.HandleFunc("POST /_emu/ddp-login", s.handleDDPLogin)
 	mux.HandleFunc("POST /_emu/ddp-logout", s.handleDDPLogout)
 	mux.HandleFunc("POST /_emu/ddp-set-status", s.handleDDPSetStatus)
+	mux.HandleFunc("POST /_emu/ddp-me", s.handleDDPMe)
+	mux.HandleFunc("POST /_emu/ddp-rooms", s.handleDDPRooms)
+	mux.HandleFunc("POST /_emu/ddp-load-history", s.handleDDPLoadHistory)
+	mux.HandleFunc("POST /_emu/ddp-send-message", s.handleDDPSendMessage)
 	mux.HandleFunc("GET /_emu/client.js", s.serveAsset("client.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /_emu/client.css", s.serveAsset("client.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("GET /oauth/{service}", s.handleOAuthStart)

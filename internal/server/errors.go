@@ -27,6 +27,7 @@ import (
 //	identity.ErrMalformedRequest   → 400 (an identity header sent twice)
 //	identity.ErrSourceUnavailable  → 502 (whoami endpoint, JWKS down)
 //	mint.ErrDeactivated            → 403 (the Rocket.Chat user is deactivated)
+//	identity.ErrAccessDenied       → 403 (the source's allow list refuses the person)
 //	errMobileAppWebView            → 401 (the API URL called from the mobile
 //	                                 app's WebView, which takes the token
 //	                                 only from the IFrame URL)
@@ -103,6 +104,8 @@ func classify(err error) (int, string, int) {
 	switch {
 	case errors.Is(err, identity.ErrNotLoggedIn):
 		return http.StatusUnauthorized, "not logged in on the website", 0
+	case errors.Is(err, identity.ErrAccessDenied):
+		return http.StatusForbidden, "you do not have access to the chat; ask the site administrator", 0
 	case errors.Is(err, mint.ErrDeactivated):
 		return http.StatusForbidden, "your chat account is deactivated; ask the site administrator", 0
 	case errors.Is(err, mint.ErrChatLoggedOut):

@@ -75,6 +75,7 @@ func TestClassify(t *testing.T) {
 		{"Rocket.Chat user linked to another subject", fmt.Errorf("update link: %w", &store.LinkTakenError{UserID: "U1", Holder: "header:carol"}), 409, 0},
 		{"placeholder-domain e-mail", provision.ErrReservedEmail, 409, 0},
 		{"deactivated Rocket.Chat user", mint.ErrDeactivated, 403, 0},
+		{"access policy refuses the person", identity.ErrAccessDenied, 403, 0},
 
 		{"throttled", &mint.ThrottledError{RetryAfter: 20 * time.Second}, 503, 21},
 		{"login form: too many failures from this client", &LoginRefusedError{Reason: RefusedClient, RetryAfter: 14*time.Minute + 30*time.Second}, 429, 870},

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -395,6 +396,10 @@ func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Ide
 		s.render(w, r, http.StatusOK, "chatloggedout.html", page{Username: id.Username, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
 		return nil
 	}
+	if errors.Is(err, identity.ErrAccessDenied) {
+		s.render(w, r, http.StatusForbidden, "accessdenied.html", page{Username: id.Username, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+		return nil
+	}
 	if errors.Is(err, mint.ErrDeactivated) {
 		s.render(w, r, http.StatusForbidden, "deactivated.html", page{Username: id.Username, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
 		return nil
@@ -541,9 +546,60 @@ func clientOf(r *http.Request, param string) string {
 
 // clientIP is the TCP peer's address.
 func clientIP(r *http.Request) string {
+	if m, ok := r.Context().Value(ctxKey{}).(reqMeta); ok && m.clientIP != "" {
+		return m.clientIP
+	}
+	return peerIP(r)
+}
+
+// peerIP is the TCP peer's address.
+func peerIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// clientAddr is the client's address: the TCP peer, or, when the peer is
+// one of Options.TrustedProxies, the rightmost X-Forwarded-For address that
+// is not a trusted proxy (a client can prepend anything to the header, but
+// not what the proxies append). Failed-login limits, logs and the audit log
+// key on it, so that behind a reverse proxy one client's failures do not
+// lock everybody out.
+func (s *Server) clientAddr(r *http.Request) string {
+	peer := peerIP(r)
+	if len(s.o.TrustedProxies) == 0 || !s.trustedProxy(peer) {
+		return peer
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	addr := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return addr // malformed: stop at the last address a trusted hop vouched for
+			}
+			addr = a.Unmap().String()
+			if !s.trustedProxy(addr) {
+				return addr
+			}
+		}
+	}
+	return addr
+}
+
+func (s *Server) trustedProxy(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.o.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

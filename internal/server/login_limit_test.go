@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"strconv"
@@ -241,4 +243,70 @@ func TestLoginAttackerCannotLockOutUser(t *testing.T) {
 			t.Fatalf("alice from a new client under a distributed attack: %d after %v, want 303 within 2 minutes", w.Code, time.Since(start))
 		}
 	})
+}
+
+// Behind a reverse proxy (trusted_proxies), the login limits count the
+// client named by X-Forwarded-For, not the proxy: one client's failures do
+// not lock everybody out, and a client cannot pick its own address by
+// sending X-Forwarded-For itself (only what the trusted proxy appended
+// counts). Without trusted_proxies the header is ignored.
+func TestClientAddrBehindProxy(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	s.o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	addr := func(peer string, xff ...string) string {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = peer + ":4000"
+		for _, v := range xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		return s.clientAddr(r)
+	}
+	for _, c := range []struct {
+		peer string
+		xff  []string
+		want string
+	}{
+		{"192.0.2.1", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"192.0.2.1", []string{"6.6.6.6, 203.0.113.9"}, "203.0.113.9"},              // the client's own prefix is ignored
+		{"192.0.2.1", []string{"6.6.6.6", "203.0.113.9, 192.0.2.7"}, "203.0.113.9"}, // two proxies
+		{"192.0.2.1", []string{"not-an-ip, 203.0.113.9"}, "203.0.113.9"},
+		{"192.0.2.1", []string{"203.0.113.9, garbage"}, "192.0.2.1"},
+		{"192.0.2.1", nil, "192.0.2.1"},
+		{"198.51.100.4", []string{"203.0.113.9"}, "198.51.100.4"}, // not a trusted proxy: header ignored
+	} {
+		if got := addr(c.peer, c.xff...); got != c.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: client %s, want %s", c.peer, c.xff, got, c.want)
+		}
+	}
+	s.o.TrustedProxies = nil
+	if got := addr("192.0.2.1", "203.0.113.9"); got != "192.0.2.1" {
+		t.Errorf("without trusted_proxies: %s", got)
+	}
+}
+
+// Through the proxy, an attacker's failures spend the attacker's limit,
+// not the proxy's: another visitor behind the same proxy still gets to try.
+func TestLoginLimitsPerClientBehindProxy(t *testing.T) {
+	auth := &fakePassword{}
+	s := newPasswordServer(t, auth)
+	s.o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}
+	via := func(client, username, password string) *httptest.ResponseRecorder {
+		form := url.Values{"username": {username}, "password": {password}, "return_to": {"/chat"}}
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(form.Encode()))
+		r.RemoteAddr = "192.0.2.1:40000"
+		r.Header.Set("X-Forwarded-For", client)
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		return w
+	}
+	for i := range 25 {
+		via("203.0.113.66", fmt.Sprintf("victim%d", i), "wrong")
+	}
+	if w := via("203.0.113.66", "someone", "wrong"); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("the attacker is not limited: %d", w.Code)
+	}
+	if w := via("198.51.100.7", "someone", "wrong"); w.Code != http.StatusUnauthorized {
+		t.Fatalf("another visitor behind the proxy: %d, want 401 (evaluated), not 429", w.Code)
+	}
 }

@@ -11,12 +11,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/rcsso/rcsso/internal/audit"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/rocketchat"
@@ -52,6 +54,11 @@ type Options struct {
 	// Observe, when set, is told the route and status code of every
 	// response (metrics).
 	Observe func(route string, code int)
+
+	// TrustedProxies are reverse proxies whose X-Forwarded-For names the
+	// client (configuration key trusted_proxies): limits, logs and the
+	// audit log then key on the client, not the proxy.
+	TrustedProxies []netip.Prefix
 
 	// LoginLimiter limits failed local logins; nil → the defaults of
 	// LimiterConfig.
@@ -211,9 +218,13 @@ func wantsHTML(r *http.Request) bool {
 
 type ctxKey struct{}
 
+// reqMeta is what common() learns of a request: its id and the client's
+// address.
+type reqMeta struct{ id, clientIP string }
+
 func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	m, _ := ctx.Value(ctxKey{}).(reqMeta)
+	return m.id
 }
 
 type statusWriter struct {
@@ -241,7 +252,8 @@ func (s *Server) common(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := rand.Text()[:12]
-		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+		ip := s.clientAddr(r)
+		r = r.WithContext(audit.WithRequest(context.WithValue(r.Context(), ctxKey{}, reqMeta{id: id, clientIP: ip}), id, ip))
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		// same-origin, not no-referrer: with no-referrer browsers send "Origin: null"

@@ -61,6 +61,9 @@ type Session struct {
 	EmailVerified bool
 	AvatarURL     string
 	Roles         []string
+	// Groups are the person's groups at login (identity.Identity.Groups);
+	// nil means the source does not say.
+	Groups []string
 	// CreatedAt and ExpiresAt bound the session (UTC).
 	CreatedAt time.Time
 	ExpiresAt time.Time

@@ -98,6 +98,7 @@ func (m *Manager) start(ctx context.Context, w http.ResponseWriter, id identity.
 		EmailVerified: id.EmailVerified,
 		AvatarURL:     id.AvatarURL,
 		Roles:         id.Roles,
+		Groups:        id.Groups,
 		CreatedAt:     now,
 		ExpiresAt:     now.Add(m.o.TTL),
 	}
@@ -172,6 +173,7 @@ func Identity(s store.Session) identity.Identity {
 		EmailVerified: s.EmailVerified,
 		AvatarURL:     s.AvatarURL,
 		Roles:         s.Roles,
+		Groups:        s.Groups,
 		AuthTime:      s.CreatedAt,
 	}
 }
@@ -204,6 +206,7 @@ type hotSession struct {
 	ends     [5]uint16
 	verified bool
 	roles    *[]string // nil: the source does not manage roles
+	groups   *[]string // nil: the source does not say
 	created  int64
 	expires  int64
 }
@@ -215,6 +218,10 @@ func newHotSession(s store.Session) (hotSession, bool) {
 	if s.Roles != nil {
 		roles := slices.Clone(s.Roles)
 		h.roles = &roles
+	}
+	if s.Groups != nil {
+		groups := slices.Clone(s.Groups)
+		h.groups = &groups
 	}
 	var b strings.Builder
 	for i, f := range []string{s.Subject, s.Source, s.Username, s.Name, s.Email} {
@@ -250,6 +257,13 @@ func (h *hotSession) rolesCopy() []string {
 	return slices.Clone(*h.roles)
 }
 
+func (h *hotSession) groupsCopy() []string {
+	if h.groups == nil {
+		return nil
+	}
+	return slices.Clone(*h.groups)
+}
+
 // session rebuilds the store record (idHash is its key, encoded).
 func (h *hotSession) session(idHash string) store.Session {
 	return store.Session{
@@ -262,6 +276,7 @@ func (h *hotSession) session(idHash string) store.Session {
 		AvatarURL:     h.field(5),
 		EmailVerified: h.verified,
 		Roles:         h.rolesCopy(),
+		Groups:        h.groupsCopy(),
 		CreatedAt:     time.UnixMilli(h.created).UTC(),
 		ExpiresAt:     time.UnixMilli(h.expires).UTC(),
 	}

@@ -70,7 +70,7 @@ func TestCachedSessionIsTheStoredOne(t *testing.T) {
 	m := newManager(t, st)
 	for _, roles := range [][]string{nil, {}, {"admin", "user"}} {
 		c := start(t, m, identity.Identity{Subject: "oidc:42", Source: "oidc", Username: "alice", Name: "Alice Ünicode",
-			Email: "alice@example.test", EmailVerified: true, AvatarURL: "https://example.test/a.png", Roles: roles})
+			Email: "alice@example.test", EmailVerified: true, AvatarURL: "https://example.test/a.png", Roles: roles, Groups: roles})
 		fromStore, err := lookup(m, c)
 		if err != nil {
 			t.Fatal(err)
@@ -86,6 +86,9 @@ func TestCachedSessionIsTheStoredOne(t *testing.T) {
 		fromStore.CreatedAt, fromStore.ExpiresAt = fromStore.CreatedAt.Truncate(time.Millisecond), fromStore.ExpiresAt.Truncate(time.Millisecond)
 		if !reflect.DeepEqual(cached, fromStore) {
 			t.Fatalf("cached session\n%#v\nstored session\n%#v", cached, fromStore)
+		}
+		if (cached.Groups == nil) != (roles == nil) || len(cached.Groups) != len(roles) {
+			t.Fatalf("groups %#v, want %#v", cached.Groups, roles)
 		}
 		if cached.Roles != nil {
 			cached.Roles = append(cached.Roles[:0], "mutated")

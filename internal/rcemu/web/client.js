@@ -31,6 +31,11 @@
 //   [event-L]   apps/meteor/client/views/root/hooks/useStartupEvent.ts @eda11f3b9241764c258ce915247cbabc8877a686
 //               + apps/meteor/client/hooks/useFireGlobalEvent.ts @a42b439cc4e0ac5b09984bd2706ff64244f4b275 (PR #37718)
 //   [script]    apps/meteor/client/views/root/MainLayout/useCustomScript.ts @c6b599bad107333880ca6dbc6a58ddaca618f81d
+//
+// Around that, a small chat so that the page looks like one: a room list,
+// the open channel's messages and a message box, through the emulator's own
+// stand-ins for Meteor methods (chat.go cites the Rocket.Chat source of
+// their behaviour). The chat never changes the login state.
 'use strict';
 (() => {
   const LOGIN_TOKEN_KEY = 'Meteor.loginToken';
@@ -125,6 +130,7 @@
     else s = 'logged-out';
     $('rc-status').textContent = s;
     $('rc-username').textContent = user ? user.username : '';
+    $('rc-workspace').textContent = settings.Site_Name ? String(settings.Site_Name) : 'Rocket.Chat';
     $('rc-user').hidden = !user;
     $('rc-login-form').hidden = s !== 'logged-out';
     $('rc-home').hidden = s !== 'logged-in';
@@ -192,6 +198,7 @@
     uidChanged();
     fireGlobalEvent('unread-changed', '');
     openRoomFromLocation();
+    chatStart();
     render();
   }
 
@@ -214,6 +221,7 @@
   function makeClientLoggedOut() {
     user = null;
     uid = null;
+    chatStop();
     uidChanged();
     unstoreLoginToken();
     mountLoginPage();
@@ -460,11 +468,185 @@
     if (gen !== 'x') renderedInstance = null;
   }
 
+  // ---- the chat (chat.go: /_emu/ddp-me, -rooms, -load-history, -send-message) ----
+
+  const chat = { me: null, rooms: null, rid: null, shown: '', timer: null, seq: 0 };
+
+  // A Meteor method call through the emulator's stand-in, as the logged-in
+  // user; rejects with the Meteor error's message.
+  async function callMethod(name, args) {
+    if (!user) throw new Error('not logged in');
+    const res = await fetch('/_emu/ddp-' + name, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(Object.assign({ token: user.token }, args || {})),
+    });
+    const body = await res.json();
+    if (!res.ok) throw new Error((body && body.message) || name + ' failed');
+    return body;
+  }
+
+  function chatStart() {
+    const who = user;
+    Promise.all([callMethod('me'), callMethod('rooms')]).then(([me, rooms]) => {
+      if (user !== who) return;
+      chat.me = me;
+      chat.rooms = rooms.rooms || [];
+      renderMe();
+      renderRooms();
+      chatShowRoom();
+    }, (err) => record('chat-error', { message: String(err.message) }));
+  }
+
+  function chatStop() {
+    clearInterval(chat.timer);
+    chat.timer = null;
+    chat.me = null;
+    chat.rooms = null;
+    chat.rid = null;
+    chat.shown = '';
+    chat.seq++;
+    $('rc-rooms').textContent = '';
+    $('rc-messages').textContent = '';
+    $('rc-me-name').textContent = '';
+    $('rc-me-username').textContent = '';
+    $('rc-me-avatar').textContent = '';
+  }
+
+  function renderMe() {
+    const me = chat.me || {};
+    const shown = me.name || me.username || '';
+    $('rc-me-name').textContent = shown;
+    $('rc-me-username').textContent = me.username || '';
+    $('rc-me-avatar').textContent = shown ? shown.charAt(0).toUpperCase() : '?';
+  }
+
+  function renderRooms() {
+    const list = $('rc-rooms');
+    list.textContent = '';
+    for (const room of chat.rooms || []) {
+      const li = document.createElement('li');
+      const a = document.createElement('a');
+      a.className = 'rc-room-link';
+      a.href = '/channel/' + encodeURIComponent(room.name);
+      a.textContent = '#' + room.name;
+      a.dataset.rid = room._id;
+      li.appendChild(a);
+      list.appendChild(li);
+    }
+    markCurrentRoom();
+  }
+
+  function markCurrentRoom() {
+    for (const a of document.querySelectorAll('#rc-sidebar .rc-room-link')) {
+      const current = chat.rid ? a.dataset.rid === chat.rid : a.id === 'rc-nav-home';
+      if (current) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    }
+  }
+
+  // Shows the channel the location names (or the home view) once the
+  // rooms are known, and polls its messages every 2 s while it is open.
+  function chatShowRoom() {
+    const m = /^\/channel\/([^/?#]+)/.exec(location.pathname);
+    const name = m ? decodeURIComponent(m[1]) : null;
+    const room = name && chat.rooms ? chat.rooms.find((r) => r.name === name) : null;
+    const rid = room ? room._id : null;
+    if (rid !== chat.rid) {
+      chat.rid = rid;
+      chat.shown = '';
+      chat.seq++;
+      $('rc-messages').textContent = '';
+      clearInterval(chat.timer);
+      chat.timer = rid ? setInterval(loadHistory, 2000) : null;
+    }
+    $('rc-room-topic').textContent = room && room.topic ? room.topic : '';
+    $('rc-home-view').hidden = !!rid;
+    $('rc-messages').hidden = !rid;
+    $('rc-composer').hidden = !rid;
+    $('rc-message-input').placeholder = room ? 'Message #' + room.name : 'Message';
+    markCurrentRoom();
+    if (rid) loadHistory();
+  }
+
+  function loadHistory() {
+    const rid = chat.rid, seq = chat.seq;
+    if (!user || !rid) return;
+    callMethod('load-history', { rid, limit: 50 }).then((res) => {
+      if (seq !== chat.seq || !res) return;
+      renderMessages((res.messages || []).slice().reverse());
+    }, (err) => {
+      record('chat-error', { message: String(err.message) });
+      // The token was revoked on the server: stop asking until the next login.
+      if (seq === chat.seq && /\[error-invalid-user\]/.test(err.message)) { clearInterval(chat.timer); chat.timer = null; }
+    });
+  }
+
+  function renderMessages(msgs) {
+    const key = msgs.length + ':' + (msgs.length ? msgs[msgs.length - 1]._id : '');
+    if (key === chat.shown) return;
+    chat.shown = key;
+    const list = $('rc-messages');
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    list.textContent = '';
+    if (!msgs.length) {
+      const li = document.createElement('li');
+      li.className = 'rc-empty';
+      li.textContent = 'No messages yet: say hello.';
+      list.appendChild(li);
+    }
+    for (const msg of msgs) {
+      const u = msg.u || {};
+      const li = document.createElement('li');
+      li.className = 'rc-msg';
+      const avatar = document.createElement('span');
+      avatar.className = 'rc-avatar';
+      avatar.textContent = (u.name || u.username || '?').charAt(0).toUpperCase();
+      const body = document.createElement('div');
+      const head = document.createElement('div');
+      head.className = 'rc-msg-head';
+      const name = document.createElement('b');
+      name.textContent = u.name || u.username || '';
+      const handle = document.createElement('span');
+      handle.className = 'rc-msg-user';
+      handle.textContent = '@' + (u.username || '');
+      const time = document.createElement('time');
+      time.className = 'rc-msg-time';
+      time.dateTime = msg.ts;
+      const ts = new Date(msg.ts);
+      time.textContent = isNaN(ts) ? '' : ts.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+      head.append(name, ' ', handle, ' ', time);
+      const text = document.createElement('div');
+      text.className = 'rc-msg-text';
+      text.textContent = msg.msg;
+      body.append(head, text);
+      li.append(avatar, body);
+      list.appendChild(li);
+    }
+    if (atBottom || !list.dataset.scrolled) list.scrollTop = list.scrollHeight;
+    list.dataset.scrolled = '1';
+  }
+
+  function sendMessage() {
+    const input = $('rc-message-input');
+    const msg = input.value;
+    const rid = chat.rid;
+    if (!rid || msg.trim() === '') return;
+    $('rc-send').disabled = true;
+    callMethod('send-message', { message: { rid, msg } }).then(() => {
+      input.value = '';
+      $('rc-send-error').textContent = '';
+      delete $('rc-messages').dataset.scrolled;
+      loadHistory();
+    }, (err) => {
+      $('rc-send-error').textContent = err.message;
+    }).finally(() => { $('rc-send').disabled = false; input.focus(); });
+  }
+
   // ---- host commands (spec §3.1) ----
 
   function openRoomFromLocation() {
     const m = /^\/(channel|group|direct)\/([^/?#]+)/.exec(location.pathname);
     $('rc-room-title').textContent = m ? '#' + decodeURIComponent(m[2]) : 'Home';
+    chatShowRoom();
     if (!user || !m) return;
     const name = decodeURIComponent(m[2]);
     const t = { channel: 'c', group: 'p', direct: 'd' }[m[1]];
@@ -545,6 +727,20 @@
   // ---- start-up ----
 
   $('rc-logout').addEventListener('click', () => { logout(); });
+
+  // The room list and the home link move within the page, as Rocket.Chat's
+  // sidebar does.
+  $('rc-sidebar').addEventListener('click', (ev) => {
+    const a = ev.target.closest('a.rc-room-link');
+    if (!a || ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey) return;
+    ev.preventDefault();
+    navigate(a.getAttribute('href'));
+  });
+  $('rc-composer').addEventListener('submit', (ev) => { ev.preventDefault(); sendMessage(); });
+  // Enter sends, Shift+Enter is a new line.
+  $('rc-message-input').addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); sendMessage(); }
+  });
 
   $('rc-login-form').addEventListener('submit', (ev) => {
     ev.preventDefault();

@@ -164,7 +164,7 @@ func (s *Store) PutSession(ctx context.Context, sess store.Session) error {
 	}
 	sess.CreatedAt = norm(sess.CreatedAt)
 	sess.ExpiresAt = norm(sess.ExpiresAt)
-	sess.Roles = slices.Clone(sess.Roles)
+	sess.Roles, sess.Groups = slices.Clone(sess.Roles), slices.Clone(sess.Groups)
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -193,7 +193,7 @@ func (s *Store) GetSession(ctx context.Context, idHash string) (store.Session, e
 	if !ok || !sess.ExpiresAt.After(now) {
 		return store.Session{}, wrap("get session", store.ErrNotFound)
 	}
-	sess.Roles = slices.Clone(sess.Roles)
+	sess.Roles, sess.Groups = slices.Clone(sess.Roles), slices.Clone(sess.Groups)
 	return sess, nil
 }
 
@@ -529,7 +529,7 @@ func (s *Store) Export(ctx context.Context, v store.Visitor) error {
 		var sessions []store.Session
 		for _, sess := range s.sessions {
 			if sess.ExpiresAt.After(now) {
-				sess.Roles = slices.Clone(sess.Roles)
+				sess.Roles, sess.Groups = slices.Clone(sess.Roles), slices.Clone(sess.Groups)
 				sessions = append(sessions, sess)
 			}
 		}

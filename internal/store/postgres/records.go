@@ -106,22 +106,22 @@ func ctxOr(ctx context.Context, err error) error {
 // deletes up to 100 expired sessions (see the package comment).
 func (s *Store) PutSession(ctx context.Context, sess store.Session) error {
 	if _, err := s.pool.Exec(ctx, purge("sessions", "id_hash", "expires_at")+`INSERT INTO sessions
-(id_hash, subject, source, username, name, email, email_verified, avatar_url, roles, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+(id_hash, subject, source, username, name, email, email_verified, avatar_url, roles, groups, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (id_hash) DO UPDATE SET
 	subject = excluded.subject, source = excluded.source, username = excluded.username,
 	name = excluded.name, email = excluded.email, email_verified = excluded.email_verified,
-	avatar_url = excluded.avatar_url, roles = excluded.roles,
+	avatar_url = excluded.avatar_url, roles = excluded.roles, groups = excluded.groups,
 	created_at = excluded.created_at, expires_at = excluded.expires_at`,
 		sess.IDHash, sess.Subject, sess.Source, sess.Username, sess.Name, sess.Email, sess.EmailVerified,
-		sess.AvatarURL, sess.Roles, sess.CreatedAt, sess.ExpiresAt); err != nil {
+		sess.AvatarURL, sess.Roles, sess.Groups, sess.CreatedAt, sess.ExpiresAt); err != nil {
 		return s.wrap("put session", err)
 	}
 	return nil
 }
 
 // getSessionSQL is the hot-path session lookup: one primary-key probe.
-const getSessionSQL = `SELECT subject, source, username, name, email, email_verified, avatar_url, roles, created_at, expires_at
+const getSessionSQL = `SELECT subject, source, username, name, email, email_verified, avatar_url, roles, groups, created_at, expires_at
 FROM sessions WHERE id_hash = $1 AND expires_at > now()`
 
 // GetSession implements store.Store; ErrNotFound if absent or expired
@@ -132,7 +132,7 @@ func (s *Store) GetSession(ctx context.Context, idHash string) (store.Session, e
 	}
 	sess := store.Session{IDHash: idHash}
 	err := s.pool.QueryRow(ctx, getSessionSQL, idHash).Scan(&sess.Subject, &sess.Source, &sess.Username, &sess.Name,
-		&sess.Email, &sess.EmailVerified, &sess.AvatarURL, &sess.Roles, &sess.CreatedAt, &sess.ExpiresAt)
+		&sess.Email, &sess.EmailVerified, &sess.AvatarURL, &sess.Roles, &sess.Groups, &sess.CreatedAt, &sess.ExpiresAt)
 	if err != nil {
 		return store.Session{}, s.wrap("get session", err)
 	}
@@ -421,12 +421,12 @@ func (s *Store) Export(ctx context.Context, v store.Visitor) error {
 		}
 	}
 	if v.Session != nil {
-		err := exportRows(ctx, s, tx, `SELECT id_hash, subject, source, username, name, email, email_verified, avatar_url, roles,
+		err := exportRows(ctx, s, tx, `SELECT id_hash, subject, source, username, name, email, email_verified, avatar_url, roles, groups,
 created_at, expires_at FROM sessions WHERE expires_at > now() ORDER BY id_hash`,
 			func(r pgx.Rows) (store.Session, error) {
 				var sess store.Session
 				err := r.Scan(&sess.IDHash, &sess.Subject, &sess.Source, &sess.Username, &sess.Name, &sess.Email,
-					&sess.EmailVerified, &sess.AvatarURL, &sess.Roles, &sess.CreatedAt, &sess.ExpiresAt)
+					&sess.EmailVerified, &sess.AvatarURL, &sess.Roles, &sess.Groups, &sess.CreatedAt, &sess.ExpiresAt)
 				sess.CreatedAt, sess.ExpiresAt = sess.CreatedAt.UTC(), sess.ExpiresAt.UTC()
 				return sess, err
 			}, v.Session)

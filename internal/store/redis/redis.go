@@ -405,6 +405,9 @@ func (s *Store) PutSession(ctx context.Context, sess store.Session) error {
 	if sess.Roles != nil {
 		args = append(args, "roles", url.Values{"r": sess.Roles}.Encode())
 	}
+	if sess.Groups != nil {
+		args = append(args, "groups", url.Values{"g": sess.Groups}.Encode())
+	}
 	keys := []string{s.key("session", sess.IDHash), s.key("sessions-of", sess.Subject)}
 	if err := putSessionScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
 		return wrap("put session", err)
@@ -444,6 +447,13 @@ func decodeSession(idHash string, m map[string]string) (store.Session, error) {
 			return store.Session{}, errors.New("malformed roles in a stored session")
 		}
 		sess.Roles = append([]string{}, v["r"]...)
+	}
+	if raw, ok := m["groups"]; ok {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return store.Session{}, errors.New("malformed groups in a stored session")
+		}
+		sess.Groups = append([]string{}, v["g"]...)
 	}
 	err := times(m, []string{"created_at", "expires_at"}, &sess.CreatedAt, &sess.ExpiresAt)
 	return sess, err

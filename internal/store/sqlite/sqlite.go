@@ -552,14 +552,15 @@ func notFound(err error) error {
 type sessionProfile struct {
 	EmailVerified bool     `json:"email_verified,omitempty"`
 	AvatarURL     string   `json:"avatar_url,omitempty"`
-	Roles         []string `json:"roles"` // null = not managed
+	Roles         []string `json:"roles"`  // null = not managed
+	Groups        []string `json:"groups"` // null or absent = the source does not say
 }
 
 func encodeProfile(s store.Session) string {
-	if !s.EmailVerified && s.AvatarURL == "" && s.Roles == nil {
+	if !s.EmailVerified && s.AvatarURL == "" && s.Roles == nil && s.Groups == nil {
 		return "{}"
 	}
-	b, _ := json.Marshal(sessionProfile{EmailVerified: s.EmailVerified, AvatarURL: s.AvatarURL, Roles: s.Roles})
+	b, _ := json.Marshal(sessionProfile{EmailVerified: s.EmailVerified, AvatarURL: s.AvatarURL, Roles: s.Roles, Groups: s.Groups})
 	return string(b)
 }
 
@@ -569,7 +570,7 @@ func decodeProfile(raw string, s *store.Session) {
 	}
 	var p sessionProfile
 	if json.Unmarshal([]byte(raw), &p) == nil {
-		s.EmailVerified, s.AvatarURL, s.Roles = p.EmailVerified, p.AvatarURL, p.Roles
+		s.EmailVerified, s.AvatarURL, s.Roles, s.Groups = p.EmailVerified, p.AvatarURL, p.Roles, p.Groups
 	}
 }
 

@@ -342,14 +342,16 @@ func testSessionProfile(t *testing.T, s store.Store) {
 	exp := time.Now().Add(time.Hour)
 	full := session("h-full", "oidc:1", exp)
 	full.EmailVerified, full.AvatarURL, full.Roles = true, "https://img.example.org/a.png", []string{"moderator", "user"}
+	full.Groups = []string{"staff", "cn=chat admins,ou=groups,dc=example,dc=org", "a&b=c"}
 	none := session("h-none", "oidc:2", exp)
-	none.Roles = []string{}
+	none.Roles, none.Groups = []string{}, []string{}
 	plain := session("h-plain", "oidc:3", exp)
 	for _, in := range []store.Session{full, none, plain} {
 		noErr(t, "PutSession", s.PutSession(ctx, in))
 		got, err := s.GetSession(ctx, in.IDHash)
 		noErr(t, "GetSession", err)
-		if got.EmailVerified != in.EmailVerified || got.AvatarURL != in.AvatarURL || (got.Roles == nil) != (in.Roles == nil) || !slices.Equal(got.Roles, in.Roles) {
+		if got.EmailVerified != in.EmailVerified || got.AvatarURL != in.AvatarURL || (got.Roles == nil) != (in.Roles == nil) || !slices.Equal(got.Roles, in.Roles) ||
+			(got.Groups == nil) != (in.Groups == nil) || !slices.Equal(got.Groups, in.Groups) {
 			t.Fatalf("profile round trip: put %+v, got %+v", in, got)
 		}
 	}

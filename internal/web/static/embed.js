@@ -35,6 +35,24 @@
   var defaultSSO = script ? new URL(script.src).origin + new URL(script.src).pathname.replace(/\/embed\.js$/, '') : '';
   var FALLBACK_FIRST = 3000, FALLBACK_TRIES = 4;
 
+  // A default size, so that the element pasted with no style of its own is
+  // a chat one can use (an iframe alone is 150 px tall). :where() has no
+  // specificity and the sheet comes before the page's adopted sheets, so
+  // any rule of the page (rocketchat-embed{height:…}, an id, a class, a
+  // style attribute) wins. Constructed sheets need no CSP style-src; where
+  // they are missing, a <style> first in <head> (a strict CSP may drop it).
+  var DEFAULT_STYLE = ':where(rocketchat-embed){display:block;height:min(80vh,720px)}';
+  try {
+    var sheet = new CSSStyleSheet();
+    sheet.replaceSync(DEFAULT_STYLE);
+    document.adoptedStyleSheets = [sheet].concat(Array.prototype.slice.call(document.adoptedStyleSheets));
+  } catch (e) {
+    var style = document.createElement('style');
+    style.textContent = DEFAULT_STYLE;
+    var head = document.head || document.documentElement;
+    head.insertBefore(style, head.firstChild);
+  }
+
   class RocketChatEmbed extends HTMLElement {}
 
   // A single-use code may also arrive in the page URL's fragment
