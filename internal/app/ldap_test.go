@@ -86,3 +86,34 @@ func TestLDAPLoginForm(t *testing.T) {
 		t.Fatalf("directory down: %d\n%s", w.Code, body)
 	}
 }
+
+// The directory's groups decide access (identity[i].allow.groups): a
+// member of staff gets chat after the login form, a person in no group
+// sees the IFrame URL's refusal and gets no Rocket.Chat account. With
+// group_search the same holds (groups found by searching).
+func TestLDAPGroupsDecideAccess(t *testing.T) {
+	srv := ldaptest.Start(t)
+	for _, groups := range []map[string]any{nil, {"base_dn": ldaptest.GroupsDN}} {
+		emu, cfg := emulated(t, rcemu.Config{CreateTokensSecret: "s"})
+		opts := map[string]any{"url": srv.URL(), "bind_dn": ldaptest.BindDN, "bind_password": ldaptest.BindPassword,
+			"user_base_dn": ldaptest.PeopleDN}
+		if groups != nil {
+			opts["group_search"] = groups
+		}
+		cfg.Identity = []config.IdentitySource{{Type: "ldap", Name: "corp", Allow: config.SourceAllow{Groups: []string{"staff"}}, Options: opts}}
+		a := build(t, cfg)
+		if w := postLogin(a, "198.51.100.20", "bob", ldaptest.PersonByUID("bob").Password); w.Code != http.StatusOK {
+			t.Fatalf("bob (staff), group_search %v: %d %s", groups, w.Code, w.Body)
+		}
+		if _, ok := emu.UserByUsername("bob"); !ok {
+			t.Fatalf("bob (staff) has no Rocket.Chat account")
+		}
+		w := postLogin(a, "198.51.100.20", "carol", ldaptest.PersonByUID("carol").Password)
+		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "No access to the chat") {
+			t.Fatalf("carol (no group), group_search %v: %d %s", groups, w.Code, w.Body)
+		}
+		if _, ok := emu.UserByUsername("carol"); ok {
+			t.Fatal("carol got a Rocket.Chat account")
+		}
+	}
+}
