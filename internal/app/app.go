@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -202,6 +203,13 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		if err != nil {
 			return nil, fmt.Errorf("identity source %q (%s): %w", name, cfg.Identity[i].Type, err)
 		}
+		if c, isCloser := src.(io.Closer); isCloser { // a directory's connection pool
+			defer func() {
+				if !ok {
+					_ = c.Close()
+				}
+			}()
+		}
 		chain = append(chain, src)
 	}
 
@@ -242,6 +250,11 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, Doctor: doc, Identity: chain, log: log, closers: []func(){hot.Close}}
 	if backend.Close != nil {
 		a.closers = append(a.closers, backend.Close)
+	}
+	for _, src := range chain {
+		if c, isCloser := src.(io.Closer); isCloser {
+			a.closers = append(a.closers, func() { _ = c.Close() })
+		}
 	}
 	return a, nil
 }

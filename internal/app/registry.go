@@ -13,6 +13,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/identity/header"
 	"github.com/rcsso/rcsso/internal/identity/jwt"
+	"github.com/rcsso/rcsso/internal/identity/ldap"
 	"github.com/rcsso/rcsso/internal/identity/local"
 	"github.com/rcsso/rcsso/internal/identity/oauth2"
 	"github.com/rcsso/rcsso/internal/identity/oidc"
@@ -54,6 +55,7 @@ var sourceTypes = map[string]func() identity.Config{
 	"whoami": func() identity.Config { return new(whoami.Config) },
 	"oidc":   func() identity.Config { return new(oidc.Config) },
 	"oauth2": func() identity.Config { return new(oauth2.Config) },
+	"ldap":   func() identity.Config { return new(ldap.Config) },
 }
 
 // sourceConfigs decodes and validates every identity source's block.

@@ -118,12 +118,14 @@ func (c Chain) Identify(r *http.Request) (Identity, error) {
 	return Identity{}, ErrNotLoggedIn
 }
 
-// PasswordSource returns the first source offering a login form, or nil.
-func (c Chain) PasswordSource() PasswordAuthenticator {
+// PasswordSources returns the sources that take a password on the login
+// form (local, ldap), in the chain's order; nil when none does.
+func (c Chain) PasswordSources() []PasswordAuthenticator {
+	var out []PasswordAuthenticator
 	for _, s := range c {
 		if p, ok := s.(PasswordAuthenticator); ok {
-			return p
+			out = append(out, p)
 		}
 	}
-	return nil
+	return out
 }

@@ -214,9 +214,9 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	buttons := s.buttons(returnTo, client)
-	if s.o.Identity.PasswordSource() != nil || len(buttons) > 0 {
+	if form := len(s.o.Identity.PasswordSources()) > 0; form || len(buttons) > 0 {
 		s.render(w, r, http.StatusOK, "login.html", page{ReturnTo: returnTo, Client: client, Buttons: buttons,
-			ShowForm: s.o.Identity.PasswordSource() != nil, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+			ShowForm: form, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
 		return nil
 	}
 	s.render(w, r, http.StatusOK, "notloggedin.html", page{LoginURL: s.o.WebsiteLoginURL, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
@@ -227,15 +227,20 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 // check slot (Options.LoginConcurrency) before it is refused with 429.
 const loginHashWait = 2 * time.Second
 
-// loginSubmit takes the local login form (CSRF-protected by
-// http.CrossOriginProtection). Anonymous visitors choose how much work it
-// does, so each attempt first reserves its place in the failure limiter
-// (per client, per user and client, slow-down per user), then waits for
-// one of Options.LoginConcurrency password check slots; refusals answer
-// 429 with Retry-After and the reason on the login form.
+// loginSubmit takes the login form (CSRF-protected by
+// http.CrossOriginProtection) and checks the password against each
+// password source in order (local accounts, a directory, …): the first
+// that accepts it wins. Anonymous visitors choose how much work it does,
+// so each attempt first reserves its place in the failure limiter (per
+// client, per user and client, slow-down per user; one attempt per form
+// submission, however many sources check it), then waits for one of
+// Options.LoginConcurrency password check slots; refusals answer 429 with
+// Retry-After and the reason on the login form. A source that cannot
+// check passwords now (identity.ErrSourceUnavailable: its directory is
+// down) shows the form again with 502 and why.
 func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
-	pw := s.o.Identity.PasswordSource()
-	if pw == nil {
+	pws := s.o.Identity.PasswordSources()
+	if len(pws) == 0 {
 		return &Error{Status: http.StatusNotFound, Message: "no identity source takes a password here"}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
@@ -287,9 +292,9 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		}
 		return refuse(err)
 	}
-	id, err := func() (identity.Identity, error) {
+	id, checked, err := func() (identity.Identity, bool, error) {
 		defer release()
-		return pw.Authenticate(ctx, username, password)
+		return authenticate(ctx, pws, username, password)
 	}()
 	if errors.Is(err, identity.ErrBadCredentials) {
 		attempt.Failed()
@@ -299,8 +304,24 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err != nil {
-		attempt.Cancel()
-		return err
+		// A source that refused the password counts the attempt, even
+		// when another could not check it: the limits must hold for the
+		// local accounts while a directory is down.
+		if checked {
+			attempt.Failed()
+		} else {
+			attempt.Cancel()
+		}
+		if !errors.Is(err, identity.ErrSourceUnavailable) {
+			return err
+		}
+		status, msg, _ := classify(err)
+		s.log.Error("password login: an identity source cannot check passwords", "user", user, "client_ip", ip,
+			"request_id", requestID(ctx), "err", err)
+		form.Error = msg
+		w.Header().Set("Cache-Control", "no-store")
+		s.render(w, r, status, "login.html", form)
+		return nil
 	}
 	attempt.Succeeded()
 	start := s.o.Sessions.Start
@@ -316,6 +337,33 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	return s.handoff(w, r, id, false, client)
+}
+
+// authenticate checks the password against each source in order and
+// returns the first identity one accepts. When none accepts it returns
+// the first error other than identity.ErrBadCredentials (a source that
+// could not check: its directory is down) or else
+// identity.ErrBadCredentials; checked says whether some source refused
+// the password. It stops at ctx's end.
+func authenticate(ctx context.Context, pws []identity.PasswordAuthenticator, username, password string) (id identity.Identity, checked bool, err error) {
+	var failed error
+	for _, p := range pws {
+		id, err := p.Authenticate(ctx, username, password)
+		switch {
+		case err == nil:
+			return id, checked, nil
+		case errors.Is(err, identity.ErrBadCredentials):
+			checked = true
+		case ctx.Err() != nil:
+			return identity.Identity{}, checked, err
+		case failed == nil:
+			failed = err
+		}
+	}
+	if failed != nil {
+		return identity.Identity{}, checked, failed
+	}
+	return identity.Identity{}, checked, identity.ErrBadCredentials
 }
 
 // hashSlot takes one of the password check slots, waiting at most
