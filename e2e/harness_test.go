@@ -191,6 +191,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	serve(t, rcLn, emu.Handler())
 
 	cfg := config.Default()
+	cfg.Audit.Path = "off"
 	cfg.Listen = ssoLn.Addr().String()
 	cfg.PublicURL = ssoURL
 	cfg.RocketChat.URL = rcURL

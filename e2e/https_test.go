@@ -178,6 +178,7 @@ func newTLSEnv(t *testing.T, o tlsOptions) *env {
 	emuMux.set(emu.Handler())
 	serve(t, rcPlain, emu.Handler())
 	cfg := config.Default()
+	cfg.Audit.Path = "off"
 	cfg.PublicURL, cfg.RocketChat.URL, cfg.RocketChat.APIURL = ssoURL, rcURL, "http://"+rcPlain.Addr().String()
 	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
 	cfg.Store = config.Store{Type: "memory"}

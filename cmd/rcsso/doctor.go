@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/rcsso/rcsso/internal/app"
+	"github.com/rcsso/rcsso/internal/audit"
 	"github.com/rcsso/rcsso/internal/doctor"
+	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/rocketchat"
 )
 
@@ -161,9 +163,16 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, "Nothing was changed: run again with --apply to make these changes.")
 		return nil
 	}
-	if err := s.Apply(ctx, plan); err != nil {
+	actx, rec, err := adminAudit(ctx, &cfg, stderr)
+	if err != nil {
 		return err
 	}
+	defer rec.Close()
+	if err := s.Apply(ctx, plan); err != nil {
+		audit.Record(actx, audit.Event{Event: audit.Admin, Outcome: audit.Failed, Actor: "setup --apply", Reason: plan.Names() + ": " + mint.FailureReason(err)})
+		return err
+	}
+	audit.Record(actx, audit.Event{Event: audit.Admin, Actor: "setup --apply", Reason: plan.Names()})
 	fmt.Fprintf(stdout, "Applied %d change(s). rcsso doctor checks the rest.\n", len(plan.Changes))
 	return nil
 }

@@ -242,6 +242,10 @@ func TestSetupCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Applied") {
 		t.Fatalf("setup --apply: exit %d\n%s\n%s", code, out, stderr)
 	}
+	if !strings.Contains(stderr, `"event":"admin","outcome":"ok"`) || !strings.Contains(stderr, `"actor":"setup --apply"`) ||
+		!strings.Contains(stderr, "setting Accounts_iframe_enabled") {
+		t.Errorf("setup --apply's audit line (names of what changed): %s", stderr)
+	}
 	d.startRcsso(t) // starts now: the service account holds what it needs
 	code, out, _ = runCLI(t, "", "doctor", "--config", d.cfgPath)
 	if code != 0 || strings.Contains(out, "\nFAIL ") {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rcsso/rcsso/internal/app"
+	"github.com/rcsso/rcsso/internal/audit"
+	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/store"
 )
 
@@ -168,14 +170,27 @@ func runPeople(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				if err != nil {
 					return err
 				}
+				ctx, rec, err := adminAudit(ctx, &cfg, stderr)
+				if err != nil {
+					return err
+				}
+				defer rec.Close()
 				a, err := app.Build(ctx, cfg, newLogger(stderr, "warn", cfg.LogFormat))
 				if err != nil {
 					return err
 				}
 				defer a.Close()
 				had, err := a.Broker.Reset(ctx, args[0], unlink)
-				if err != nil {
+				what := "reset"
+				if unlink {
+					what = "reset --unlink"
+				}
+				switch {
+				case err != nil:
+					audit.Record(ctx, audit.Event{Event: audit.Admin, Outcome: audit.Failed, Actor: "people reset", Subject: args[0], Reason: what + ": " + mint.FailureReason(err)})
 					return err
+				case had:
+					audit.Record(ctx, audit.Event{Event: audit.Admin, Actor: "people reset", Subject: args[0], Reason: what})
 				}
 				if !had {
 					return fmt.Errorf("rcsso knows no person %q (subjects are <source>:<id>, e.g. local:alice; rcsso people list shows them)", args[0])

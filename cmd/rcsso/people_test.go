@@ -67,8 +67,15 @@ func TestPeopleCommand(t *testing.T) {
 	if code, _, stderr := runCLI(t, "", "people", "show", "local:nobody", "--config", cfgPath); code != 1 || !strings.Contains(stderr, "knows no person") {
 		t.Fatalf("show of an unknown subject: %d %q", code, stderr)
 	}
-	if code, out, stderr := runCLI(t, "", "people", "reset", "local:alice", "--config", cfgPath); code != 0 || !strings.Contains(out, "reset local:alice") {
+	code, out, stderr = runCLI(t, "", "people", "reset", "local:alice", "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "reset local:alice") {
 		t.Fatalf("people reset: %d %q %q", code, out, stderr)
+	}
+	// The audit log (standard output by default) gets the admin action on
+	// the command's standard error, keeping its output clean.
+	if !strings.Contains(stderr, `"event":"admin","outcome":"ok","subject":"local:alice"`) || !strings.Contains(stderr, `"actor":"people reset"`) ||
+		strings.Contains(out, `"event"`) {
+		t.Fatalf("people reset's audit line: stdout %q, stderr %q", out, stderr)
 	}
 	code, out, _ = runCLI(t, "", "people", "show", "local:alice", "--json", "--config", cfgPath)
 	p = nil

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/rcsso/rcsso/internal/app"
 	"github.com/rcsso/rcsso/internal/config"
@@ -67,6 +69,24 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer a.Close()
+	// SIGHUP reopens the audit log file (logrotate's postrotate).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := a.Audit.Reopen(); err != nil {
+					log.Error("could not reopen the audit log; still writing to the old file", "err", err)
+				} else {
+					log.Info("audit log reopened", "audit_path", cfg.Audit.Path)
+				}
+			}
+		}
+	}()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

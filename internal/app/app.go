@@ -22,6 +22,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/rcsso/rcsso/internal/audit"
 	"github.com/rcsso/rcsso/internal/config"
 	"github.com/rcsso/rcsso/internal/doctor"
 	"github.com/rcsso/rcsso/internal/hotcache"
@@ -53,8 +54,10 @@ type App struct {
 	// cookies (identity.ErrNotLoggedIn when none recognises them). The
 	// demo website uses it to show who is logged in.
 	Identity identity.Chain
-	log      *slog.Logger
-	closers  []func()
+	// Audit is the audit log (audit.path); Reopen it after log rotation.
+	Audit   *audit.Recorder
+	log     *slog.Logger
+	closers []func()
 }
 
 // Build validates cfg and wires every part. It asks Rocket.Chat for its
@@ -73,15 +76,21 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		websiteOrigins = append(websiteOrigins, config.Origin(u))
 	}
 
+	rec, err := audit.Open(cfg.Audit.Path, os.Stdout)
+	if err != nil {
+		return nil, err
+	}
 	sc, _ := storeConfig(cfg.Store) // checked by Validate
 	st, err := sc.Open(ctx, log)
 	if err != nil {
+		_ = rec.Close()
 		return nil, err
 	}
 	ok := false
 	defer func() {
 		if !ok {
 			_ = st.Close()
+			_ = rec.Close()
 		}
 	}()
 	key, err := encryptionKey(cfg.Store, sc, log)
@@ -195,6 +204,8 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			SafeReturnTo:  returnTo,
 			Key:           func(purpose string) []byte { return deriveKey(key, purpose) },
 			OnLogout: func(ctx context.Context, subject string) error {
+				audit.Record(ctx, audit.Event{Event: audit.Logout, Subject: subject, Source: name,
+					Reason: "identity source logout (" + cfg.Identity[i].Type + ")"})
 				_, err := broker.Forget(ctx, subject, true)
 				return err
 			},
@@ -237,6 +248,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Store:                  st,
 		RC:                     rc,
 		Logger:                 log,
+		Audit:                  rec,
 		WebhookSecret:          []byte(cfg.Webhooks.Secret),
 		DiagnosticsToken:       cfg.Diagnostics.Token,
 		Ready:                  backend.Ready,
@@ -247,7 +259,8 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Extra:                  backend.Routes,
 	})
 	ok = true
-	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, Doctor: doc, Identity: chain, log: log, closers: []func(){hot.Close}}
+	a := &App{Config: cfg, Store: st, Broker: broker, Handler: srv, Metrics: met, RC: rc, Doctor: doc, Identity: chain, Audit: rec, log: log,
+		closers: []func(){hot.Close}}
 	if backend.Close != nil {
 		a.closers = append(a.closers, backend.Close)
 	}
@@ -299,6 +312,7 @@ func (a *App) Close() error {
 	for _, c := range a.closers {
 		c()
 	}
+	defer a.Audit.Close()
 	return a.Store.Close()
 }
 

@@ -31,6 +31,7 @@ func emulated(t *testing.T, ec rcemu.Config) (*rcemu.Server, config.Config) {
 	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
 	cfg.Identity = []config.IdentitySource{headerSource()}
 	cfg.Store = config.Store{Type: "memory"}
+	cfg.Audit.Path = "off"
 	return emu, cfg
 }
 

@@ -160,6 +160,7 @@ func bareHandler(origin string) http.Handler {
 func loadApp(t *testing.T, rcURL string, emu *rcemu.Server, st config.Store) *App {
 	t.Helper()
 	cfg := config.Default()
+	cfg.Audit.Path = "off"
 	cfg.LogLevel = "error"
 	cfg.RocketChat.URL = rcURL
 	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"

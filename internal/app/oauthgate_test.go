@@ -47,6 +47,7 @@ func oauthEmulated(t *testing.T, ec rcemu.Config, wordpress bool) (*rcemu.Server
 	rc := httptest.NewServer(emu.Handler())
 	t.Cleanup(rc.Close)
 	cfg := config.Default()
+	cfg.Audit.Path = "off"
 	cfg.PublicURL = sso.URL
 	cfg.RocketChat.URL = rc.URL
 	cfg.Minting.Mode = "oauth"

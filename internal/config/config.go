@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -60,6 +61,20 @@ type Config struct {
 	Diagnostics Diagnostics `koanf:"diagnostics"`
 	// Cache is each instance's in-process cache of sessions and tokens.
 	Cache Cache `koanf:"cache"`
+	// Audit is where the audit log goes (docs/audit.md).
+	Audit Audit `koanf:"audit"`
+}
+
+// Audit configures the audit log: one JSON line per provision, mint,
+// re-validation, revoke, logout, deprovision, refused access, failed login
+// and admin action (docs/audit.md lists the fields). Tokens and passwords
+// are never in it.
+type Audit struct {
+	// Path is a file the lines are appended to (created 0600; on SIGHUP
+	// rcsso serve reopens it, for logrotate), "-" or empty for standard
+	// output (the default: journald or the container runtime collects it
+	// apart from the log, which goes to standard error), or "off".
+	Path string `koanf:"path"`
 }
 
 // Cache sizes each rcsso instance's hot cache: the website sessions and
@@ -433,7 +448,10 @@ func envValues(environ []string, schemas []Schema) (map[string]any, error) {
 	var errs []error
 	for _, kv := range environ {
 		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, "RCSSO_") || name == "RCSSO_CONFIG" {
+		// RCSSO_TEST_* belong to rcsso's test suite (where its servers'
+		// programs are: RCSSO_TEST_PG_BIN, …); no configuration key
+		// starts with "test".
+		if !ok || !strings.HasPrefix(name, "RCSSO_") || name == "RCSSO_CONFIG" || strings.HasPrefix(name, "RCSSO_TEST_") {
 			continue
 		}
 		if name == "RCSSO_IDENTITY" {
@@ -583,6 +601,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.MaxAge <= 0 {
 		bad("cache.max_age", "must be a positive duration such as 5m")
+	}
+	switch p := c.Audit.Path; p {
+	case "", "-", "off":
+	default:
+		if fi, err := os.Stat(filepath.Dir(p)); err != nil || !fi.IsDir() {
+			bad("audit.path", "the directory of %s does not exist; create it, or give \"-\" for standard output or \"off\"", p)
+		}
 	}
 	if len(c.Identity) == 0 {
 		bad("identity", "list at least one identity source, e.g. [{type: local}]")

@@ -191,3 +191,15 @@ func TestDiagnosticsToken(t *testing.T) {
 		t.Fatalf("from the environment: %q, %v", cfg.Diagnostics.Token, err)
 	}
 }
+
+// RCSSO_TEST_* are the test suite's (scripts/test.sh exports
+// RCSSO_TEST_PG_BIN, …): every rcsso command run by the tests inherits
+// them, and the strict check of RCSSO_* variables must not refuse them.
+func TestTestSuiteVariablesAreNotKeys(t *testing.T) {
+	if _, err := Load("", []string{"RCSSO_TEST_PG_BIN=/usr/lib/postgresql/15/bin", "RCSSO_TEST_SLAPD=/usr/sbin/slapd"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load("", []string{"RCSSO_TESTING=1"}, nil); err == nil {
+		t.Fatal("RCSSO_TESTING is not a key and not the test suite's")
+	}
+}

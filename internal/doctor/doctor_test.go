@@ -83,6 +83,7 @@ func (dp deployment) runEmu(t *testing.T) (doctor.Report, *rcemu.Server) {
 	}))
 	t.Cleanup(es.Close)
 	cfg := config.Default()
+	cfg.Audit.Path = "off"
 	cfg.PublicURL = pub
 	cfg.RocketChat.URL = es.URL
 	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"

@@ -51,6 +51,24 @@ type Change struct {
 	Why string
 }
 
+// Names lists what the plan changes, without values ("setting
+// Accounts_iframe_enabled, permission create-personal-access-tokens"):
+// the audit log's reason for setup --apply.
+func (p Plan) Names() string {
+	var b strings.Builder
+	for i, c := range p.Changes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if c.Setting != "" {
+			b.WriteString("setting " + c.Setting)
+		} else {
+			b.WriteString("permission " + c.Permission)
+		}
+	}
+	return b.String()
+}
+
 // String is the change as the diff shows it.
 func (c Change) String() string {
 	if c.Setting != "" {

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/rcsso/rcsso/internal/audit"
 	"github.com/rcsso/rcsso/internal/hotcache"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/rocketchat"
@@ -195,6 +196,7 @@ func (b *Broker) CachedPeople() int { return b.hot.Len() }
 func (b *Broker) Token(ctx context.Context, id identity.Identity, revalidate bool) (Token, error) {
 	if p, ok := b.cfg.Policies[id.Source]; ok && !p.Allows(id) {
 		b.log.Info("refused: the identity source's access policy does not give this person chat", "subject", id.Subject, "source", id.Source)
+		record(ctx, audit.Refused, audit.Denied, id, "", "access policy")
 		return Token{}, identity.ErrAccessDenied
 	}
 	if !revalidate {
@@ -304,7 +306,8 @@ func (b *Broker) cached(ctx context.Context, subject string) (Token, bool, hotTo
 	return t, h.fresh(now), h, nil
 }
 
-func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool) (Token, error) {
+func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool) (_ Token, err error) {
+	defer func() { recordFailure(ctx, id, err) }()
 	unlock, err := b.lock(ctx, id.Subject)
 	if err != nil {
 		return Token{}, err
@@ -340,6 +343,7 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 				}
 				b.hot.Put(id.Subject, b.newHot(t, rec), snap)
 				b.reused.Add(1)
+				record(ctx, audit.Revalidate, audit.OK, id, t.UserID, "")
 				return t, nil
 			}
 			// rcsso deletes the tokens it revokes before revoking them, so a
@@ -399,6 +403,7 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 		t.UserID = link.UserID
 	}
 	now := b.now().UTC()
+	linkedNow := false
 	// Record the mint, and the user id when the minter learned it
 	// (Rocket.Chat created or merged the user itself, mode oauth). The
 	// store refuses a user id linked to another subject: such a token is
@@ -407,6 +412,7 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 		if l.UserID != "" && l.UserID != t.UserID {
 			b.log.Warn("Rocket.Chat gave this person another user id (their user was re-created?)", "subject", id.Subject, "rc_user_id", t.UserID, "previous_rc_user_id", l.UserID)
 		}
+		linkedNow = l.UserID == "" && link.UserID == ""
 		l.UserID = t.UserID
 		if l.Username == "" {
 			l.Username = link.Username
@@ -432,6 +438,10 @@ func (b *Broker) slow(ctx context.Context, id identity.Identity, revalidate bool
 	_ = b.cache.Invalidate(ctx, id.Subject) // the other instances may hold the previous token; a failure is logged
 	b.minted.Add(1)
 	b.log.Info("minted rocket.chat token", "subject", id.Subject, "rc_user_id", t.UserID, "kind", string(t.Kind))
+	if linkedNow {
+		record(ctx, audit.Provision, audit.OK, id, t.UserID, "created or linked by Rocket.Chat during the login")
+	}
+	record(ctx, audit.Mint, audit.OK, id, t.UserID, "")
 	return t, nil
 }
 
@@ -564,10 +574,12 @@ func (b *Broker) markLoggedOut(ctx context.Context, id identity.Identity) error 
 	if err := b.st.DeleteToken(ctx, id.Subject); err != nil {
 		return err
 	}
+	userID := ""
 	_, err := b.st.UpdateLink(ctx, id.Subject, func(l *store.Link) error {
 		if l.UserID == "" {
 			return store.ErrNotFound // no link: nothing to mark
 		}
+		userID = l.UserID
 		l.ChatLoggedOutAt = b.now().UTC()
 		return nil
 	})
@@ -576,6 +588,7 @@ func (b *Broker) markLoggedOut(ctx context.Context, id identity.Identity) error 
 	}
 	_ = b.cache.Invalidate(ctx, id.Subject) // a failure is logged
 	b.log.Info("person logged out on the Rocket.Chat side; not logging them straight back in", "subject", id.Subject)
+	record(ctx, audit.Logout, audit.OK, id, userID, "chat-side logout (Rocket.Chat no longer accepts the token)")
 	return ErrChatLoggedOut
 }
 
@@ -615,13 +628,18 @@ func (b *Broker) Forget(ctx context.Context, subject string, revoke bool) (bool,
 		return true, err
 	}
 	announceErr := b.cache.Invalidate(ctx, subject)
+	who := identity.Identity{Subject: subject}
 	if r, ok := b.minter.(Revoker); ok && revoke {
 		if t, err := b.open(rec); err == nil {
 			if err := r.Revoke(ctx, t); err != nil {
+				record(ctx, audit.Revoke, audit.Failed, who, rec.UserID, "cached token dropped; ending the Rocket.Chat session failed: "+FailureReason(err))
 				return true, errors.Join(announceErr, fmt.Errorf("revoking the Rocket.Chat session: %w", err))
 			}
+			record(ctx, audit.Revoke, audit.OK, who, rec.UserID, "cached token dropped and the Rocket.Chat session ended")
+			return true, announceErr
 		}
 	}
+	record(ctx, audit.Revoke, audit.OK, who, rec.UserID, "cached token dropped")
 	return true, announceErr
 }
 

@@ -50,6 +50,17 @@ var ErrChatLoggedOut = errors.New("mint: the person logged out of the chat")
 // a login that cannot work.
 var ErrDeactivated = errors.New("mint: the person's Rocket.Chat user is deactivated")
 
+// ErrConflict means Rocket.Chat already has a different person with the
+// identity's username and e-mail, and rcsso will not take that account over
+// (provision.ErrConflict; every minting mode's conflict wraps it). The
+// Broker's audit log records it as a refusal.
+var ErrConflict = errors.New("provision: Rocket.Chat has a conflicting user")
+
+// ErrReservedEmail means an identity came with an e-mail address in the
+// placeholder domain, which only rcsso hands out (provision.ErrReservedEmail).
+// It wraps ErrConflict.
+var ErrReservedEmail = fmt.Errorf("%w: the e-mail address is in the placeholder domain, which is reserved for rcsso", ErrConflict)
+
 // UserState is what Rocket.Chat says about a linked user.
 type UserState int
 

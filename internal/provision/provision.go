@@ -19,7 +19,9 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/rcsso/rcsso/internal/audit"
 	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/rcadmin"
 	"github.com/rcsso/rcsso/internal/rocketchat"
 	"github.com/rcsso/rcsso/internal/sealer"
@@ -29,14 +31,15 @@ import (
 // ErrConflict means Rocket.Chat already has a different person with the
 // identity's username and e-mail, and rcsso will not take that account over.
 // Every minting mode's conflict wraps it, so the HTTP layer maps them alike
-// (409).
-var ErrConflict = errors.New("provision: Rocket.Chat has a conflicting user")
+// (409). It is mint.ErrConflict, so that the broker's audit log records it
+// as a refusal.
+var ErrConflict = mint.ErrConflict
 
 // ErrReservedEmail means an identity came with an e-mail address in the
 // placeholder domain (provisioning.placeholder_email_domain), which only
 // rcsso hands out: accepting it would let a visitor claim the placeholder
-// of another person. It wraps ErrConflict.
-var ErrReservedEmail = fmt.Errorf("%w: the e-mail address is in the placeholder domain, which is reserved for rcsso", ErrConflict)
+// of another person. It wraps ErrConflict (mint.ErrReservedEmail).
+var ErrReservedEmail = mint.ErrReservedEmail
 
 // Config sets what new Rocket.Chat users look like.
 type Config struct {
@@ -138,7 +141,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		if err != nil {
 			return store.Link{}, err
 		}
-		created := false
+		created, why := false, ""
 		if u == nil {
 			if l, err = p.st.UpdateLink(ctx, id.Subject, func(x *store.Link) error {
 				x.CreatingUsername, x.CreatingAt, x.Secret = username, p.now().UTC(), secret
@@ -170,12 +173,12 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 				return store.Link{}, err
 			}
 			c := Candidate{ID: u.ID, Username: u.Username, Emails: u.Emails, CreatedAt: u.CreatedAt.Time}
-			if ok, why := MayAdopt(p.cfg.Adopt, id, earlier, c, email, vouched); !ok {
+			var ok bool
+			if ok, why = MayAdopt(p.cfg.Adopt, id, earlier, c, email, vouched); !ok {
 				p.log.Info("rocket.chat username belongs to a user rcsso may not link; trying the next one", "subject", id.Subject, "rc_username", username, "reason", why)
 				continue
-			} else {
-				p.log.Info("linking an existing rocket.chat user", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username, "reason", why)
 			}
+			p.log.Info("linking an existing rocket.chat user", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username, "reason", why)
 		}
 		linked, err := p.st.UpdateLink(ctx, id.Subject, func(x *store.Link) error {
 			x.UserID, x.Username = u.ID, u.Username
@@ -195,6 +198,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 		if err != nil {
 			return store.Link{}, err
 		}
+		audit.Provisioned(ctx, id.Subject, id.Source, u.ID, u.Username, created, why)
 		if created && id.AvatarURL != "" {
 			p.setAvatar(ctx, u.ID, id)
 		}

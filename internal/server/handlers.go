@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rcsso/rcsso/internal/audit"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/web"
@@ -262,6 +263,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		}
 		status, msg, retry := classify(err)
 		s.log.Warn("local login refused", "reason", le.Reason, "user", user, "client_ip", ip)
+		audit.Record(r.Context(), audit.Event{Event: audit.LoginFailed, Outcome: audit.Denied, Username: user, Reason: "login limits: " + le.Reason})
 		form.Error = msg
 		w.Header().Set("Retry-After", strconv.Itoa(retry))
 		s.render(w, r, status, "login.html", form)
@@ -299,6 +301,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	if errors.Is(err, identity.ErrBadCredentials) {
 		attempt.Failed()
 		s.log.Info("local login failed", "user", user, "client_ip", ip)
+		audit.Record(ctx, audit.Event{Event: audit.LoginFailed, Outcome: audit.Denied, Username: user, Reason: "wrong user name or password"})
 		form.Error = "Wrong user name or password."
 		s.render(w, r, http.StatusUnauthorized, "login.html", form)
 		return nil
@@ -318,6 +321,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		status, msg, _ := classify(err)
 		s.log.Error("password login: an identity source cannot check passwords", "user", user, "client_ip", ip,
 			"request_id", requestID(ctx), "err", err)
+		audit.Record(ctx, audit.Event{Event: audit.LoginFailed, Outcome: audit.Failed, Username: user, Reason: "identity source unavailable"})
 		form.Error = msg
 		w.Header().Set("Cache-Control", "no-store")
 		s.render(w, r, status, "login.html", form)
@@ -455,6 +459,7 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if idErr == nil {
+		audit.Record(r.Context(), audit.Event{Event: audit.Logout, Subject: id.Subject, Source: id.Source, Reason: "logout page"})
 		if _, err := s.o.Broker.Forget(r.Context(), id.Subject, true); err != nil {
 			s.log.Warn("logout: could not end the Rocket.Chat session", "subject", id.Subject, "err", err)
 		}

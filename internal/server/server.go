@@ -48,6 +48,10 @@ type Options struct {
 	Store    store.Store
 	RC       *rocketchat.Client
 	Logger   *slog.Logger
+	// Audit records who was given a chat session and every other decision
+	// about a person's account (audit.path); nil records nothing. Every
+	// request's context carries it, with the request id and client IP.
+	Audit *audit.Recorder
 
 	// NoStorageAccessHeaders turns off Activate-Storage-Access answers.
 	NoStorageAccessHeaders bool
@@ -257,7 +261,8 @@ func (s *Server) common(next http.Handler) http.Handler {
 		start := time.Now()
 		id := rand.Text()[:12]
 		ip := s.clientAddr(r)
-		r = r.WithContext(audit.WithRequest(context.WithValue(r.Context(), ctxKey{}, reqMeta{id: id, clientIP: ip}), id, ip))
+		ctx := audit.WithRequest(context.WithValue(r.Context(), ctxKey{}, reqMeta{id: id, clientIP: ip}), id, ip)
+		r = r.WithContext(audit.With(ctx, s.o.Audit))
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		// same-origin, not no-referrer: with no-referrer browsers send "Origin: null"

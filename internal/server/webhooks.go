@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rcsso/rcsso/internal/audit"
+	"github.com/rcsso/rcsso/internal/mint"
 )
 
 // Signed webhooks let the website's back end tell rcsso that a person
@@ -131,6 +134,7 @@ func (s *Server) logoutWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	audit.Record(r.Context(), audit.Event{Event: audit.Logout, Subject: b.Subject, Reason: "logout webhook"})
 	had, err := s.o.Broker.Forget(r.Context(), b.Subject, true)
 	if err != nil {
 		return err
@@ -161,8 +165,12 @@ func (s *Server) deprovisionWebhook(w http.ResponseWriter, r *http.Request) erro
 	uid, err := s.o.Deprovisioner.Deprovision(r.Context(), b.Subject, del)
 	if err != nil {
 		if s.o.UnknownSubject != nil && errors.Is(err, s.o.UnknownSubject) {
+			audit.Record(r.Context(), audit.Event{Event: audit.Deprovision, Outcome: audit.Failed, Subject: b.Subject,
+				Reason: "deprovision webhook: no Rocket.Chat user is linked to this subject"})
 			return &Error{Status: http.StatusNotFound, Message: "no Rocket.Chat user is linked to this subject"}
 		}
+		audit.Record(r.Context(), audit.Event{Event: audit.Deprovision, Outcome: audit.Failed, Subject: b.Subject,
+			Reason: "deprovision webhook: " + mint.FailureReason(err)})
 		return err
 	}
 	if _, err := s.o.Sessions.EndSubject(r.Context(), b.Subject); err != nil {
@@ -175,6 +183,7 @@ func (s *Server) deprovisionWebhook(w http.ResponseWriter, r *http.Request) erro
 	if del {
 		action = "deleted"
 	}
+	audit.Record(r.Context(), audit.Event{Event: audit.Deprovision, Subject: b.Subject, RCUserID: uid, Reason: "deprovision webhook: user " + action})
 	writeJSON(w, http.StatusOK, map[string]string{"subject": b.Subject, "rocketchat_user_id": uid, "action": action})
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/rcsso/rcsso/internal/audit"
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/provision"
@@ -128,7 +129,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (_ store
 		}
 		if u != nil {
 			if ok, why := provision.MayAdopt(p.cfg.Adopt, id, earlier, candidate(u), email, verified); ok {
-				linked, err := p.link(ctx, id, u, false)
+				linked, err := p.link(ctx, id, u, false, why)
 				var taken *store.LinkTakenError
 				if !errors.As(err, &taken) {
 					if err == nil {
@@ -147,7 +148,7 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (_ store
 		if err != nil {
 			return store.Link{}, fmt.Errorf("mongo provision: looking up username %q: %w", username, err)
 		}
-		created := false
+		created, why := false, ""
 		if u == nil {
 			// The unique index on emails.address would refuse the insert
 			// (not every MongoDB-compatible server enforces it on arrays):
@@ -191,14 +192,15 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (_ store
 			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return store.Link{}, err
 			}
-			ok, why := provision.MayAdopt(p.cfg.Adopt, id, earlier, candidate(u), email, verified)
+			var ok bool
+			ok, why = provision.MayAdopt(p.cfg.Adopt, id, earlier, candidate(u), email, verified)
 			if !ok {
 				p.log.Info("rocket.chat username belongs to a user rcsso may not link; trying the next one", "subject", id.Subject, "rc_username", username, "reason", why)
 				continue
 			}
 			p.log.Info("linking an existing rocket.chat user", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username, "reason", why)
 		}
-		linked, err := p.link(ctx, id, u, created)
+		linked, err := p.link(ctx, id, u, created, why)
 		var taken *store.LinkTakenError
 		if errors.As(err, &taken) && !created {
 			p.log.Warn("refused: this Rocket.Chat user is linked to another person; trying the next username", "subject", id.Subject, "source", id.Source,
@@ -237,8 +239,9 @@ func candidate(u *userDoc) provision.Candidate {
 // errSkip ends an UpdateLink without writing.
 var errSkip = errors.New("mongo provision: nothing to write")
 
-// link records u as id's Rocket.Chat user.
-func (p *Provisioner) link(ctx context.Context, id identity.Identity, u *userDoc, created bool) (store.Link, error) {
+// link records u as id's Rocket.Chat user, created by rcsso (created) or
+// adopted (why says by which rule).
+func (p *Provisioner) link(ctx context.Context, id identity.Identity, u *userDoc, created bool, why string) (store.Link, error) {
 	now := p.cfg.Now().UTC()
 	l, err := p.st.UpdateLink(ctx, id.Subject, func(x *store.Link) error {
 		x.UserID, x.Username = u.ID, u.Username
@@ -255,6 +258,7 @@ func (p *Provisioner) link(ctx context.Context, id identity.Identity, u *userDoc
 	if created {
 		p.log.Info("created rocket.chat user in mongodb", "subject", id.Subject, "rc_user_id", u.ID, "rc_username", u.Username)
 	}
+	audit.Provisioned(ctx, id.Subject, id.Source, u.ID, u.Username, created, why)
 	return l, nil
 }
 
