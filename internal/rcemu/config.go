@@ -48,9 +48,12 @@ type Config struct {
 	// (§4.14). Default false: the limiter is on.
 	DisableRateLimit bool
 	// TwoFactor emulates Rocket.Chat's default two-factor settings (§2.1,
-	// §4.0): users created by users.create are opted in to e-mail 2FA, so
-	// password and iframe-token logins of users with a verified e-mail fail
-	// with totp-required; users.update requires a 2FA code (x-2fa-code =
+	// §4.0; twofactor.go): users created by users.create are opted in to
+	// e-mail 2FA, and every login but resume of a user with TOTP
+	// (NewUser.TOTPSecret, EnableTOTP) or e-mail 2FA with a verified
+	// address fails with totp-required until it carries the code — from the
+	// authenticator app, or the one Rocket.Chat e-mails (Mailbox,
+	// LastEmailCode); users.update requires a 2FA code (x-2fa-code =
 	// sha256-hex of the password) unless the caller uses a PAT with
 	// bypassTwoFactor or was created less than 30 minutes ago. Default
 	// false, like TEST_MODE.
