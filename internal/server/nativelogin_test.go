@@ -516,3 +516,33 @@ func FuzzNativeLoginForm(f *testing.F) {
 		}
 	})
 }
+
+// The section also sits below the website's own login form, separate
+// from it.
+func TestNativeLoginSectionBelowWebsiteForm(t *testing.T) {
+	s, _, _ := newTestServer(t) // local accounts: the website's form
+	s.o.NativeLogin = true
+	w := do(s, "GET", "/login", map[string]string{"Accept": "text/html"}, "")
+	body := w.Body.String()
+	web, native := strings.Index(body, `id="login-form"`), strings.Index(body, `<details class="native-login"`)
+	if w.Code != 200 || web < 0 || native < web {
+		t.Fatalf("website form at %d, native section at %d: %s", web, native, body)
+	}
+	if strings.Count(body, "<form") != 2 || strings.Contains(body[web:native], "native-") {
+		t.Fatalf("the two forms are not separate: %s", body)
+	}
+}
+
+// Rocket.Chat down: the form says so (503), and the attempt is not
+// counted as a failure.
+func TestNativeLoginRocketChatUnreachable(t *testing.T) {
+	logs := &syncLog{}
+	s := newNativeServer(t, "http://127.0.0.1:1", logs, &countingMinter{})
+	for range 6 {
+		w := nativePost(s, "198.51.100.7", form("username", "admin", "password", nlAdminPW), nil)
+		wantPage(t, w, http.StatusServiceUnavailable, "Rocket.Chat cannot be reached", `id="native-form"`)
+	}
+	if strings.Contains(logs.String(), nlAdminPW) {
+		t.Fatal("the password was logged")
+	}
+}
