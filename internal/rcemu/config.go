@@ -138,7 +138,7 @@ func (c *Config) EnableIframeAuth(iframeURL, apiURL, apiMethod string) {
 // Flags registers the `rcsso emulate` options that map onto cfg on fs
 // (--admin-username, --admin-password, --admin-user-id, --admin-pat,
 // --create-tokens-secret, --create-tokens-for-users, --profile,
-// --iframe-url, --api-url, --api-method, --disable-rate-limit,
+// --iframe-url, --api-url, --api-method, --disable-rate-limit, --two-factor,
 // --max-resume-tokens, --oauth-enterprise, --settings-delay). --listen
 // belongs to the caller. Call the returned function after fs.Parse: it
 // applies --iframe-url/--api-url through EnableIframeAuth when either was
@@ -152,6 +152,10 @@ func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
 	fs.StringVar(&cfg.CreateTokensSecret, "create-tokens-secret", cfg.CreateTokensSecret, "CREATE_TOKENS_FOR_USERS_SECRET (8.x)")
 	fs.BoolVar(&cfg.CreateTokensForUsers, "create-tokens-for-users", cfg.CreateTokensForUsers, "CREATE_TOKENS_FOR_USERS=true (6.x/7.x)")
 	fs.BoolVar(&cfg.DisableRateLimit, "disable-rate-limit", cfg.DisableRateLimit, "switch the REST rate limiter off (like TEST_MODE)")
+	// --two-factor: Config.TwoFactor, Rocket.Chat's checkCodeForUser at
+	// login (RocketChat/Rocket.Chat apps/meteor/app/2fa/server/code/index.ts
+	// @f16baf07fafc8bdd26538b8969566885fd7aaf4a; twofactor.go).
+	fs.BoolVar(&cfg.TwoFactor, "two-factor", cfg.TwoFactor, "Rocket.Chat's default two-factor settings: TOTP and e-mail codes at login (mails at /_emu/mailbox)")
 	fs.IntVar(&cfg.MaxResumeTokens, "max-resume-tokens", cfg.MaxResumeTokens, "MAX_RESUME_LOGIN_TOKENS (default 50)")
 	fs.BoolVar(&cfg.OAuthEnterprise, "oauth-enterprise", cfg.OAuthEnterprise, "the licence has the oauth-enterprise module (9.0: Custom OAuth works)")
 	fs.DurationVar(&cfg.SettingsDelay, "settings-delay", cfg.SettingsDelay, "how long after page load the web client's public settings arrive (default 150ms)")
