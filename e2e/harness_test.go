@@ -138,6 +138,9 @@ type envOptions struct {
 	// emulator gets Custom OAuth service "rcsso" pointing at rcsso's
 	// /oauth/identity; rcsso gets no Rocket.Chat admin credentials).
 	minting string
+	// nativeLogin sets website.native_login; twoFactor the emulator's
+	// rcemu.Config.TwoFactor (TOTP and e-mail codes at login).
+	nativeLogin, twoFactor bool
 }
 
 // newEnv starts the emulator and rcsso with a local account alice.
@@ -162,6 +165,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		BcryptCost:           bcrypt.MinCost,
 		Logger:               log,
 		SettingsDelay:        o.settingsDelay,
+		TwoFactor:            o.twoFactor,
 	}
 	if !o.noIframeAuth {
 		emuCfg.EnableIframeAuth(ssoURL+"/login", ssoURL+"/api/rocketchat/token", "POST")
@@ -200,7 +204,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	cfg.RocketChat.AdminToken = "admin-personal-access-token"
 	cfg.RocketChat.CreateTokensSecret = secret
 	cfg.Store = config.Store{Type: "sqlite", Options: map[string]any{"path": t.TempDir() + "/rcsso.db"}}
-	cfg.Website = config.Website{Name: "Example", Origins: []string{}}
+	cfg.Website = config.Website{Name: "Example", Origins: []string{}, NativeLogin: o.nativeLogin}
 	if o.hostPush {
 		cfg.Website.Origins = []string{www.URL, other.URL}
 		cfg.Webhooks.Secret = webhookSecret

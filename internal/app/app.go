@@ -242,6 +242,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		WebsiteOrigins:         websiteOrigins,
 		WebsiteName:            cfg.Website.Name,
 		WebsiteLoginURL:        cfg.Website.LoginURL,
+		NativeLogin:            cfg.Website.NativeLogin,
 		Identity:               chain,
 		Sessions:               sessions,
 		Broker:                 broker,

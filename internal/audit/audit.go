@@ -8,7 +8,7 @@
 //
 //	time        RFC 3339 with milliseconds, UTC
 //	event       provision | mint | revalidate | revoke | logout | deprovision |
-//	            refused | login_failed | admin
+//	            refused | login_failed | native_login | admin
 //	outcome     ok | refused | failed (with reason)
 //	subject     the website subject ("<source>:<id>"), when known
 //	source      the identity source that recognised the person
@@ -47,6 +47,9 @@ const (
 	Deprovision = "deprovision"
 	Refused     = "refused"
 	LoginFailed = "login_failed"
+	// NativeLogin: a person logged in to the chat with their own
+	// Rocket.Chat password on the IFrame URL (website.native_login).
+	NativeLogin = "native_login"
 	Admin       = "admin"
 )
 

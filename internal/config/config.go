@@ -264,6 +264,13 @@ type Website struct {
 	// LoginURL is where visitors log in on the website when no interactive
 	// identity source is configured; the IFrame URL links to it.
 	LoginURL string `koanf:"login_url"`
+	// NativeLogin adds "Log in with a Rocket.Chat account" to the IFrame
+	// URL (collapsed): a person without a website account (an admin, a
+	// guest) logs in with their own Rocket.Chat password and 2FA code, and
+	// the chat gets that Rocket.Chat session. rcsso never stores the
+	// password; failed attempts count in the login form's limits and in
+	// Rocket.Chat's (all come from rcsso's address). Default false.
+	NativeLogin bool `koanf:"native_login"`
 }
 
 // Provision configures how Rocket.Chat users are created.

@@ -204,6 +204,10 @@ func (s *Server) baseRoutes() map[string]*route {
 		"users.logout":          {auth: true, methods: map[string]handlerFunc{"POST": s.handleUsersLogout}},
 		"users.setAvatar": {auth: true, methods: map[string]handlerFunc{"POST": s.handleSetAvatar},
 			count: func(st *Stats) { st.SetAvatarCalls++ }},
+		"users.2fa.sendEmailCode": {methods: map[string]handlerFunc{"POST": s.handleSendEmailCode}},
+		// DDP over REST for logged-out visitors (methodcall.go): no REST
+		// rate limit, Meteor's DDPRateLimiter instead.
+		"method.callAnon/:method": {noRateLimit: true, methods: map[string]handlerFunc{"POST": s.handleMethodCallAnon}},
 	}
 }
 
@@ -212,6 +216,9 @@ func (s *Server) baseRoutes() map[string]*route {
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, "/api/v1/")
 	var param string
+	if isMethodCallAnon(name) {
+		name = "method.callAnon/:method"
+	}
 	rt, ok := s.routes[name]
 	if !ok {
 		// Routes with a path parameter, e.g. "settings/:_id".

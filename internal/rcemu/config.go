@@ -49,9 +49,12 @@ type Config struct {
 	// (§4.14). Default false: the limiter is on.
 	DisableRateLimit bool
 	// TwoFactor emulates Rocket.Chat's default two-factor settings (§2.1,
-	// §4.0): users created by users.create are opted in to e-mail 2FA, so
-	// password and iframe-token logins of users with a verified e-mail fail
-	// with totp-required; users.update requires a 2FA code (x-2fa-code =
+	// §4.0; twofactor.go): users created by users.create are opted in to
+	// e-mail 2FA, and every login but resume of a user with TOTP
+	// (NewUser.TOTPSecret, EnableTOTP) or e-mail 2FA with a verified
+	// address fails with totp-required until it carries the code — from the
+	// authenticator app, or the one Rocket.Chat e-mails (Mailbox,
+	// LastEmailCode); users.update requires a 2FA code (x-2fa-code =
 	// sha256-hex of the password) unless the caller uses a PAT with
 	// bypassTwoFactor or was created less than 30 minutes ago. Default
 	// false, like TEST_MODE.
@@ -165,6 +168,10 @@ func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
 	fs.StringVar(&cfg.CreateTokensSecret, "create-tokens-secret", cfg.CreateTokensSecret, "CREATE_TOKENS_FOR_USERS_SECRET (8.x)")
 	fs.BoolVar(&cfg.CreateTokensForUsers, "create-tokens-for-users", cfg.CreateTokensForUsers, "CREATE_TOKENS_FOR_USERS=true (6.x/7.x)")
 	fs.BoolVar(&cfg.DisableRateLimit, "disable-rate-limit", cfg.DisableRateLimit, "switch the REST rate limiter off (like TEST_MODE)")
+	// --two-factor: Config.TwoFactor, Rocket.Chat's checkCodeForUser at
+	// login (RocketChat/Rocket.Chat apps/meteor/app/2fa/server/code/index.ts
+	// @f16baf07fafc8bdd26538b8969566885fd7aaf4a; twofactor.go).
+	fs.BoolVar(&cfg.TwoFactor, "two-factor", cfg.TwoFactor, "Rocket.Chat's default two-factor settings: TOTP and e-mail codes at login (mails at /_emu/mailbox)")
 	fs.IntVar(&cfg.MaxResumeTokens, "max-resume-tokens", cfg.MaxResumeTokens, "MAX_RESUME_LOGIN_TOKENS (default 50)")
 	fs.BoolVar(&cfg.OAuthEnterprise, "oauth-enterprise", cfg.OAuthEnterprise, "the licence has the oauth-enterprise module (9.0: Custom OAuth works)")
 	fs.DurationVar(&cfg.SettingsDelay, "settings-delay", cfg.SettingsDelay, "how long after page load the web client's public settings arrive (default 150ms)")

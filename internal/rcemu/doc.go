@@ -14,6 +14,8 @@
 //     POST /api/v1/settings/:_id and POST /api/v1/permissions.update
 //     (adminapi.go). /api/info carries a supported-versions list when
 //     Config.SupportExpires is set (supportedversions.go).
+//     POST /api/v1/method.callAnon/login (the web client's DDP-over-REST
+//     login, methodcall.go) and users.2fa.sendEmailCode.
 //     Status codes and error envelopes follow the version profile (5.x,
 //     6.x, 7.x, 8.x, 8.7, 9.0; §4.0, §8), including ajv-style
 //     invalid-params errors and 9.0's 403 error-forbidden refusals.
@@ -25,7 +27,11 @@
 //     tokens stored as base64(sha256(token)) with a per-user cap
 //     (MAX_RESUME_LOGIN_TOKENS; PATs exempt), services.iframe.token,
 //     case-insensitive username/e-mail uniqueness, atomic creation.
-//   - The API rate limiter (§4.14); roles and permissions (§4.15,
+//   - Two-factor logins (twofactor.go, with Config.TwoFactor): TOTP
+//     (RFC 6238) and e-mail codes, which go to an inspectable mailbox
+//     (Mailbox, LastEmailCode, GET /_emu/mailbox) instead of being sent.
+//   - The API rate limiter (§4.14) and accounts-base's login limit of
+//     method.callAnon; roles and permissions (§4.15,
 //     permissions.go): the protected roles, custom roles with random _ids
 //     (AddRole), users.roles and permission roles as role _ids,
 //     GET /api/v1/permissions.listAll and GET /api/v1/roles.list.
@@ -56,7 +62,8 @@
 // Not emulated: private groups, direct messages, threads and the REST
 // rooms and chat endpoints, DDP/websockets (the chat polls), LDAP/SAML/CAS
 // logins, the legacy Meteor OAuth popup/redirect flow (/_oauth/<service>),
-// e-mail (2FA codes cannot be supplied), failed-login blocking, REST CORS,
+// sending e-mail (2FA codes land in the mailbox), TOTP backup codes,
+// 2FA "remember me" for tokens, failed-login blocking, REST CORS,
 // the 6.0–6.1 XHR hook and 7.8–7.9.3 clients, /embeddedLogin, settings and
 // permissions in MongoDB (they stay in memory in MongoDB mode).
 package rcemu

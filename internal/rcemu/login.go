@@ -2,6 +2,7 @@ package rcemu
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -59,11 +60,29 @@ func truthy(v any) bool {
 }
 
 // login runs Meteor's login method (spec §2.1, §2.2): the registered login
-// handlers in order (resume, password, iframe), then Rocket.Chat's
-// validateLoginAttempt (inactive users, app users) and the 2FA hook. A
-// resume login returns the same token; password and iframe logins insert a
-// new resume token and enforce the per-user cap.
+// handlers in order (totp, resume, password, iframe), then Rocket.Chat's
+// validateLoginAttempt (inactive users, app users) and the 2FA hook
+// (twofactor.go). A resume login returns the same token; password and
+// iframe logins insert a new resume token and enforce the per-user cap.
+//
+// The totp handler unwraps {totp:{login, code}} when code is truthy and
+// runs the handlers on login; the 2FA hook then checks that code
+// (RocketChat/Rocket.Chat apps/meteor/app/2fa/server/loginHandler.ts
+// @77afb8ff7efe73c5d146a4de6bea58b2878e9820).
 func (s *Server) login(args map[string]any) (loginOutcome, *meteorError) {
+	code := ""
+	if t, ok := args["totp"].(map[string]any); ok && truthy(t["code"]) {
+		inner, ok := t["login"].(map[string]any)
+		if !ok {
+			return loginOutcome{}, errUnrecognized
+		}
+		code = fmt.Sprint(t["code"])
+		args = inner
+	}
+	return s.runLoginHandlers(args, code)
+}
+
+func (s *Server) runLoginHandlers(args map[string]any, code string) (loginOutcome, *meteorError) {
 	now := s.now()
 	if truthy(args["resume"]) {
 		tok, ok := args["resume"].(string)
@@ -80,7 +99,7 @@ func (s *Server) login(args map[string]any) (loginOutcome, *meteorError) {
 		if !t.pat && !now.Before(t.when.Add(time.Duration(days)*24*time.Hour)) {
 			return loginOutcome{}, errExpired
 		}
-		if e := s.validateLogin(u, "resume"); e != nil {
+		if e := s.validateLogin(u, "resume", ""); e != nil {
 			return loginOutcome{}, e
 		}
 		u.lastLogin = now
@@ -91,7 +110,7 @@ func (s *Server) login(args map[string]any) (loginOutcome, *meteorError) {
 		return loginOutcome{userID: u.id, username: u.username, token: tok, when: when, typ: "resume"}, nil
 	}
 	if truthy(args["password"]) {
-		return s.passwordLogin(args, now)
+		return s.passwordLogin(args, code, now)
 	}
 	if truthy(args["accessToken"]) {
 		return s.oauthLogin(args, now) // Custom OAuth access token (oauth.go)
@@ -104,7 +123,7 @@ func (s *Server) login(args map[string]any) (loginOutcome, *meteorError) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if u := s.st.byIframeToken(tok); u != nil {
-			if e := s.validateLogin(u, "iframe"); e != nil {
+			if e := s.validateLogin(u, "iframe", code); e != nil {
 				return loginOutcome{}, e
 			}
 			return s.issueToken(u, "iframe", now), nil
@@ -115,7 +134,7 @@ func (s *Server) login(args map[string]any) (loginOutcome, *meteorError) {
 
 // passwordLogin is accounts-password's handler: {user:{id|username|email},
 // password: string | {digest, algorithm:"sha-256"}, code?}.
-func (s *Server) passwordLogin(args map[string]any, now time.Time) (loginOutcome, *meteorError) {
+func (s *Server) passwordLogin(args map[string]any, code string, now time.Time) (loginOutcome, *meteorError) {
 	for k := range args {
 		if k != "user" && k != "password" && k != "code" {
 			return loginOutcome{}, errMatchFailed
@@ -172,24 +191,24 @@ func (s *Server) passwordLogin(args map[string]any, now time.Time) (loginOutcome
 	if u == nil {
 		return loginOutcome{}, errUserNotFound
 	}
-	if e := s.validateLogin(u, "password"); e != nil {
+	if e := s.validateLogin(u, "password", code); e != nil {
 		return loginOutcome{}, e
 	}
 	return s.issueToken(u, "password", now), nil
 }
 
 // validateLogin is Rocket.Chat's Accounts.validateLoginAttempt plus the 2FA
-// login hook (which skips resume logins); s.mu must be held.
-func (s *Server) validateLogin(u *user, typ string) *meteorError {
+// login hook, which skips resume logins and checks code (twofactor.go);
+// s.mu must be held.
+func (s *Server) validateLogin(u *user, typ, code string) *meteorError {
 	if u.typ == "app" {
 		return errAppUser
 	}
 	if !u.active {
 		return errNotActivated
 	}
-	if typ != "resume" && s.cfg.TwoFactor && u.email2fa && u.hasVerifiedEmail() {
-		return &meteorError{code: "totp-required", reason: "TOTP Required", details: map[string]any{
-			"method": "email", "codeGenerated": true, "availableMethods": []string{"email"}}}
+	if typ != "resume" {
+		return s.checkLoginCode(u, code, s.now())
 	}
 	return nil
 }
@@ -204,8 +223,12 @@ func (s *Server) issueToken(u *user, typ string, now time.Time) loginOutcome {
 
 // loginCompatibility is Rocket.Chat's REST body mapping for /api/v1/login
 // (spec §4.1): {user|username|email, password, code} becomes a Meteor
-// password login; anything else is passed through verbatim.
-func loginCompatibility(body map[string]any) map[string]any {
+// password login, wrapped as {totp:{code, login}} when a 2FA code comes in
+// the body's code or, failing that, the x-2fa-code header; anything else is
+// passed through verbatim (RocketChat/Rocket.Chat
+// apps/meteor/app/api/server/ApiClass.ts
+// @e543389350e0c84edfc0b63f06903b13a694f4c4, _initAuth).
+func loginCompatibility(body map[string]any, h http.Header) map[string]any {
 	if body["password"] == nil {
 		return body
 	}
@@ -232,15 +255,19 @@ func loginCompatibility(body map[string]any) map[string]any {
 		return body
 	}
 	auth := map[string]any{"user": q, "password": body["password"]}
-	if truthy(body["code"]) {
-		auth["code"] = body["code"]
+	var code any = body["code"]
+	if !truthy(code) && h.Get("x-2fa-code") != "" {
+		code = h.Get("x-2fa-code")
+	}
+	if truthy(code) {
+		return map[string]any{"totp": map[string]any{"code": code, "login": auth}}
 	}
 	return auth
 }
 
 // handleLogin is POST /api/v1/login (spec §4.1).
 func (s *Server) handleLogin(c *call) reply {
-	out, e := s.login(loginCompatibility(c.body))
+	out, e := s.login(loginCompatibility(c.body, c.r.Header))
 	if e != nil {
 		return s.loginFailure(e)
 	}
@@ -256,10 +283,18 @@ func (s *Server) handleLogin(c *call) reply {
 
 // loginFailure is the 401 of /api/v1/login per profile (spec §4.1):
 // {status:"error", error, details?, message} on 6.x, plus success:false on
-// 7.x, {success:false, error} on 8.x. Unknown users and wrong passwords
-// both read "Unauthorized". From 8.7 on, an error that is not a
-// Meteor.Error (a plain Error such as "Unexpected AccessToken service …",
-// a Match error) is 500 {success:false, error:"Internal server error"}:
+// 7.x. Unknown users and wrong passwords both read "Unauthorized". From 8.0
+// on every refusal reads the same {success:false, error:"unauthorized"}:
+// the route answers self.unauthorized() and adds the Meteor error's code,
+// details and reason only `if (!applyBreakingChanges)`, with
+// applyBreakingChanges = shouldBreakInVersion('8.0.0') (RocketChat/Rocket.Chat
+// apps/meteor/app/api/server/ApiClass.ts
+// @e543389350e0c84edfc0b63f06903b13a694f4c4), so a REST client of 8.x
+// cannot tell a wrong password from totp-required (Rocket.Chat's own web
+// client logs in through method.callAnon/login instead; methodcall.go).
+// From 8.7 on, an error that is not a Meteor.Error (a plain Error such as
+// "Unexpected AccessToken service …", a Match error) is 500
+// {success:false, error:"Internal server error"}:
 // `if (!(error instanceof Meteor.Error)) return self.internalError()`
 // (RocketChat/Rocket.Chat apps/meteor/server/api/ApiClass.ts
 // @0358e0dc3bd9a302e8d07bb3efad35a8eca31d8c; issue #35649 reports the 500
@@ -268,18 +303,18 @@ func (s *Server) loginFailure(e *meteorError) reply {
 	if e.code == nil && s.profile >= profile87 {
 		return reply{status: http.StatusInternalServerError, body: map[string]any{"success": false, "error": "Internal server error"}}
 	}
+	if s.profile >= profile8 {
+		return reply{status: http.StatusUnauthorized, body: map[string]any{"success": false, "error": "unauthorized"}}
+	}
 	code, msg := e.code, e.reason
 	if msg == errUserNotFound.reason || msg == errBadPassword.reason {
 		code, msg = "Unauthorized", "Unauthorized"
-	}
-	if s.profile >= profile8 {
-		return reply{status: http.StatusUnauthorized, body: withoutNilError(map[string]any{"success": false, "error": code})}
 	}
 	body := withoutNilError(map[string]any{"status": "error", "error": code, "message": msg})
 	if e.details != nil {
 		body["details"] = e.details
 	}
-	if s.profile >= profile7 && s.profile < profile8 {
+	if s.profile >= profile7 {
 		body["success"] = false
 	}
 	return reply{status: http.StatusUnauthorized, body: body}

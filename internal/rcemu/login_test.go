@@ -92,22 +92,22 @@ func TestLoginErrorsPerProfile(t *testing.T) {
 		{"wrong password", map[string]any{"user": "admin", "password": "nope"}, map[string]string{
 			"6.x": `{"status":"error","error":"Unauthorized","message":"Unauthorized"}`,
 			"7.x": `{"success":false,"status":"error","error":"Unauthorized","message":"Unauthorized"}`,
-			"8.x": `{"success":false,"error":"Unauthorized"}`,
+			"8.x": `{"success":false,"error":"unauthorized"}`,
 		}},
 		{"unknown user", map[string]any{"username": "ghost", "password": "x"}, map[string]string{
 			"6.x": `{"status":"error","error":"Unauthorized","message":"Unauthorized"}`,
 			"7.x": `{"success":false,"status":"error","error":"Unauthorized","message":"Unauthorized"}`,
-			"8.x": `{"success":false,"error":"Unauthorized"}`,
+			"8.x": `{"success":false,"error":"unauthorized"}`,
 		}},
 		{"unknown resume", map[string]any{"resume": "nope"}, map[string]string{
 			"6.x": `{"status":"error","error":403,"message":"You've been logged out by the server. Please log in again."}`,
 			"7.x": `{"success":false,"status":"error","error":403,"message":"You've been logged out by the server. Please log in again."}`,
-			"8.x": `{"success":false,"error":403}`,
+			"8.x": `{"success":false,"error":"unauthorized"}`,
 		}},
 		{"unknown iframe token", map[string]any{"iframe": true, "token": "nope"}, map[string]string{
 			"6.x": `{"status":"error","error":400,"message":"Unrecognized options for login request"}`,
 			"7.x": `{"success":false,"status":"error","error":400,"message":"Unrecognized options for login request"}`,
-			"8.x": `{"success":false,"error":400}`,
+			"8.x": `{"success":false,"error":"unauthorized"}`,
 		}},
 		{"iframe token not a string", map[string]any{"iframe": true, "token": 5}, map[string]string{
 			"6.x": `{"status":"error","error":400,"message":"Match failed"}`,
@@ -299,7 +299,7 @@ func TestDDPLogin(t *testing.T) {
 
 func TestTwoFactorEmulation(t *testing.T) {
 	clock := newFakeClock()
-	s, ts := newTestServer(t, Config{TwoFactor: true, DisableRateLimit: true, Now: clock.Now})
+	s, ts := newTestServer(t, Config{Profile: "7.x", TwoFactor: true, DisableRateLimit: true, Now: clock.Now})
 	admin := adminClient(t, s, ts)
 	r := admin.post("/api/v1/users.create", map[string]any{"username": "v", "email": "v@example.com", "password": "pw",
 		"name": "V", "verified": true}).wantStatus(t, 200)

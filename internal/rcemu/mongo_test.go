@@ -37,6 +37,8 @@ func TestMongoMode(t *testing.T) {
 		{"LogoutPerProfile", TestLogoutPerProfile},
 		{"DDPLogin", TestDDPLogin},
 		{"TwoFactorEmulation", TestTwoFactorEmulation},
+		{"TOTPLogin", TestTOTPLogin},
+		{"EmailCodeLogin", TestEmailCodeLogin},
 		{"UsersCreateSuccessShape", TestUsersCreateSuccessShape},
 		{"UsersCreateConcurrentSameUsername", TestUsersCreateConcurrentSameUsername},
 		{"UsersInfo", TestUsersInfo},

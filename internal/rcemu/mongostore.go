@@ -263,6 +263,16 @@ func (m *mongoMirror) update(ctx context.Context, b, u *user) error {
 			unset = append(unset, bson.E{Key: "services.email2fa", Value: ""})
 		}
 	}
+	if b.totpSecret != u.totpSecret {
+		if u.totpSecret != "" {
+			set = append(set, bson.E{Key: "services.totp", Value: bson.D{{Key: "enabled", Value: true}, {Key: "secret", Value: u.totpSecret}}})
+		} else {
+			unset = append(unset, bson.E{Key: "services.totp", Value: ""})
+		}
+	}
+	if !slices.EqualFunc(b.emailCodes, u.emailCodes, func(x, y emailCode) bool { return string(x.hash) == string(y.hash) && x.expire.Equal(y.expire) }) {
+		set = append(set, bson.E{Key: "services.emailCode", Value: emailCodesBSON(u.emailCodes)})
+	}
 	if !reflect.DeepEqual(b.settings, u.settings) {
 		set = append(set, bson.E{Key: "settings", Value: settingsBSON(u.settings)})
 	}
@@ -378,6 +388,7 @@ func (u *user) clone() *user {
 	c.roles = slices.Clone(u.roles)
 	c.tokens = slices.Clone(u.tokens)
 	c.bcrypt = slices.Clone(u.bcrypt)
+	c.emailCodes = slices.Clone(u.emailCodes)
 	c.settings = cloneAny(u.settings).(map[string]any)
 	if u.oauth != nil {
 		c.oauth = maps.Clone(u.oauth)
@@ -455,10 +466,27 @@ func userToBSON(u *user) bson.D {
 	if u.iframeToken != "" {
 		services = append(services, bson.E{Key: "iframe", Value: bson.D{{Key: "token", Value: u.iframeToken}}})
 	}
+	if u.totpSecret != "" {
+		services = append(services, bson.E{Key: "totp", Value: bson.D{{Key: "enabled", Value: true}, {Key: "secret", Value: u.totpSecret}}})
+	}
+	if len(u.emailCodes) > 0 {
+		services = append(services, bson.E{Key: "emailCode", Value: emailCodesBSON(u.emailCodes)})
+	}
 	for _, name := range slices.Sorted(maps.Keys(u.oauth)) {
 		services = append(services, bson.E{Key: name, Value: bson.D{{Key: "id", Value: u.oauth[name]}}})
 	}
 	return append(d, bson.E{Key: "services", Value: services})
+}
+
+// emailCodesBSON is services.emailCode: [{code: <bcrypt>, expire}]
+// (RocketChat/Rocket.Chat apps/meteor/app/2fa/server/code/EmailCheck.ts
+// @77afb8ff7efe73c5d146a4de6bea58b2878e9820).
+func emailCodesBSON(codes []emailCode) bson.A {
+	a := bson.A{}
+	for _, c := range codes {
+		a = append(a, bson.D{{Key: "code", Value: string(c.hash)}, {Key: "expire", Value: c.expire}})
+	}
+	return a
 }
 
 func emailsBSON(emails []Email) bson.A {
@@ -562,6 +590,21 @@ func userFromBSON(raw bson.Raw, seq *uint64) (*user, error) {
 			u.email2fa, _ = lookupD(sd, "enabled").(bool)
 		case "iframe":
 			u.iframeToken, _ = lookupD(sd, "token").(string)
+		case "totp":
+			if on, _ := lookupD(sd, "enabled").(bool); on {
+				u.totpSecret, _ = lookupD(sd, "secret").(string)
+			}
+		case "emailCode":
+			arr, _ := s.Value.(bson.A)
+			for _, v := range arr {
+				cd, ok := v.(bson.D)
+				if !ok {
+					continue
+				}
+				if h, ok := lookupD(cd, "code").(string); ok {
+					u.emailCodes = append(u.emailCodes, emailCode{hash: []byte(h), expire: dateOf(lookupD(cd, "expire"))})
+				}
+			}
 		default:
 			if id, ok := lookupD(sd, "id").(string); ok && !knownServices[s.Key] {
 				if u.oauth == nil {

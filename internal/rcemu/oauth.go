@@ -236,7 +236,7 @@ func (s *Server) oauthLogin(args map[string]any, now time.Time) (loginOutcome, *
 	}
 	// Meteor's login type is the service name; it is not "resume", so
 	// the 2FA hook applies (Rocket.Chat issue #21533).
-	if e := s.validateLogin(u, name); e != nil {
+	if e := s.validateLogin(u, name, ""); e != nil {
 		return loginOutcome{}, e
 	}
 	return s.issueToken(u, name, now), nil

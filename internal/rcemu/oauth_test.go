@@ -122,8 +122,8 @@ func TestOAuthLoginErrorsPerProfile(t *testing.T) {
 				unknown.wantBody(t, `{"status":"error","success":false,"message":"Unexpected AccessToken service nope"}`)
 				failed.wantBody(t, `{"status":"error","success":false,"message":"Failed to fetch identity from rcsso at `+idURL+`. Unauthorized"}`)
 			case "8.x":
-				unknown.wantBody(t, `{"success":false}`)
-				failed.wantBody(t, `{"success":false}`)
+				unknown.wantBody(t, `{"success":false,"error":"unauthorized"}`)
+				failed.wantBody(t, `{"success":false,"error":"unauthorized"}`)
 			}
 		})
 	}

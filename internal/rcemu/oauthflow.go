@@ -197,7 +197,7 @@ func (s *Server) handleOAuthCallback(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	u, e := s.oauthUser(svc, ident, now)
 	if e == nil {
-		e = s.validateLogin(u, svc.Name)
+		e = s.validateLogin(u, svc.Name, "")
 	}
 	var userID string
 	if u != nil {

@@ -34,6 +34,9 @@ type Server struct {
 	adminID   string
 	stats     Stats
 
+	mailMu sync.Mutex
+	mails  []Mail // the 2FA mailbox (twofactor.go)
+
 	oauthIDs        []string    // login service configuration _id per Config.OAuthServices
 	oauthEnterprise atomic.Bool // the licence's oauth-enterprise module (Config.OAuthEnterprise)
 
@@ -57,6 +60,7 @@ type Stats struct {
 	LogoutCalls      int // /api/v1/logout
 	MeCalls          int // GET /api/v1/me
 	DDPLoginCalls    int // the web client's Meteor login method (/_emu/ddp-login)
+	MethodLoginCalls int // the login method through POST /api/v1/method.callAnon/login (not rate limited ones)
 	RateLimited      int // 429 answers
 	SetAvatarCalls   int // POST /api/v1/users.setAvatar
 }
@@ -78,6 +82,11 @@ type UserSnapshot struct {
 	IframeToken string
 	// Email2FA is services.email2fa.enabled.
 	Email2FA bool
+	// TOTP is services.totp.enabled.
+	TOTP bool
+	// EmailCodes counts the unexpired-or-not e-mail 2FA codes held in
+	// services.emailCode.
+	EmailCodes int
 	// AvatarURL is the avatarUrl of the last users.setAvatar ("" if none).
 	AvatarURL string
 }
@@ -199,6 +208,7 @@ func (s *Server) buildHandler() http.Handler {
 	mux.HandleFunc("POST /_emu/ddp-rooms", s.handleDDPRooms)
 	mux.HandleFunc("POST /_emu/ddp-load-history", s.handleDDPLoadHistory)
 	mux.HandleFunc("POST /_emu/ddp-send-message", s.handleDDPSendMessage)
+	mux.HandleFunc("GET /_emu/mailbox", s.handleMailbox)
 	mux.HandleFunc("GET /_emu/client.js", s.serveAsset("client.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /_emu/client.css", s.serveAsset("client.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("GET /oauth/{service}", s.handleOAuthStart)
@@ -294,6 +304,7 @@ func snapshot(u *user) UserSnapshot {
 		ID: u.id, Username: u.username, Name: u.name, Emails: slices.Clone(u.emails), Active: u.active,
 		Roles: slices.Clone(u.roles), Status: u.status, ResumeTokens: u.resumeCount(), PATs: u.patCount(),
 		IframeToken: u.iframeToken, Email2FA: u.email2fa, AvatarURL: u.avatarURL,
+		TOTP: u.totpSecret != "", EmailCodes: len(u.emailCodes),
 	}
 }
 
@@ -347,6 +358,13 @@ type NewUser struct {
 	// PAT, when set, is stored as a personal access token of the user
 	// (bypassTwoFactor true, spec §4.12): a service account for tests.
 	PAT string
+	// TOTPSecret, when set, turns on TOTP 2FA with this base32 secret
+	// (services.totp; see NewTOTPSecret, TOTPCode). It applies with
+	// Config.TwoFactor.
+	TOTPSecret string
+	// Email2FA turns on e-mail 2FA (services.email2fa.enabled); it applies
+	// with Config.TwoFactor to a user with a verified e-mail.
+	Email2FA bool
 }
 
 // AddUser creates a user directly (no REST, no permission checks, no rate
@@ -386,6 +404,7 @@ func (s *Server) AddUser(nu NewUser) (string, error) {
 	u := &user{
 		id: randomID(), username: nu.Username, name: nu.Name, typ: "user", status: "offline", active: !nu.Inactive,
 		roles: slices.Clone(roles), createdAt: now, updatedAt: now, bcrypt: hash, settings: map[string]any{},
+		totpSecret: nu.TOTPSecret, email2fa: nu.Email2FA,
 	}
 	if nu.Email != "" {
 		u.emails = []Email{{Address: nu.Email, Verified: nu.Verified}}

@@ -54,15 +54,19 @@ var knownSettings = map[string]settingDefault{
 	"Accounts_TwoFactorAuthentication_By_Email_Enabled":          {true, true},
 	"Accounts_TwoFactorAuthentication_By_Email_Auto_Opt_In":      {true, false},
 	"Accounts_TwoFactorAuthentication_Enforce_Password_Fallback": {true, true},
-	"API_Enable_Rate_Limiter":                                    {true, false},
-	"API_Enable_Rate_Limiter_Limit_Calls_Default":                {10, false},
-	"API_Enable_Rate_Limiter_Limit_Time_Default":                 {60000, false},
-	"Accounts_BlockedUsernameList":                               {"", false},
-	"Accounts_SystemBlockedUsernameList":                         {"admin,administrator,system,user", false},
-	"Accounts_Registration_Users_Default_Roles":                  {"user", false},
-	"API_Default_Count":                                          {50, false},
-	"API_Upper_Count_Limit":                                      {100, false},
-	"Accounts_TwoFactorAuthentication_RememberFor":               {1800, false},
+	// apps/meteor/app/2fa/server/startup/settings.ts
+	// @e0a3449d95373472c9315546a29548457bfca5f0 (twofactor.go).
+	"Accounts_TwoFactorAuthentication_MaxDelta":                 {1, false},
+	"Accounts_TwoFactorAuthentication_By_Email_Code_Expiration": {3600, false},
+	"API_Enable_Rate_Limiter":                                   {true, false},
+	"API_Enable_Rate_Limiter_Limit_Calls_Default":               {10, false},
+	"API_Enable_Rate_Limiter_Limit_Time_Default":                {60000, false},
+	"Accounts_BlockedUsernameList":                              {"", false},
+	"Accounts_SystemBlockedUsernameList":                        {"admin,administrator,system,user", false},
+	"Accounts_Registration_Users_Default_Roles":                 {"user", false},
+	"API_Default_Count":                                         {50, false},
+	"API_Upper_Count_Limit":                                     {100, false},
+	"Accounts_TwoFactorAuthentication_RememberFor":              {1800, false},
 	// Iframe_Restrict_Access defaults to true in Rocket.Chat (X-Frame-Options:
 	// sameorigin on every response). The emulator exists to be embedded by
 	// cross-origin host pages, so it defaults to false here; set it to true

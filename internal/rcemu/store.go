@@ -45,9 +45,11 @@ type user struct {
 	lastLogin          time.Time
 	bcrypt             []byte // services.password.bcrypt; nil = no password
 	tokens             []tokenEntry
-	hasResume          bool   // services.resume exists (see Bug40598)
-	iframeToken        string // services.iframe.token
-	email2fa           bool   // services.email2fa.enabled
+	hasResume          bool        // services.resume exists (see Bug40598)
+	iframeToken        string      // services.iframe.token
+	email2fa           bool        // services.email2fa.enabled
+	totpSecret         string      // services.totp.secret when services.totp.enabled (twofactor.go)
+	emailCodes         []emailCode // services.emailCode (twofactor.go)
 	requirePWChange    bool
 	bio, nickname      string
 	statusText         string

@@ -66,6 +66,10 @@ type Error struct {
 	// Err is the underlying error: the transport error (timeouts satisfy
 	// errors.Is(err, context.DeadlineExceeded)) or a JSON decoding error.
 	Err error
+	// TwoFactor is Rocket.Chat's description of the second factor it
+	// wants, from the details of a totp-required or totp-invalid error;
+	// nil otherwise (see IsTwoFactorRequired).
+	TwoFactor *TwoFactor
 
 	// code is a numeric "error" field (Meteor.Error code such as 403 on a
 	// rejected /login resume token).
@@ -183,7 +187,8 @@ func IsUnauthorized(err error) bool {
 }
 
 // IsRateLimited reports whether the call hit Rocket.Chat's rate limiter
-// (HTTP 429 or errorType error-too-many-requests; spec §4.0, §4.14), or was
+// (HTTP 429 or errorType error-too-many-requests, spec §4.0, §4.14; or
+// Meteor's DDPRateLimiter: too-many-requests in a DDP result), or was
 // held back because rcsso's own share of it is spent (ErrBudgetSpent), and
 // how long to wait (0 when unknown). Calls are never retried automatically
 // on 429.
@@ -192,7 +197,8 @@ func IsRateLimited(err error) (time.Duration, bool) {
 	if !ok {
 		return 0, false
 	}
-	if e.Status == http.StatusTooManyRequests || e.ErrorType == "error-too-many-requests" || errors.Is(e.Err, ErrBudgetSpent) {
+	if e.Status == http.StatusTooManyRequests || e.ErrorType == "error-too-many-requests" || e.ErrorType == "too-many-requests" ||
+		errors.Is(e.Err, ErrBudgetSpent) {
 		return e.RetryAfter, true
 	}
 	return 0, false
@@ -357,7 +363,7 @@ func decodeError(endpoint string, status int, h http.Header, body []byte, now ti
 	e.Message = cleanText(e.Message, maxMessageLen)
 	e.ErrorType = cleanText(e.ErrorType, 100)
 	e.Code = cleanText(e.Code, 100)
-	if status == http.StatusTooManyRequests || e.ErrorType == "error-too-many-requests" {
+	if (status == http.StatusTooManyRequests || e.ErrorType == "error-too-many-requests" || e.ErrorType == "too-many-requests") && e.RetryAfter == 0 {
 		e.RetryAfter = retryAfter(h, e.Message, now)
 	}
 	return e
@@ -370,6 +376,7 @@ func parseEnvelope(e *Error, m map[string]json.RawMessage) {
 	reason, _ := rawString(m["reason"])
 
 	var errStr, nestedCode string
+	details := m["details"]
 	if raw, ok := m["error"]; ok {
 		if s, ok := rawString(raw); ok {
 			errStr = s
@@ -393,6 +400,9 @@ func parseEnvelope(e *Error, m map[string]json.RawMessage) {
 				}
 				if s, _ := rawString(inner["errorType"]); s != "" && errorType == "" && s != "Meteor.Error" {
 					errorType = s
+				}
+				if len(details) == 0 {
+					details = inner["details"]
 				}
 			}
 		}
@@ -436,6 +446,18 @@ func parseEnvelope(e *Error, m map[string]json.RawMessage) {
 		}
 	}
 	e.Message = msg
+	if e.ErrorType == "totp-required" || e.ErrorType == "totp-invalid" {
+		e.TwoFactor = twoFactorFrom(details)
+	}
+	if e.ErrorType == "too-many-requests" {
+		// DDPRateLimiter: details.timeToReset in milliseconds.
+		var d struct {
+			TimeToReset float64 `json:"timeToReset"`
+		}
+		if json.Unmarshal(details, &d) == nil && d.TimeToReset > 0 && d.TimeToReset < float64(maxRetryAfter/time.Millisecond) {
+			e.RetryAfter = time.Duration(d.TimeToReset) * time.Millisecond
+		}
+	}
 }
 
 // codeLike reports whether s looks like an error code ("error-x",

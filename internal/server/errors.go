@@ -33,6 +33,12 @@ import (
 //	                                 only from the IFrame URL)
 //	*mint.ThrottledError           → 503 + Retry-After
 //	*LoginRefusedError             → 429 + Retry-After (login form limits)
+//	*NativeLoginError              → per Reason (native login form,
+//	                                 nativelogin.go): 403 wrong password,
+//	                                 wrong code, deactivated, refused
+//	                                 without a reason; 429 + Retry-After
+//	                                 Rocket.Chat's rate limit or block;
+//	                                 400 malformed field, not in the chat
 //	errOrigin                      → 403
 //	provision.ErrConflict          → 409 (every mode's conflict wraps it)
 //	store.ErrLinkTaken             → 409 (a Rocket.Chat user linked to
@@ -90,6 +96,10 @@ func classify(err error) (int, string, int) {
 			return http.StatusTooManyRequests, fmt.Sprintf("This account had many failed logins. Try again in %d seconds.", max(retry, 1)), max(retry, 1)
 		}
 		return http.StatusTooManyRequests, fmt.Sprintf("Too many failed attempts. Try again in %d minutes.", retry/60+1), max(retry, 1)
+	}
+	var ne *NativeLoginError
+	if errors.As(err, &ne) {
+		return nativeMessage(ne)
 	}
 	var te *mint.ThrottledError
 	if errors.As(err, &te) {

@@ -114,6 +114,9 @@ type page struct {
 	Checks                           []check
 	ShowForm                         bool
 	Data                             any
+	// Native is the "Log in with a Rocket.Chat account" part
+	// (website.native_login; nativelogin.go); nil hides it.
+	Native *nativeView
 }
 
 // button is an interactive identity source offered on the IFrame URL.
@@ -190,6 +193,9 @@ type handoffData struct {
 	TokenKey  string `json:"tokenKey,omitempty"`
 	Client    string `json:"client,omitempty"`
 	PopupDone bool   `json:"popupDone,omitempty"`
+	// Native marks the native login's own pages (nativelogin.go), where
+	// the website's storage-access prompt does not apply.
+	Native bool `json:"native,omitempty"`
 }
 
 // loginPage is the IFrame URL (Accounts_iframe_url). Rocket.Chat shows it
@@ -217,10 +223,12 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	buttons := s.buttons(returnTo, client)
 	if form := len(s.o.Identity.PasswordSources()) > 0; form || len(buttons) > 0 {
 		s.render(w, r, http.StatusOK, "login.html", page{ReturnTo: returnTo, Client: client, Buttons: buttons,
-			ShowForm: form, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+			ShowForm: form, Data: handoffData{RCOrigin: s.o.RocketChatOrigin},
+			Native: s.nativeSection(client)})
 		return nil
 	}
-	s.render(w, r, http.StatusOK, "notloggedin.html", page{LoginURL: s.o.WebsiteLoginURL, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+	s.render(w, r, http.StatusOK, "notloggedin.html", page{LoginURL: s.o.WebsiteLoginURL, Data: handoffData{RCOrigin: s.o.RocketChatOrigin},
+		Native: s.nativeSection(client)})
 	return nil
 }
 

@@ -99,6 +99,12 @@ type Options struct {
 	// operator part of /diagnostics (nil: none).
 	Doctor func(ctx context.Context) doctor.Report
 
+	// NativeLogin (config website.native_login) offers "Log in with a
+	// Rocket.Chat account" on the IFrame URL: a person logs in with their
+	// own Rocket.Chat password and 2FA code through RC (nativelogin.go).
+	// Off: the form is absent and POST /login/rocketchat is 404.
+	NativeLogin bool
+
 	// Extra mounts more handlers: a path prefix ending in "/" → a handler
 	// that gets the path with the prefix stripped, e.g. "/oauth/" → the
 	// OAuth provider (minting mode oauth).
@@ -121,6 +127,8 @@ type Server struct {
 	limiter  *FailureLimiter
 	// hashSlots holds one value per password check under way.
 	hashSlots chan struct{}
+	// nativeSlots holds one value per native login waiting on Rocket.Chat.
+	nativeSlots chan struct{}
 
 	calls callLog
 	// diagToken is sha256(Options.DiagnosticsToken), nil when unset.
@@ -145,15 +153,16 @@ func New(o Options) *Server {
 		o.LoginConcurrency = max(runtime.GOMAXPROCS(0)-1, 1)
 	}
 	s := &Server{
-		o:         o,
-		log:       o.Logger,
-		base:      strings.TrimRight(o.PublicURL.Path, "/"),
-		allowed:   map[string]bool{o.RocketChatOrigin: true},
-		csrf:      http.NewCrossOriginProtection(),
-		limiter:   o.LoginLimiter,
-		hashSlots: make(chan struct{}, o.LoginConcurrency),
-		returnTo:  ReturnToFilter(o.PublicURL, o.RocketChatOrigin, o.WebsiteOrigins),
-		diag:      newDiagCache(),
+		o:           o,
+		log:         o.Logger,
+		base:        strings.TrimRight(o.PublicURL.Path, "/"),
+		allowed:     map[string]bool{o.RocketChatOrigin: true},
+		csrf:        http.NewCrossOriginProtection(),
+		limiter:     o.LoginLimiter,
+		hashSlots:   make(chan struct{}, o.LoginConcurrency),
+		nativeSlots: make(chan struct{}, nativeConcurrency),
+		returnTo:    ReturnToFilter(o.PublicURL, o.RocketChatOrigin, o.WebsiteOrigins),
+		diag:        newDiagCache(),
 	}
 	if o.DiagnosticsToken != "" {
 		h := sha256.Sum256([]byte(o.DiagnosticsToken))
@@ -176,6 +185,9 @@ func New(o Options) *Server {
 	mux.Handle("GET /login", s.framable(s.handle(s.loginPage, true)))
 	mux.Handle("POST /login", s.framable(s.csrf.Handler(s.handle(s.loginSubmit, true))))
 	mux.Handle("POST /login/resume", s.framable(s.csrf.Handler(s.handle(s.resumeSubmit, true))))
+	if o.NativeLogin {
+		mux.Handle("POST /login/rocketchat", s.framable(s.csrf.Handler(s.handle(s.nativeLoginSubmit, true))))
+	}
 	mux.Handle("GET /popup-done", s.handle(s.popupDone, true))
 	for _, src := range o.Identity {
 		if in, ok := src.(identity.Interactive); ok {
