@@ -175,7 +175,7 @@ func forgeUnsignedFor(nameID string) samltest.Forge {
 	return samltest.Forge{NameID: nameID, Attributes: map[string][]string{"uid": {"mallory"}}}
 }
 
-func parseDoc(t *testing.T, b []byte) *etree.Document {
+func parseDoc(t testing.TB, b []byte) *etree.Document {
 	t.Helper()
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(b); err != nil {
@@ -184,7 +184,7 @@ func parseDoc(t *testing.T, b []byte) *etree.Document {
 	return doc
 }
 
-func docBytes(t *testing.T, doc *etree.Document) []byte {
+func docBytes(t testing.TB, doc *etree.Document) []byte {
 	t.Helper()
 	b, err := doc.WriteToBytes()
 	if err != nil {
@@ -193,7 +193,7 @@ func docBytes(t *testing.T, doc *etree.Document) []byte {
 	return b
 }
 
-func assertionOf(t *testing.T, doc *etree.Document) *etree.Element {
+func assertionOf(t testing.TB, doc *etree.Document) *etree.Element {
 	t.Helper()
 	a := doc.Root().SelectElement("Assertion")
 	if a == nil {
@@ -204,7 +204,7 @@ func assertionOf(t *testing.T, doc *etree.Document) *etree.Element {
 
 // wrapUnsignedFirst puts evil's unsigned assertion before the signed one of
 // good (whose Response is unsigned).
-func wrapUnsignedFirst(t *testing.T, good, evil []byte) []byte {
+func wrapUnsignedFirst(t testing.TB, good, evil []byte) []byte {
 	doc := parseDoc(t, good)
 	ea := assertionOf(t, parseDoc(t, evil)).Copy()
 	ga := assertionOf(t, doc)
@@ -214,7 +214,7 @@ func wrapUnsignedFirst(t *testing.T, good, evil []byte) []byte {
 
 // wrapOuterResponse puts the signed Response good inside evil's unsigned
 // Response, whose own assertion is for someone else.
-func wrapOuterResponse(t *testing.T, good, evil []byte) []byte {
+func wrapOuterResponse(t testing.TB, good, evil []byte) []byte {
 	doc := parseDoc(t, evil)
 	ext := doc.Root().CreateElement("samlp:Extensions")
 	ext.AddChild(parseDoc(t, good).Root().Copy())
@@ -224,7 +224,7 @@ func wrapOuterResponse(t *testing.T, good, evil []byte) []byte {
 // wrapSameID replaces the signed assertion by a copy for mallory with the
 // same ID, carrying the original signature, and the original inside its
 // Advice.
-func wrapSameID(t *testing.T, good []byte) []byte {
+func wrapSameID(t testing.TB, good []byte) []byte {
 	doc := parseDoc(t, good)
 	ga := assertionOf(t, doc)
 	evil := ga.Copy()

@@ -256,7 +256,7 @@ func (rg *rig) loggedOutSubjects() []string {
 }
 
 // writeIdPMetadata writes the IdP's metadata to a file and returns its path.
-func writeIdPMetadata(t *testing.T, idp *samltest.IdP) string {
+func writeIdPMetadata(t testing.TB, idp *samltest.IdP) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "idp.xml")
 	if err := os.WriteFile(p, idp.Metadata(t), 0o600); err != nil {

@@ -17,6 +17,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"embed"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -56,14 +57,40 @@ var (
 	keys   = map[string]KeyPair{}
 )
 
-// Keys returns the 2048-bit RSA key pair named name, generated once per
-// test binary (RSA key generation takes a while), with a certificate whose
-// subject is CN=name, valid from an hour ago for ten years.
+// fixedKeys are the key pairs of the test IdP and SP, made once with
+// openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=<name>:
+// generating RSA keys at every start of a fuzzing worker, whose crypto is
+// instrumented, takes many seconds. Test keys, protecting nothing.
+//
+//go:embed testdata/*.key testdata/*.crt
+var fixedKeys embed.FS
+
+// Keys returns the 2048-bit RSA key pair named name: test-idp and test-sp
+// from testdata, any other generated once per test binary, with a
+// certificate whose subject is CN=name, valid from an hour ago for ten
+// years.
 func Keys(t testing.TB, name string) KeyPair {
 	t.Helper()
 	keysMu.Lock()
 	defer keysMu.Unlock()
 	if kp, ok := keys[name]; ok {
+		return kp
+	}
+	if keyPEM, err := fixedKeys.ReadFile("testdata/" + name + ".key"); err == nil {
+		certPEM, err := fixedKeys.ReadFile("testdata/" + name + ".crt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp := KeyPair{Key: pair.PrivateKey.(*rsa.PrivateKey), Cert: cert, KeyPEM: keyPEM, CertPEM: certPEM}
+		keys[name] = kp
 		return kp
 	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
