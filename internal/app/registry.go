@@ -15,6 +15,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity/jwt"
 	"github.com/rcsso/rcsso/internal/identity/local"
 	"github.com/rcsso/rcsso/internal/identity/oidc"
+	"github.com/rcsso/rcsso/internal/identity/saml"
 	"github.com/rcsso/rcsso/internal/identity/whoami"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/createtoken"
@@ -52,6 +53,7 @@ var sourceTypes = map[string]func() identity.Config{
 	"jwt":    func() identity.Config { return new(jwt.Config) },
 	"whoami": func() identity.Config { return new(whoami.Config) },
 	"oidc":   func() identity.Config { return new(oidc.Config) },
+	"saml":   func() identity.Config { return new(saml.Config) },
 }
 
 // sourceConfigs decodes and validates every identity source's block.
