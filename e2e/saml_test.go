@@ -137,4 +137,3 @@ func TestSAMLIdPInitiatedLogin(t *testing.T) {
 		t.Fatalf("chat logged in as %q", got)
 	}
 }
-
