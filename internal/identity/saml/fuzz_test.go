@@ -19,7 +19,7 @@ import (
 
 // fuzzSource is a source whose clock stands still at now, reading the
 // IdP's metadata from a file, with IdP-initiated logins allowed.
-func fuzzSource(f *testing.F, idp *samltest.IdP, now time.Time) *Source {
+func fuzzSource(f testing.TB, idp *samltest.IdP, now time.Time) *Source {
 	f.Helper()
 	sp := samltest.Keys(f, "test-sp")
 	s, err := New(context.Background(), Options{Name: "idp", BaseURL: "https://rcsso.example", IDPMetadataFile: writeIdPMetadata(f, idp),

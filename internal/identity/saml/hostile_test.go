@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -253,9 +254,35 @@ const billionLaughs = `<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">`
 	`<!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;"><!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">` +
 	`<!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">]>`
 
-// deepNesting puts 100,000 nested elements into the signed response.
+// deepNesting puts 20,000 nested elements into the signed response.
 func deepNesting(b []byte) []byte {
-	const n = 100000
+	const n = 20000
 	deep := strings.Repeat("<x>", n) + strings.Repeat("</x>", n)
 	return bytes.Replace(b, []byte("</samlp:Response>"), []byte(deep+"</samlp:Response>"), 1)
+}
+
+// While every slot for checking SAML messages is taken, a response waits,
+// and gives up with 503 when its request ends: posters of large messages
+// cannot make rcsso parse more than a few at once.
+func TestACSBusy(t *testing.T) {
+	rg := newRig(t, rigOptions{idpInitiated: true})
+	for range cap(rg.src.slots) {
+		rg.src.slots <- struct{}{}
+	}
+	form := url.Values{"SAMLResponse": {b64(rg.forge(forgeSigned()))}}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/acs", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	rg.src.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "busy") {
+		t.Fatalf("got %d %q", rec.Code, rec.Body)
+	}
+	for range cap(rg.src.slots) {
+		<-rg.src.slots
+	}
+	if status, body, ok := rg.acs(rg.forge(forgeSigned()), ""); status != http.StatusOK || !ok {
+		t.Fatalf("after the slots freed: %d %q", status, body)
+	}
 }

@@ -66,6 +66,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -87,9 +88,12 @@ const NameIDClaim = "NameID"
 // Limits and defaults.
 const (
 	cookiePrefix = "rcsso_saml_"
-	// maxACSBody bounds an ACS POST body (bytes): a Response of a few
-	// hundred groups and an encrypted assertion fits many times over.
-	maxACSBody = 1 << 20
+	// maxACSBody bounds an ACS POST body (bytes). A Response with 150
+	// groups (where Microsoft Entra ID stops sending them) is about 20 KB,
+	// encrypted and base64 about 35 KB; parsing and canonicalising XML
+	// costs about 0.1 ms of CPU and 30 bytes of garbage per byte, and
+	// whoever posts here need not have a valid signature.
+	maxACSBody = 256 << 10
 	// maxSLOBody bounds a POSTed LogoutRequest (bytes), SOAP or form.
 	maxSLOBody = 256 << 10
 	// maxInflated bounds an HTTP-Redirect message once inflated (bytes), as
@@ -115,6 +119,7 @@ var (
 	errUnsolicited = errors.New("saml: IdP-initiated login refused (allow_idp_initiated is off), or the login state cookie did not come back")
 	errTransient   = errors.New("saml: the NameID is transient (or missing), so it cannot be the subject: ask the IdP for a persistent NameID or set claims.subject to a stable attribute")
 	errStore       = errors.New("saml: recording the assertion as used failed")
+	errBusy        = errors.New("saml: too many SAML messages being checked; the request gave up waiting")
 )
 
 // Once is store.Store's single-use record, as this source uses it.
@@ -214,6 +219,11 @@ type Source struct {
 	meta        metadataSource
 	mux         *http.ServeMux
 
+	// slots bounds the SAML messages checked at once (parsing a message
+	// of maxACSBody takes tens of milliseconds and megabytes): anyone may
+	// post one, signed or not.
+	slots chan struct{}
+
 	sp          atomic.Pointer[crewsaml.ServiceProvider]
 	loadedAt    atomic.Int64 // Unix ns of the last reading, failed or not
 	nextLoad    atomic.Int64 // Unix ns
@@ -264,7 +274,8 @@ func New(ctx context.Context, cfg Options) (*Source, error) {
 		cfg.MetadataRefresh = DefaultMetadataRefresh
 	}
 	prefix := strings.TrimRight(base.String(), "/") + "/auth/" + cfg.Name + "/"
-	s := &Source{cfg: cfg, log: cfg.Logger, codec: codec, cookieName: cookiePrefix + cfg.Name, mapping: samlMapping(cfg.Mapping)}
+	s := &Source{cfg: cfg, log: cfg.Logger, codec: codec, cookieName: cookiePrefix + cfg.Name, mapping: samlMapping(cfg.Mapping),
+		slots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
 	for u, suffix := range map[*url.URL]string{&s.acsURL: "acs", &s.sloURL: "slo", &s.metadataURL: "metadata"} {
 		p, _ := url.Parse(prefix + suffix)
 		*u = *p
@@ -523,6 +534,9 @@ func (s *Source) loginFailed(w http.ResponseWriter, err error, retry string) {
 	}
 	var bad crewsaml.ErrBadStatus
 	switch {
+	case errors.Is(err, errBusy):
+		s.log.Warn("saml: login response dropped: too many being checked")
+		s.page(w, http.StatusServiceUnavailable, "Login failed", "rcsso is busy. "+retry)
 	case errors.Is(err, errStore):
 		s.log.Error("saml: login refused: store unavailable", "err", detail)
 		s.page(w, http.StatusServiceUnavailable, "Login failed", "rcsso cannot record this login right now. "+retry)
@@ -583,7 +597,12 @@ func (s *Source) consume(ctx context.Context, form url.Values, st *loginState) (
 		}
 		sp.AllowIDPInitiated = true
 	}
+	release, err := s.acquire(ctx)
+	if err != nil {
+		return identity.Identity{}, err
+	}
 	a, err := sp.ParseXMLResponse(raw, ids, s.acsURL)
+	release()
 	if err != nil {
 		if rc.err != nil {
 			return identity.Identity{}, fmt.Errorf("%w: %w", errStore, rc.err)
@@ -613,6 +632,17 @@ func hasDirective(b []byte) bool {
 		if !bytes.HasPrefix(b, []byte("--")) && !bytes.HasPrefix(b, []byte("[CDATA[")) {
 			return true
 		}
+	}
+}
+
+// acquire waits for one of the slots for checking a SAML message, or for
+// ctx to end (errBusy); call release when done.
+func (s *Source) acquire(ctx context.Context) (release func(), err error) {
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots }, nil
+	case <-ctx.Done():
+		return nil, errBusy
 	}
 }
 
@@ -723,7 +753,14 @@ func (s *Source) slo(w http.ResponseWriter, r *http.Request) {
 		s.logoutRefused(w, errDirective, rc)
 		return
 	}
+	release, err := s.acquire(r.Context())
+	if err != nil {
+		s.log.Warn("saml: logout request dropped: too many being checked")
+		s.page(w, http.StatusServiceUnavailable, "Logout failed", "rcsso is busy. Please try again.")
+		return
+	}
 	lr, err := sp.ValidateLogoutRequest(r)
+	release()
 	if err != nil {
 		s.logoutRefused(w, err, rc)
 		return
@@ -770,8 +807,12 @@ func (s *Source) sloSOAP(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	var lr *crewsaml.LogoutRequest
 	if err == nil {
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		lr, err = sp.ValidateSOAPLogoutRequest(r)
+		var release func()
+		if release, err = s.acquire(r.Context()); err == nil {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			lr, err = sp.ValidateSOAPLogoutRequest(r)
+			release()
+		}
 	}
 	if err != nil {
 		s.logLogoutRefusal(err, rc)
