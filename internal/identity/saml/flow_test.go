@@ -1,6 +1,7 @@
 package saml
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"slices"
@@ -42,6 +43,9 @@ func TestSPInitiatedLogin(t *testing.T) {
 	acs, form := rg.idpLogin(page)
 	if acs != rg.rc.URL+"/auth/idp/acs" {
 		t.Fatalf("IdP posts to %s", acs)
+	}
+	if raw, _ := base64.StdEncoding.DecodeString(form.Get("SAMLResponse")); !strings.Contains(string(raw), "EncryptedAssertion") || !strings.Contains(string(raw), "aes256-gcm") {
+		t.Fatalf("the IdP did not encrypt the assertion to rcsso's certificate (AES-256-GCM): %.400s", raw)
 	}
 	resp, body := rg.post(rg.client, acs, form)
 	if resp.StatusCode != http.StatusOK || body != "popup page" {
