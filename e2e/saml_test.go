@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"context"
-	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +27,14 @@ var samlJane = samltest.User{Name: "jane.doe", Password: "jane-password", Email:
 func samlEnv(t *testing.T) (*env, *samltest.IdP) {
 	t.Helper()
 	idp := samltest.Start(t, "idp.example.test")
+	e := newEnv(t, envOptions{identity: []config.IdentitySource{samlSource(t, idp), {Type: "local"}}})
+	registerSAML(t, e, idp)
+	return e, idp
+}
+
+// samlSource is the identity source "corp" for idp, with Jane as its user.
+func samlSource(t *testing.T, idp *samltest.IdP) config.IdentitySource {
+	t.Helper()
 	idp.AddUser(t, samlJane)
 	sp := samltest.Keys(t, "test-sp")
 	dir := t.TempDir()
@@ -37,30 +45,28 @@ func samlEnv(t *testing.T) (*env, *samltest.IdP) {
 	if err := os.WriteFile(certFile, sp.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, envOptions{identity: []config.IdentitySource{
-		{Type: "saml", Name: "corp", Options: map[string]any{
-			"label":            "Log in with Example Corp",
-			"idp_metadata_url": idp.MetadataURL(),
-			"key_file":         keyFile, "certificate_file": certFile,
-			"name_id_format":      "email",
-			"allow_idp_initiated": true,
-			"email_verified":      true,
-			"claims":              map[string]any{"name": "cn", "groups": "eduPersonAffiliation"},
-		}},
-		{Type: "local"},
-	}})
-	resp, err := http.Get(strings.Replace(e.ssoURL, "sso.example.test", "127.0.0.1", 1) + "/auth/corp/metadata")
-	if err != nil {
-		t.Fatal(err)
+	return config.IdentitySource{Type: "saml", Name: "corp", Options: map[string]any{
+		"label":            "Log in with Example Corp",
+		"idp_metadata_url": idp.MetadataURL(),
+		"key_file":         keyFile, "certificate_file": certFile,
+		"name_id_format":      "email",
+		"allow_idp_initiated": true,
+		"email_verified":      true,
+		"claims":              map[string]any{"name": "cn", "groups": "eduPersonAffiliation"},
+	}}
+}
+
+// registerSAML gives idp rcsso's SP metadata and a shortcut (IdP-initiated
+// login) to Rocket.Chat.
+func registerSAML(t *testing.T, e *env, idp *samltest.IdP) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	e.app.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, e.ssoURL+"/auth/corp/metadata", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("SP metadata: %d", rec.Code)
 	}
-	metadata, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("SP metadata: %d", resp.StatusCode)
-	}
-	idp.AddServiceProvider(t, "rcsso", metadata)
+	idp.AddServiceProvider(t, "rcsso", rec.Body.Bytes())
 	idp.AddShortcut(t, "rcsso", e.ssoURL+"/auth/corp/metadata", e.rcURL+"/")
-	return e, idp
 }
 
 // idpLogin fills the test IdP's login form in the tab ctx as Jane.
@@ -132,6 +138,29 @@ func TestSAMLIdPInitiatedLogin(t *testing.T) {
 	}
 	e.idpLogin(ctx)
 	e.waitEval(ctx, `location.origin === `+jsString(e.rcURL))
+	e.waitChat(ctx, "logged-in")
+	if got := e.chatUsername(ctx); got != "jane.doe" {
+		t.Fatalf("chat logged in as %q", got)
+	}
+}
+
+// Over HTTPS with the IdP on another site (idp.other.test) and third-party
+// cookies blocked, as in production: the IdP's POST to the ACS is
+// cross-site, so rcsso's login state cookie must be SameSite=None to come
+// back with it; the popup's login then logs the chat in.
+func TestSAMLCrossSiteIdPOverHTTPS(t *testing.T) {
+	idp := samltest.StartTLS(t, "idp.other.test")
+	src := samlSource(t, idp)
+	src.Options["allow_idp_initiated"] = false
+	e := newTLSEnv(t, tlsOptions{chatHost: "chat.example.test", identity: []config.IdentitySource{src, {Type: "local"}}})
+	registerSAML(t, e, idp)
+	ctx := newChromium(t, false)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.rcURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitChat(ctx, "iframe")
+	e.clickInIframe(ctx, "#rc-login-iframe", "#login-corp")
+	e.idpLogin(e.attach(ctx, "page", idp.URL))
 	e.waitChat(ctx, "logged-in")
 	if got := e.chatUsername(ctx); got != "jane.doe" {
 		t.Fatalf("chat logged in as %q", got)

@@ -140,15 +140,32 @@ type IdP struct {
 // Start starts an IdP on a loopback port; browsers reach it as
 // http://host:PORT (host "127.0.0.1" for Go clients only). It stops when
 // the test ends.
-func Start(t testing.TB, host string) *IdP {
+func Start(t testing.TB, host string) *IdP { return start(t, host, false) }
+
+// StartTLS starts an IdP that browsers reach as https://host:PORT
+// (httptest's certificate: the browser must ignore certificate errors),
+// and Go clients as plain http on another loopback port, LocalURL.
+func StartTLS(t testing.TB, host string) *IdP { return start(t, host, true) }
+
+func start(t testing.TB, host string, useTLS bool) *IdP {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	browserLn := ln
+	if useTLS {
+		if browserLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, port, _ := net.SplitHostPort(browserLn.Addr().String())
 	kp := Keys(t, "test-idp")
-	u, _ := url.Parse("http://" + host + ":" + port)
+	scheme := "http"
+	if useTLS {
+		scheme = "https"
+	}
+	u, _ := url.Parse(scheme + "://" + host + ":" + port)
 	srv, err := samlidp.New(samlidp.Options{
 		URL:         *u,
 		Key:         kp.Key,
@@ -163,6 +180,12 @@ func Start(t testing.TB, host string) *IdP {
 	hs := &http.Server{Handler: i.handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() { _ = hs.Close() })
+	if useTLS {
+		ts := httptest.NewUnstartedServer(i.handler())
+		ts.Listener = browserLn
+		ts.StartTLS()
+		t.Cleanup(ts.Close)
+	}
 	return i
 }
 
