@@ -153,6 +153,7 @@ type tlsOptions struct {
 	chatHost             string
 	hostPage             string // "" = no host push
 	storageAccessHeaders bool
+	identity             []config.IdentitySource // nil: local only
 }
 
 // newTLSEnv starts the emulator and rcsso over HTTPS (rcsso calls the
@@ -184,6 +185,9 @@ func newTLSEnv(t *testing.T, o tlsOptions) *env {
 	cfg.Store = config.Store{Type: "memory"}
 	cfg.Session.StorageAccessHeaders = o.storageAccessHeaders
 	cfg.Website = config.Website{Name: "Example"}
+	if o.identity != nil {
+		cfg.Identity = o.identity
+	}
 	if o.hostPage != "" {
 		cfg.Website.Origins = []string{o.hostPage}
 	}

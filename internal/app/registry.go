@@ -17,6 +17,7 @@ import (
 	"github.com/rcsso/rcsso/internal/identity/local"
 	"github.com/rcsso/rcsso/internal/identity/oauth2"
 	"github.com/rcsso/rcsso/internal/identity/oidc"
+	"github.com/rcsso/rcsso/internal/identity/saml"
 	"github.com/rcsso/rcsso/internal/identity/whoami"
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/createtoken"
@@ -56,6 +57,7 @@ var sourceTypes = map[string]func() identity.Config{
 	"oidc":   func() identity.Config { return new(oidc.Config) },
 	"oauth2": func() identity.Config { return new(oauth2.Config) },
 	"ldap":   func() identity.Config { return new(ldap.Config) },
+	"saml":   func() identity.Config { return new(saml.Config) },
 }
 
 // sourceConfigs decodes and validates every identity source's block.

@@ -147,7 +147,8 @@ type RocketChat struct {
 // are tried in order; the first that recognises the visitor wins. Which keys
 // apply depends on Type.
 type IdentitySource struct {
-	// Type is the source type: header, local, jwt, whoami or oidc.
+	// Type is the source type: header, local, ldap, jwt, whoami, oidc, oauth2
+	// or saml (docs/identity-sources.md).
 	Type string `koanf:"type"`
 	// Name identifies the source in logs, subjects ("<name>:<id>") and
 	// routes (/auth/<name>/); defaults to Type. Changing it changes every
@@ -624,7 +625,7 @@ func (c *Config) Validate() error {
 		key := fmt.Sprintf("identity[%d]", i)
 		name := s.SourceName()
 		if s.Type == "" {
-			bad(key+".type", "missing: use header, local, jwt, whoami or oidc")
+			bad(key+".type", "missing: use header, local, ldap, jwt, whoami, oidc, oauth2 or saml")
 			continue
 		}
 		if names[name] {
