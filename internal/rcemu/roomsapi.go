@@ -55,9 +55,11 @@ func (c *call) params() map[string]any {
 
 func has(m map[string]any, k string) bool { _, ok := m[k]; return ok }
 
-// roomDoc is the room object of channels.info, channels.invite,
-// groups.info… (rooms.yaml: _id, name, fname, t, msgs, usersCount, u,
-// customFields, broadcast, encrypted, ts, ro, default, sysMes,
+// roomDoc is the room object of channels.info, channels.invite, groups.info…
+// (internal/rcemu/openapi/rooms.yaml; composed in RocketChat/Rocket.Chat
+// apps/meteor/app/api/server/v1/channels.ts
+// @062f17bfbabdbe8de97f9fed53cb30c940a7e62f: _id, name, fname, t, msgs,
+// usersCount, u, customFields, broadcast, encrypted, ts, ro, default, sysMes,
 // _updatedAt). s.mu must be held.
 func (s *Server) roomDoc(r *room) map[string]any {
 	m := map[string]any{
@@ -80,9 +82,11 @@ func (s *Server) roomDoc(r *room) map[string]any {
 	return m
 }
 
-// findChannel is findChannelByIdOrName (channels.ts): by roomId when the
-// parameter is present, else by roomName; anything but a public channel
-// is error-room-not-found, an archived one error-room-archived when
+// findChannel is findChannelByIdOrName (RocketChat/Rocket.Chat
+// apps/meteor/app/api/server/v1/channels.ts
+// @062f17bfbabdbe8de97f9fed53cb30c940a7e62f): by roomId when the parameter is
+// present, else by roomName; anything but a public channel is
+// error-room-not-found, an archived one error-room-archived when
 // checkArchived. s.mu must be held.
 func (s *Server) findChannel(p map[string]any, checkArchived bool) (*room, *reply) {
 	var r *room
@@ -103,9 +107,11 @@ func (s *Server) findChannel(p map[string]any, checkArchived bool) (*room, *repl
 	return r, nil
 }
 
-// groupFromParams is getRoomFromParams (groups.ts): roomId or roomName
-// must be given (error-room-param-not-provided); anything but a private
-// group is error-room-not-found. s.mu must be held.
+// groupFromParams is getRoomFromParams (RocketChat/Rocket.Chat
+// apps/meteor/server/api/v1/groups.ts
+// @575c16319eae1eecd364f524c4d98459f7274f6c): roomId or roomName must be given
+// (error-room-param-not-provided); anything but a private group is
+// error-room-not-found. s.mu must be held.
 func (s *Server) groupFromParams(p map[string]any) (*room, *reply) {
 	if (!has(p, "roomId") && !has(p, "roomName")) || (has(p, "roomId") && str(p, "roomId") == "" && has(p, "roomName") && str(p, "roomName") == "") {
 		rep := meteorFailure("error-room-param-not-provided", `The parameter "roomId" or "roomName" is required`, nil)
@@ -119,10 +125,11 @@ func (s *Server) groupFromParams(p map[string]any) (*room, *reply) {
 	return r, nil
 }
 
-// findGroup is findPrivateGroupByIdOrName (groups.ts): groupFromParams,
-// then a caller who cannot access the group (canAccessRoom: in practice,
-// who is not a member) gets error-room-not-found as well. s.mu must be
-// held.
+// findGroup is findPrivateGroupByIdOrName (RocketChat/Rocket.Chat
+// apps/meteor/server/api/v1/groups.ts
+// @575c16319eae1eecd364f524c4d98459f7274f6c): groupFromParams, then a caller
+// who cannot access the group (canAccessRoom: in practice, who is not a
+// member) gets error-room-not-found as well. s.mu must be held.
 func (s *Server) findGroup(c *call, p map[string]any, checkArchived bool) (*room, *reply) {
 	r, rep := s.groupFromParams(p)
 	if rep != nil {
@@ -182,7 +189,9 @@ func (s *Server) usersFromParams(p map[string]any) ([]*user, *reply) {
 	return out, nil
 }
 
-// userFromParams is getUserFromParams (getUserFromParams.ts): by userId,
+// userFromParams is getUserFromParams (RocketChat/Rocket.Chat
+// apps/meteor/app/api/server/helpers/getUserFromParams.ts
+// @131edd10a2fe3dce3b8e682978f8801d33a8a46c): by userId,
 // else username, else user (case-insensitive); none given is
 // error-user-param-not-provided, an unknown one error-invalid-user. s.mu
 // must be held.
@@ -303,8 +312,10 @@ func (s *Server) members(r *room, filter string, offset, count int) reply {
 
 // ---- channels ----
 
-// handleChannelsInfo is GET /api/v1/channels.info (channels.ts): the
-// channel, archived ones included; no membership needed.
+// handleChannelsInfo is GET /api/v1/channels.info: the channel, archived ones
+// included; no membership needed (RocketChat/Rocket.Chat
+// apps/meteor/app/api/server/v1/channels.ts
+// @062f17bfbabdbe8de97f9fed53cb30c940a7e62f).
 func (s *Server) handleChannelsInfo(c *call) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -315,10 +326,12 @@ func (s *Server) handleChannelsInfo(c *call) reply {
 	return success(map[string]any{"channel": s.roomDoc(r)})
 }
 
-// handleChannelsInvite is POST /api/v1/channels.invite (channels.ts): no
-// known user in the parameters is 400 {error:"invalid-user-invite-list",
-// errorType:"Cannot invite if no users are provided"} (API.v1.failure's
-// arguments in that order); then addUsersToRoomMethod.
+// handleChannelsInvite is POST /api/v1/channels.invite (RocketChat/Rocket.Chat
+// apps/meteor/app/api/server/v1/channels.ts
+// @062f17bfbabdbe8de97f9fed53cb30c940a7e62f): no known user in the parameters
+// is 400 {error:"invalid-user-invite-list", errorType:"Cannot invite if no
+// users are provided"} (API.v1.failure's arguments in that order); then
+// addUsersToRoomMethod.
 func (s *Server) handleChannelsInvite(c *call) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -340,8 +353,10 @@ func (s *Server) handleChannelsInvite(c *call) reply {
 	return success(map[string]any{"channel": s.roomDoc(r)})
 }
 
-// handleChannelsKick is POST /api/v1/channels.kick (channels.ts):
-// findChannelByIdOrName, getUserFromParams, removeUserFromRoomMethod.
+// handleChannelsKick is POST /api/v1/channels.kick (RocketChat/Rocket.Chat
+// apps/meteor/app/api/server/v1/channels.ts
+// @062f17bfbabdbe8de97f9fed53cb30c940a7e62f): findChannelByIdOrName,
+// getUserFromParams, removeUserFromRoomMethod.
 func (s *Server) handleChannelsKick(c *call) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -360,10 +375,11 @@ func (s *Server) handleChannelsKick(c *call) reply {
 	return success(map[string]any{"channel": s.roomDoc(r)})
 }
 
-// handleChannelsMembers is GET /api/v1/channels.members (channels.ts):
-// archived channels too; a broadcast channel needs
-// view-broadcast-member-list (403 otherwise); filter and pagination as
-// findUsersOfRoom.
+// handleChannelsMembers is GET /api/v1/channels.members
+// (RocketChat/Rocket.Chat apps/meteor/app/api/server/v1/channels.ts
+// @062f17bfbabdbe8de97f9fed53cb30c940a7e62f): archived channels too; a
+// broadcast channel needs view-broadcast-member-list (403 otherwise); filter
+// and pagination as findUsersOfRoom.
 func (s *Server) handleChannelsMembers(c *call) reply {
 	offset, count := c.pagination()
 	s.mu.Lock()
@@ -381,8 +397,10 @@ func (s *Server) handleChannelsMembers(c *call) reply {
 
 // ---- groups ----
 
-// handleGroupsInfo is GET /api/v1/groups.info (groups.ts): only for a
-// caller who can access the group; to anyone else it does not exist.
+// handleGroupsInfo is GET /api/v1/groups.info (RocketChat/Rocket.Chat
+// apps/meteor/server/api/v1/groups.ts
+// @575c16319eae1eecd364f524c4d98459f7274f6c): only for a caller who can access
+// the group; to anyone else it does not exist.
 func (s *Server) handleGroupsInfo(c *call) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -393,11 +411,13 @@ func (s *Server) handleGroupsInfo(c *call) reply {
 	return success(map[string]any{"group": s.roomDoc(r)})
 }
 
-// handleGroupsInvite is POST /api/v1/groups.invite (groups.ts): roomId or
-// roomName (error-room-param-not-provided), found by Rooms.findOneByIdOrName
-// whatever the caller's access; no known user is error-empty-invite-list;
-// then addUsersToRoomMethod (add-user-to-joined-room for a member of the
-// group, add-user-to-any-p-room otherwise).
+// handleGroupsInvite is POST /api/v1/groups.invite (RocketChat/Rocket.Chat
+// apps/meteor/server/api/v1/groups.ts
+// @575c16319eae1eecd364f524c4d98459f7274f6c): roomId or roomName
+// (error-room-param-not-provided), found by Rooms.findOneByIdOrName whatever
+// the caller's access; no known user is error-empty-invite-list; then
+// addUsersToRoomMethod (add-user-to-joined-room for a member of the group,
+// add-user-to-any-p-room otherwise).
 func (s *Server) handleGroupsInvite(c *call) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -426,10 +446,12 @@ func (s *Server) handleGroupsInvite(c *call) reply {
 	return success(map[string]any{"group": s.roomDoc(r)})
 }
 
-// handleGroupsKick is POST /api/v1/groups.kick (groups.ts, newest form):
-// getRoomFromParams without an access check, getUserFromParams, then
-// removeUserFromRoomMethod (which checks access unless the caller holds
-// kick-user-from-any-p-room). {success:true} only.
+// handleGroupsKick is POST /api/v1/groups.kick (RocketChat/Rocket.Chat
+// apps/meteor/server/api/v1/groups.ts
+// @575c16319eae1eecd364f524c4d98459f7274f6c): getRoomFromParams without an
+// access check, getUserFromParams, then removeUserFromRoomMethod (which checks
+// access unless the caller holds kick-user-from-any-p-room). {success:true}
+// only.
 func (s *Server) handleGroupsKick(c *call) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -448,9 +470,11 @@ func (s *Server) handleGroupsKick(c *call) reply {
 	return success(nil)
 }
 
-// handleGroupsMembers is GET /api/v1/groups.members (groups.ts):
-// findPrivateGroupByIdOrName (the caller must be able to access the group,
-// and it must not be archived), the broadcast check, findUsersOfRoom.
+// handleGroupsMembers is GET /api/v1/groups.members (RocketChat/Rocket.Chat
+// apps/meteor/server/api/v1/groups.ts
+// @575c16319eae1eecd364f524c4d98459f7274f6c): findPrivateGroupByIdOrName (the
+// caller must be able to access the group, and it must not be archived), the
+// broadcast check, findUsersOfRoom.
 func (s *Server) handleGroupsMembers(c *call) reply {
 	offset, count := c.pagination()
 	s.mu.Lock()
@@ -468,8 +492,10 @@ func (s *Server) handleGroupsMembers(c *call) reply {
 
 // ---- teams ----
 
-// teamFromParams is getTeamByIdOrName (teams.ts): a non-empty teamId,
-// else a non-empty teamName; nil when none. s.mu must be held.
+// teamFromParams is getTeamByIdOrName (RocketChat/Rocket.Chat
+// apps/meteor/server/api/v1/teams.ts
+// @943c405a707027abff2993401fa56294a9e06cc1): a non-empty teamId, else a
+// non-empty teamName; nil when none. s.mu must be held.
 func (s *Server) teamFromParams(p map[string]any) *team {
 	if id := str(p, "teamId"); id != "" {
 		return s.rooms.teams[id]
@@ -504,9 +530,10 @@ func teamTarget(p map[string]any, allowed ...string) string {
 	return ""
 }
 
-// teamDoc is teams.info's teamInfo (rooms.yaml): _id, name, type,
-// createdAt, createdBy {_id, username}, _updatedAt, roomId. s.mu must be
-// held.
+// teamDoc is teams.info's teamInfo (internal/rcemu/openapi/rooms.yaml;
+// RocketChat/Rocket.Chat apps/meteor/server/api/v1/teams.ts
+// @943c405a707027abff2993401fa56294a9e06cc1): _id, name, type, createdAt,
+// createdBy {_id, username}, _updatedAt, roomId. s.mu must be held.
 func (s *Server) teamDoc(tm *team) map[string]any {
 	by := map[string]any{"_id": tm.createdBy}
 	if u := s.st.users[tm.createdBy]; u != nil {
@@ -516,9 +543,11 @@ func (s *Server) teamDoc(tm *team) map[string]any {
 		"createdBy": by, "_updatedAt": isoTime(tm.updatedAt), "roomId": tm.roomID}
 }
 
-// handleTeamsInfo is GET /api/v1/teams.info (teams.ts): an unknown team is
-// 400 "Team not found"; a caller who can neither access the team's main
-// room nor holds view-all-teams gets 403.
+// handleTeamsInfo is GET /api/v1/teams.info (RocketChat/Rocket.Chat
+// apps/meteor/server/api/v1/teams.ts
+// @943c405a707027abff2993401fa56294a9e06cc1): an unknown team is 400 "Team not
+// found"; a caller who can neither access the team's main room nor holds
+// view-all-teams gets 403.
 func (s *Server) handleTeamsInfo(c *call) reply {
 	p := c.params()
 	if msg := teamTarget(p); msg != "" {
@@ -541,15 +570,16 @@ func (s *Server) handleTeamsInfo(c *call) reply {
 	return success(map[string]any{"teamInfo": s.teamDoc(tm)})
 }
 
-// handleTeamsAddMembers is POST /api/v1/teams.addMembers (teams.ts):
-// body {teamId|teamName, members:[{userId, roles?}]} (ajv: at least one
-// member, no other keys); an unknown team is 400 "team-does-not-exist";
-// the caller needs add-team-member or edit-team-member (room roles of the
-// team's main room count) or gets 403. Team.addMembers subscribes each
-// user to the main room (addUserToRoom: nothing for one who is subscribed
-// already), which makes them a team member, and sets the roles given. An
-// unknown userId is 400 "invalid-user" here (Rocket.Chat fails inside
-// addUserToRoom with an unhelpful error).
+// handleTeamsAddMembers is POST /api/v1/teams.addMembers
+// (RocketChat/Rocket.Chat apps/meteor/server/api/v1/teams.ts
+// @943c405a707027abff2993401fa56294a9e06cc1): body {teamId|teamName,
+// members:[{userId, roles?}]} (ajv: at least one member, no other keys); an
+// unknown team is 400 "team-does-not-exist"; the caller needs add-team-member
+// or edit-team-member (room roles of the team's main room count) or gets 403.
+// Team.addMembers subscribes each user to the main room (addUserToRoom:
+// nothing for one who is subscribed already), which makes them a team member,
+// and sets the roles given. An unknown userId is 400 "invalid-user" here
+// (Rocket.Chat fails inside addUserToRoom with an unhelpful error).
 func (s *Server) handleTeamsAddMembers(c *call) reply {
 	p := c.params()
 	if msg := teamTarget(p, "members"); msg != "" {
@@ -612,11 +642,14 @@ func (s *Server) handleTeamsAddMembers(c *call) reply {
 	return success(nil)
 }
 
-// handleTeamsMembers is GET /api/v1/teams.members (teams.ts, Team.members
-// in service.ts): query {teamId|teamName, username?, name?, status?,
-// count?, offset?} (ajv, no other keys); an unknown team is 400
-// "team-does-not-exist"; a caller who is neither a member nor holds
-// view-all-teams gets an empty list, not an error. username and name are
+// handleTeamsMembers is GET /api/v1/teams.members (RocketChat/Rocket.Chat
+// apps/meteor/server/api/v1/teams.ts
+// @943c405a707027abff2993401fa56294a9e06cc1), with Team.members
+// (apps/meteor/server/services/team/service.ts
+// @ed3fd2bd4722e7eadd3f797a7bcd1b5ef0e09444): query {teamId|teamName,
+// username?, name?, status?, count?, offset?} (ajv, no other keys); an unknown
+// team is 400 "team-does-not-exist"; a caller who is neither a member nor
+// holds view-all-teams gets an empty list, not an error. username and name are
 // escaped case-insensitive "contains" filters over active users.
 func (s *Server) handleTeamsMembers(c *call) reply {
 	p := c.params()
@@ -665,13 +698,16 @@ func (s *Server) handleTeamsMembers(c *call) reply {
 	return success(map[string]any{"members": page, "total": len(ids), "count": len(page), "offset": offset})
 }
 
-// handleTeamsRemoveMember is POST /api/v1/teams.removeMember (teams.ts,
-// Team.removeMembers in service.ts): body {teamId|teamName, userId,
+// handleTeamsRemoveMember is POST /api/v1/teams.removeMember
+// (RocketChat/Rocket.Chat apps/meteor/server/api/v1/teams.ts
+// @943c405a707027abff2993401fa56294a9e06cc1), with Team.removeMembers
+// (apps/meteor/server/services/team/service.ts
+// @ed3fd2bd4722e7eadd3f797a7bcd1b5ef0e09444): body {teamId|teamName, userId,
 // rooms?}; an unknown team is 400 "team-does-not-exist"; the caller needs
 // edit-team-member (403); an unknown or deactivated user is 400
-// "invalid-user", one who is not a member "member-does-not-exist", the
-// team's last owner "last-owner-can-not-be-removed". The member leaves the
-// team's main room and the team rooms listed in rooms.
+// "invalid-user", one who is not a member "member-does-not-exist", the team's
+// last owner "last-owner-can-not-be-removed". The member leaves the team's
+// main room and the team rooms listed in rooms.
 func (s *Server) handleTeamsRemoveMember(c *call) reply {
 	p := c.params()
 	if msg := teamTarget(p, "userId", "rooms"); msg != "" {

@@ -74,8 +74,10 @@ type Syncer struct {
 	log   *slog.Logger
 	now   func() time.Time
 	slots chan struct{}
-	// byGroup maps a group to the rooms it gives.
-	byGroup map[string][]Ref
+	// byGroup maps a group to the rooms it gives, grantsOf to the indexes
+	// of its grants in Config.Grants.
+	byGroup  map[string][]Ref
+	grantsOf map[string][]int
 	// all are the configured rooms, sorted.
 	all []Ref
 
@@ -84,7 +86,14 @@ type Syncer struct {
 	checked  time.Time          // when Check last ran through
 	checkErr error              // why the last Check could not finish
 	paused   time.Time          // no sync before this (Rocket.Chat's rate limit)
+	// digests caches RoomsDigest by the set of grants a person's groups
+	// match (a bit per grant; up to 64 grants), emptied when what is known
+	// of a room changes. At most maxDigests entries.
+	digests map[uint64]string
 }
+
+// maxDigests bounds Syncer.digests (distinct combinations of grants).
+const maxDigests = 4096
 
 // Ref names one configured room or team.
 type Ref struct {
@@ -133,9 +142,10 @@ func New(rc *rocketchat.Client, admin rcadmin.Auth, st store.Store, cfg Config, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Syncer{rc: rc, admin: admin, st: st, cfg: cfg, log: log, now: cfg.Now, slots: make(chan struct{}, cfg.Concurrency),
-		byGroup: map[string][]Ref{}, rooms: map[Ref]resolution{}}
+		byGroup: map[string][]Ref{}, grantsOf: map[string][]int{}, rooms: map[Ref]resolution{}, digests: map[uint64]string{}}
 	seen := map[Ref]bool{}
-	for _, g := range cfg.Grants {
+	for i, g := range cfg.Grants {
+		s.grantsOf[g.Group] = append(s.grantsOf[g.Group], i)
 		for _, l := range []struct {
 			kind  rocketchat.RoomKind
 			names []string
@@ -184,6 +194,20 @@ func (s *Syncer) wanted(id identity.Identity) []Ref {
 	return slices.Compact(out)
 }
 
+// grantMask is the set of grants id's groups match, a bit per grant; ok is
+// false with more than 64 grants.
+func (s *Syncer) grantMask(id identity.Identity) (mask uint64, ok bool) {
+	if len(s.cfg.Grants) > 64 {
+		return 0, false
+	}
+	for _, g := range id.Groups {
+		for _, i := range s.grantsOf[g] {
+			mask |= 1 << i
+		}
+	}
+	return mask, true
+}
+
 // emptyDigest is the digest of "no rooms".
 var emptyDigest = digest(nil, nil)
 
@@ -200,7 +224,7 @@ func digest(want []Ref, known map[Ref]resolution) string {
 				mark = "-"
 			}
 		}
-		fmt.Fprintf(h, "%s\x00%s\x00%s\n", r.Kind, r.Name, mark)
+		h.Write([]byte(string(r.Kind) + "\x00" + r.Name + "\x00" + mark + "\n"))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
@@ -209,13 +233,29 @@ func digest(want []Ref, known map[Ref]resolution) string {
 // give; "" when there is nothing to do because the identity source does
 // not say which groups the person is in. It implements mint.RoomSyncer.
 func (s *Syncer) RoomsDigest(id identity.Identity) string {
-	want := s.wanted(id)
-	if want == nil {
+	if id.Groups == nil {
 		return ""
 	}
+	mask, cacheable := s.grantMask(id)
+	if cacheable {
+		s.mu.Lock()
+		d, ok := s.digests[mask]
+		s.mu.Unlock()
+		if ok {
+			return d
+		}
+	}
+	want := s.wanted(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return digest(want, s.rooms)
+	d := digest(want, s.rooms)
+	if cacheable {
+		if len(s.digests) >= maxDigests {
+			clear(s.digests)
+		}
+		s.digests[mask] = d
+	}
+	return d
 }
 
 // RoomsInStep reports whether link l records the memberships of digest as
@@ -414,6 +454,9 @@ func (s *Syncer) record(r Ref, res resolution) {
 	s.mu.Lock()
 	old, had := s.rooms[r]
 	s.rooms[r] = res
+	if !had || old.id != res.id || old.missing != res.missing {
+		clear(s.digests) // digests carry what is known of the rooms
+	}
 	s.mu.Unlock()
 	switch {
 	case res.missing && (!had || !old.missing):
