@@ -2,8 +2,11 @@ package rocketchat
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 func TestRoomRequests(t *testing.T) {
@@ -157,4 +160,60 @@ func TestRoomBadResponses(t *testing.T) {
 	if _, err := c.TeamInfo(ctx, admin, "x"); err == nil {
 		t.Error("missing teamInfo accepted")
 	}
+}
+
+// FuzzRoomAnswers: whatever Rocket.Chat (or something in its place)
+// answers to the room and team calls, the client returns data or an
+// *Error, never panics, and never answers a member or room without an id.
+func FuzzRoomAnswers(f *testing.F) {
+	for _, s := range []string{
+		`{"channel":{"_id":"r1","name":"sales","t":"c"},"success":true}`,
+		`{"group":{"_id":"g1"},"success":true}`,
+		`{"teamInfo":{"_id":"t1","roomId":"m1","type":"1"},"success":true}`,
+		`{"members":[{"_id":"u1","username":"bob"},{"user":{"_id":"u2"}}],"total":-5,"success":true}`,
+		`{"members":null,"success":true}`, `{"members":"x","success":true}`, `{"channel":[],"success":true}`,
+		`{"success":false,"error":"team-does-not-exist"}`, `{"success":true}`, `null`, `[]`, `{"teamInfo":{"_id":1}}`,
+	} {
+		f.Add(200, s)
+	}
+	f.Add(400, `{"success":false,"error":"x [error-room-not-found]","errorType":"error-room-not-found"}`)
+	f.Fuzz(func(t *testing.T, status int, body string) {
+		if status < 200 || status > 599 {
+			status = 200
+		}
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { reply(w, status, body) }))
+		defer ts.Close()
+		c, err := New(Options{BaseURL: ts.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+		ctx := context.Background()
+		check := func(err error) {
+			if err != nil {
+				var e *Error
+				if !errors.As(err, &e) {
+					t.Fatalf("error %T %v is not *Error", err, err)
+				}
+			}
+		}
+		r, err := c.ChannelInfo(ctx, admin, "x")
+		check(err)
+		if err == nil && r.ID == "" {
+			t.Fatal("a room without _id")
+		}
+		ti, err := c.TeamInfo(ctx, admin, "x")
+		check(err)
+		if err == nil && (ti.ID == "" || ti.RoomID == "") {
+			t.Fatal("a team without _id or roomId")
+		}
+		for _, list := range []func() ([]Member, int, error){
+			func() ([]Member, int, error) { return c.ChannelMembers(ctx, admin, "r", "x") },
+			func() ([]Member, int, error) { return c.TeamMembers(ctx, admin, "t", "x") },
+		} {
+			_, _, err := list()
+			check(err)
+		}
+		check(c.TeamAddMember(ctx, admin, "t", "u"))
+	})
 }
