@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,7 +29,11 @@ type person struct {
 	Deactivated    *time.Time `json:"deactivated_at,omitempty"`
 	Creating       string     `json:"creating_username,omitempty"`
 	ProfileSynced  *time.Time `json:"profile_synced_at,omitempty"`
-	UpdatedAt      time.Time  `json:"updated_at"`
+	// RoomsAdded are the memberships rcsso added (provisioning.rooms),
+	// "<kind>:<id>:<name>"; RoomsSynced when the rooms sync last ran.
+	RoomsAdded  []string   `json:"rooms_added,omitempty"`
+	RoomsSynced *time.Time `json:"rooms_synced_at,omitempty"`
+	UpdatedAt   time.Time  `json:"updated_at"`
 }
 
 func when(t time.Time) *time.Time {
@@ -44,6 +49,9 @@ func personOf(l store.Link, t *store.Token) person {
 		ProfileSynced: when(l.ProfileSyncedAt), UpdatedAt: l.UpdatedAt}
 	if t != nil {
 		p.TokenMintedAt, p.TokenValidated = when(t.MintedAt), when(t.ValidatedAt)
+	}
+	if l.Rooms.UserID != "" && l.Rooms.UserID == l.UserID { // another user's record is void
+		p.RoomsAdded, p.RoomsSynced = l.Rooms.Added, when(l.Rooms.SyncedAt)
 	}
 	return p
 }
@@ -151,7 +159,9 @@ func runPeople(ctx context.Context, args []string, stdout, stderr io.Writer) err
 						{"cached token minted", ago(p.TokenMintedAt, now)}, {"cached token last validated", ago(p.TokenValidated, now)},
 						{"last mint", ago(p.LastMintAt, now)}, {"logged out of the chat", ago(p.ChatLoggedOut, now)},
 						{"found deactivated", ago(p.Deactivated, now)}, {"unfinished creation", orDash(p.Creating)},
-						{"profile last synced", ago(p.ProfileSynced, now)}, {"markers", p.markers()},
+						{"profile last synced", ago(p.ProfileSynced, now)},
+						{"rooms rcsso added", orDash(strings.Join(p.RoomsAdded, " "))}, {"rooms last synced", ago(p.RoomsSynced, now)},
+						{"markers", p.markers()},
 					} {
 						fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 					}

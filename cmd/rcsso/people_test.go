@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -47,6 +48,7 @@ func TestPeopleCommand(t *testing.T) {
 	}
 	mustLink("local:alice", func(l *store.Link) {
 		l.UserID, l.Username, l.ChatLoggedOutAt, l.LastMintAt = "UALICE00000000001", "alice", now.Add(-time.Minute), now.Add(-time.Hour)
+		l.Rooms = store.RoomsState{UserID: l.UserID, Added: []string{"c:GENERAL:sales"}, SyncedAt: now.Add(-time.Minute)}
 	})
 	mustLink("header:bob", func(l *store.Link) { l.CreatingUsername, l.CreatingAt = "bob", now.Add(-2*time.Minute) })
 	if err := st.PutToken(t.Context(), store.Token{Subject: "local:alice", UserID: "UALICE00000000001", Ciphertext: []byte("sealed-secret"), MintedAt: now.Add(-time.Hour), ValidatedAt: now.Add(-time.Hour)}); err != nil {
@@ -61,8 +63,12 @@ func TestPeopleCommand(t *testing.T) {
 	}
 	code, out, _ = runCLI(t, "", "people", "show", "local:alice", "--json", "--config", cfgPath)
 	var p map[string]any
-	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p["rocketchat_username"] != "alice" || p["chat_logged_out_at"] == nil || p["token_minted_at"] == nil {
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p["rocketchat_username"] != "alice" || p["chat_logged_out_at"] == nil || p["token_minted_at"] == nil ||
+		fmt.Sprint(p["rooms_added"]) != "[c:GENERAL:sales]" {
 		t.Fatalf("people show --json: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, "", "people", "show", "local:alice", "--config", cfgPath); code != 0 || !strings.Contains(out, "rooms rcsso added:") || !strings.Contains(out, "c:GENERAL:sales") {
+		t.Fatalf("people show: %d %q", code, out)
 	}
 	if code, _, stderr := runCLI(t, "", "people", "show", "local:nobody", "--config", cfgPath); code != 1 || !strings.Contains(stderr, "knows no person") {
 		t.Fatalf("show of an unknown subject: %d %q", code, stderr)

@@ -80,7 +80,9 @@ func populate(t *testing.T, path string) records {
 			{Subject: "local:alice", UserID: "rcAliceUserId0001", Username: "alice", ProfileHash: "sha256:abc",
 				ProfileSyncedAt: n.Add(-time.Hour), LastMintAt: n.Add(-time.Minute), CreatingUsername: "alice.1",
 				CreatingAt: n.Add(-2 * time.Hour), DeactivatedAt: n.Add(-3 * time.Hour), ChatLoggedOutAt: n.Add(-4 * time.Hour),
-				Secret: []byte{0, 1, 0xfe, 0xff, 0}},
+				Secret: []byte{0, 1, 0xfe, 0xff, 0},
+				Rooms: store.RoomsState{UserID: "rcAliceUserId0001", Added: []string{"c:r1:sales", "t:t1:Sales"}, Pending: []string{"p:g1:leads"},
+					Hash: "h1", SyncedAt: n.Add(-5 * time.Minute)}},
 			{Subject: "oidc:7f3a", Username: "carol", CreatingUsername: "carol", CreatingAt: n, Secret: []byte("sealed-password")},
 			{Subject: "local:bob", UserID: "rcBobUserId000002", Username: "bob"},
 		},
@@ -167,7 +169,7 @@ func compare(t *testing.T, st store.Store, want records) {
 			g.CreatingUsername != w.CreatingUsername || !bytes.Equal(g.Secret, w.Secret) ||
 			!g.ProfileSyncedAt.Equal(w.ProfileSyncedAt) || !g.LastMintAt.Equal(w.LastMintAt) ||
 			!g.CreatingAt.Equal(w.CreatingAt) || !g.DeactivatedAt.Equal(w.DeactivatedAt) ||
-			!g.ChatLoggedOutAt.Equal(w.ChatLoggedOutAt) {
+			!g.ChatLoggedOutAt.Equal(w.ChatLoggedOutAt) || store.EncodeRooms(g.Rooms) != store.EncodeRooms(w.Rooms) {
 			t.Errorf("link %s = %+v, want %+v", w.Subject, g, w)
 		}
 		if w.UserID != "" {

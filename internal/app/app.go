@@ -31,6 +31,7 @@ import (
 	"github.com/rcsso/rcsso/internal/mint"
 	"github.com/rcsso/rcsso/internal/mint/mode"
 	"github.com/rcsso/rcsso/internal/provision"
+	"github.com/rcsso/rcsso/internal/provision/rooms"
 	"github.com/rcsso/rcsso/internal/rocketchat"
 	"github.com/rcsso/rcsso/internal/sealer"
 	"github.com/rcsso/rcsso/internal/server"
@@ -184,13 +185,25 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			policies[src.SourceName()] = p
 		}
 	}
-	broker := mint.NewBroker(st, seal, backend.Minter, backend.Provisioner, mint.BrokerConfig{
+	bcfg := mint.BrokerConfig{
 		Policies:        policies,
 		RevalidateAfter: cfg.Minting.RevalidateAfter,
 		TTL:             cfg.Minting.TokenTTL,
 		MinMintInterval: cfg.Minting.MinInterval,
 		Cache:           hot,
-	}, log)
+	}
+	var roomSync *rooms.Syncer
+	var warnings func() map[string]string
+	if len(cfg.Provision.Rooms) > 0 { // Validate checked the service account is set
+		grants := make([]rooms.Grant, 0, len(cfg.Provision.Rooms))
+		for _, g := range cfg.Provision.Rooms {
+			grants = append(grants, rooms.Grant{Group: g.Group, Channels: g.Channels, PrivateGroups: g.PrivateGroups, Teams: g.Teams})
+		}
+		roomSync = rooms.New(rc, admin, st, rooms.Config{Grants: grants}, log)
+		bcfg.Rooms = roomSync
+		warnings = func() map[string]string { return map[string]string{"rooms": roomSync.Status()} }
+	}
+	broker := mint.NewBroker(st, seal, backend.Minter, backend.Provisioner, bcfg, log)
 
 	returnTo := server.ReturnToFilter(pub, rcOrigin, websiteOrigins)
 	for i, sc := range sources {
@@ -255,6 +268,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Ready:                  backend.Ready,
 		Doctor:                 doc.Run,
 		MintingVia:             backend.Via,
+		Warnings:               warnings,
 		Deprovisioner:          backend.Deprovisioner,
 		UnknownSubject:         backend.UnknownSubject,
 		Extra:                  backend.Routes,
@@ -269,6 +283,14 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		if c, isCloser := src.(io.Closer); isCloser {
 			a.closers = append(a.closers, func() { _ = c.Close() })
 		}
+	}
+	if roomSync != nil {
+		// Checks the rooms of provisioning.rooms now and every 5 minutes
+		// (/readyz "rooms").
+		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); roomSync.Run(rctx) }()
+		a.closers = append(a.closers, func() { stop(); <-done })
 	}
 	return a, nil
 }

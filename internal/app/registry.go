@@ -121,7 +121,8 @@ func modeConfig(cfg config.Config) (mode.Config, error) {
 
 // extraPermissions are the service account's needs that come from the rest
 // of the configuration: roles passed by identity sources, admin among
-// them or among provisioning.roles, deprovisioning webhooks.
+// them or among provisioning.roles, deprovisioning webhooks, the kinds of
+// rooms provisioning.rooms gives.
 func extraPermissions(cfg config.Config, sources []identity.Config) []mode.Permission {
 	roles, admin := false, slices.Contains(cfg.Provision.Roles, "admin")
 	for _, s := range sources {
@@ -130,7 +131,13 @@ func extraPermissions(cfg config.Config, sources []identity.Config) []mode.Permi
 			roles, admin = roles || managed, admin || a
 		}
 	}
-	return mode.ExtraPermissions(roles, admin, cfg.Webhooks.Secret != "")
+	var rooms mode.RoomKinds
+	for _, g := range cfg.Provision.Rooms {
+		rooms.Channels = rooms.Channels || len(g.Channels) > 0
+		rooms.PrivateGroups = rooms.PrivateGroups || len(g.PrivateGroups) > 0
+		rooms.Teams = rooms.Teams || len(g.Teams) > 0
+	}
+	return mode.ExtraPermissions(roles, admin, cfg.Webhooks.Secret != "", rooms)
 }
 
 // names lists a map's keys, sorted, for messages.

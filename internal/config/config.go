@@ -295,6 +295,22 @@ type Provision struct {
 	// and the same e-mail, vouched for by the identity source and verified
 	// in Rocket.Chat).
 	Adopt string `koanf:"adopt"`
+	// Rooms give the members of identity groups Rocket.Chat rooms and
+	// teams: on login and in the background of the API URL each person
+	// joins what their groups give and leaves what rcsso added for a group
+	// they are no longer in (memberships rcsso did not add are never
+	// touched). Needs the service account's credentials. YAML only.
+	Rooms []RoomGrant `koanf:"rooms"`
+}
+
+// RoomGrant is one entry of provisioning.rooms: what the members of Group
+// (an identity group, compared exactly) get. Names are Rocket.Chat's room
+// and team names, without "#".
+type RoomGrant struct {
+	Group         string   `koanf:"group"`
+	Channels      []string `koanf:"channels"`
+	PrivateGroups []string `koanf:"private_groups"`
+	Teams         []string `koanf:"teams"`
 }
 
 // Default returns the embedded defaults.
@@ -712,7 +728,43 @@ func (c *Config) Validate() error {
 	default:
 		bad("provisioning.adopt", "%q is not a policy: use never (default: link only Rocket.Chat users rcsso created) or verified-email", c.Provision.Adopt)
 	}
+	validateRooms(c.Provision.Rooms, hasPAT || hasPassword, bad)
 	return errors.Join(errs...)
+}
+
+// validateRooms checks provisioning.rooms: each entry names a group and at
+// least one room, every name is a Rocket.Chat name (no "#", no spaces at
+// the ends, no control characters, at most 255 bytes), and the service
+// account's credentials are set (rcsso adds people to rooms as it).
+func validateRooms(rooms []RoomGrant, admin bool, bad func(key, format string, a ...any)) {
+	if len(rooms) > 0 && !admin {
+		bad("provisioning.rooms", "rcsso adds people to rooms as its Rocket.Chat service account: set rocketchat.admin_user_id + admin_token (or admin_username + admin_password)")
+	}
+	for i, g := range rooms {
+		key := fmt.Sprintf("provisioning.rooms[%d]", i)
+		if strings.TrimSpace(g.Group) == "" {
+			bad(key+".group", "name the identity group whose members get these rooms, e.g. group: sales")
+		}
+		if len(g.Channels)+len(g.PrivateGroups)+len(g.Teams) == 0 {
+			bad(key, "give the group at least one of channels, private_groups or teams")
+		}
+		for _, list := range []struct {
+			name  string
+			names []string
+		}{{"channels", g.Channels}, {"private_groups", g.PrivateGroups}, {"teams", g.Teams}} {
+			for j, n := range list.names {
+				k := fmt.Sprintf("%s.%s[%d]", key, list.name, j)
+				switch {
+				case strings.HasPrefix(n, "#") || strings.HasPrefix(n, "@"):
+					bad(k, "%q: write the name without %q, e.g. %s", n, n[:1], strings.TrimLeft(n, "#@"))
+				case n == "" || strings.TrimSpace(n) != n:
+					bad(k, "%q: give the Rocket.Chat name, without spaces at the ends", n)
+				case len(n) > 255 || strings.ContainsFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+					bad(k, "%q is not a Rocket.Chat name (at most 255 bytes, no control characters)", n)
+				}
+			}
+		}
+	}
 }
 
 func validName(s string) bool {

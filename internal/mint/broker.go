@@ -35,6 +35,21 @@ type ProfileSyncer interface {
 	Sync(ctx context.Context, id identity.Identity) (bool, error)
 }
 
+// RoomSyncer keeps a person's Rocket.Chat room and team memberships in
+// step with their groups (provisioning.rooms; package
+// internal/provision/rooms). The broker runs it in the background of the
+// API URL, next to profile sync.
+type RoomSyncer interface {
+	// RoomsDigest is a cheap digest (no I/O) of the memberships id's
+	// groups give; "" when there is nothing to do.
+	RoomsDigest(id identity.Identity) string
+	// RoomsInStep reports whether link l records digest as in step.
+	RoomsInStep(l store.Link, digest string) bool
+	// SyncRooms brings them in step; true when they are, false when the
+	// sync must be tried again later (the error, if any, says why).
+	SyncRooms(ctx context.Context, id identity.Identity) (bool, error)
+}
+
 // BrokerConfig tunes token reuse.
 type BrokerConfig struct {
 	// RevalidateAfter: a cached token older than this (since its last
@@ -64,6 +79,9 @@ type BrokerConfig struct {
 	// a chat-side logout, a user gone or deactivated) is announced through
 	// it to every rcsso instance on the store.
 	Cache *hotcache.Cache
+	// Rooms, when set, keeps rooms and teams in step with groups
+	// (provisioning.rooms), in the background like profile sync.
+	Rooms RoomSyncer
 }
 
 // Stats are cumulative counters.
@@ -124,6 +142,8 @@ type hotToken struct {
 	due     int64  // when to re-validate: ValidatedAt + RevalidateAfter − jitter
 	digest  uint64 // digestHash of the profile known to be in Rocket.Chat; 0: not known here
 	syncAt  int64  // no profile sync is tried before this
+	rooms   uint64 // digestHash of the memberships known to be in step; 0: not known here
+	roomsAt int64  // no rooms sync is tried before this
 }
 
 func (b *Broker) newHot(t Token, rec store.Token) hotToken {
@@ -205,6 +225,7 @@ func (b *Broker) Token(ctx context.Context, id identity.Identity, revalidate boo
 		} else if fresh {
 			b.reused.Add(1)
 			b.syncIfChanged(ctx, id, h)
+			b.syncRoomsIfChanged(ctx, id, h)
 			return t, nil
 		}
 	}
@@ -222,6 +243,7 @@ func (b *Broker) Token(ctx context.Context, id identity.Identity, revalidate boo
 	}
 	h, _ := b.hot.Get(id.Subject)
 	b.syncIfChanged(ctx, id, h)
+	b.syncRoomsIfChanged(ctx, id, h)
 	return v.(Token), nil
 }
 
@@ -273,8 +295,55 @@ func (b *Broker) syncIfChanged(ctx context.Context, id identity.Identity, h hotT
 	}()
 }
 
-// WaitSync waits for background profile syncs started so far (tests,
-// shutdown).
+// syncRoomsIfChanged starts a background rooms sync (Config.Rooms) when
+// the memberships id's groups give are not known to be in step: the
+// person's hot cache entry h knows (the zero hotToken when none), else the
+// link in the store. Like profile sync, the request does not wait, and a
+// sync that could not finish is tried again on a later request (after
+// syncRetry; the syncer itself spaces syncs per person across instances
+// and holds off while Rocket.Chat rate-limits rcsso).
+func (b *Broker) syncRoomsIfChanged(ctx context.Context, id identity.Identity, h hotToken) {
+	rs := b.cfg.Rooms
+	if rs == nil {
+		return
+	}
+	d := rs.RoomsDigest(id)
+	if d == "" {
+		return
+	}
+	dh := digestHash(d)
+	if h.rooms == dh || b.now().UnixMilli() < h.roomsAt {
+		return
+	}
+	if h.rooms == 0 {
+		if l, err := b.st.GetLink(ctx, id.Subject); err == nil && rs.RoomsInStep(l, d) {
+			b.hot.Update(id.Subject, func(h *hotToken) { h.rooms = dh })
+			return
+		}
+	}
+	b.syncing.Add(1)
+	go func() {
+		defer b.syncing.Done()
+		_, _, _ = b.sf.Do("rooms\x00"+id.Subject, func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.MintTimeout)
+			defer cancel()
+			done, err := rs.SyncRooms(ctx, id)
+			if err != nil {
+				b.log.Warn("rooms sync failed; will retry", "subject", id.Subject, "err", err)
+			}
+			if done {
+				b.hot.Update(id.Subject, func(h *hotToken) { h.rooms, h.roomsAt = dh, 0 })
+			} else {
+				retry := b.now().Add(syncRetry).UnixMilli()
+				b.hot.Update(id.Subject, func(h *hotToken) { h.roomsAt = retry })
+			}
+			return nil, nil
+		})
+	}()
+}
+
+// WaitSync waits for background profile and rooms syncs started so far
+// (tests, shutdown).
 func (b *Broker) WaitSync() { b.syncing.Wait() }
 
 // cached returns the person's cached token (from the hot cache, else from

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -167,6 +168,7 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 // apiRoutes lists the emulated /api/v1 endpoints.
 func (s *Server) apiRoutes() map[string]*route {
 	routes := s.baseRoutes()
+	maps.Copy(routes, s.roomRoutes())
 	if s.profile >= profile87 {
 		routes["loginCode.redeem"] = &route{methods: map[string]handlerFunc{"POST": s.handleLoginCodeRedeem}}
 	}
@@ -237,11 +239,15 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"success": false, "error": "Method not allowed"})
 		return
 	}
+	s.mu.Lock()
 	if rt.count != nil {
-		s.mu.Lock()
 		rt.count(&s.stats)
-		s.mu.Unlock()
 	}
+	if s.stats.Routes == nil {
+		s.stats.Routes = map[string]int{}
+	}
+	s.stats.Routes[name]++
+	s.mu.Unlock()
 	c := &call{s: s, r: r, name: name, param: param, query: r.URL.Query(), body: map[string]any{}, now: s.now()}
 	rep := s.runRoute(c, rt, h)
 	for k, v := range rep.headers {

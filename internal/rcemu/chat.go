@@ -2,7 +2,6 @@ package rcemu
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -142,9 +141,6 @@ func (s *Server) AddChannel(name, topic string) (string, error) {
 	s.chat.rooms = append(s.chat.rooms, &chatRoom{id: id, name: name, topic: topic})
 	return id, nil
 }
-
-// ErrNoRoom is returned for an unknown channel.
-var ErrNoRoom = errors.New("rcemu: no such channel")
 
 // PostMessage stores a message from the user with that _id in the channel
 // with that name, as a fixture (no size check). ErrNoUser or ErrNoRoom.

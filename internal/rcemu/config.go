@@ -171,12 +171,11 @@ func Flags(fs *flag.FlagSet, cfg *Config) (apply func()) {
 	// --two-factor: Config.TwoFactor, Rocket.Chat's checkCodeForUser at
 	// login (RocketChat/Rocket.Chat apps/meteor/app/2fa/server/code/index.ts
 	// @f16baf07fafc8bdd26538b8969566885fd7aaf4a; twofactor.go).
-	fs.BoolVar(&cfg.TwoFactor, "two-factor", cfg.TwoFactor, "Rocket.Chat's default two-factor settings: TOTP and e-mail codes at login (mails at /_emu/mailbox)")
+	fs.BoolVar(&cfg.TwoFactor, "two-factor", cfg.TwoFactor, "Rocket.Chat's default two-factor authentication: e-mail 2FA for new users, TOTP and e-mail codes at login (mails at /_emu/mailbox), x-2fa-code on protected endpoints")
 	fs.IntVar(&cfg.MaxResumeTokens, "max-resume-tokens", cfg.MaxResumeTokens, "MAX_RESUME_LOGIN_TOKENS (default 50)")
 	fs.BoolVar(&cfg.OAuthEnterprise, "oauth-enterprise", cfg.OAuthEnterprise, "the licence has the oauth-enterprise module (9.0: Custom OAuth works)")
 	fs.DurationVar(&cfg.SettingsDelay, "settings-delay", cfg.SettingsDelay, "how long after page load the web client's public settings arrive (default 150ms)")
 	fs.StringVar(&cfg.DataFile, "data", cfg.DataFile, "keep settings, roles, permissions and users in this JSON `file` across restarts")
-	fs.BoolVar(&cfg.TwoFactor, "two-factor", cfg.TwoFactor, "emulate Rocket.Chat's default two-factor authentication (e-mail 2FA for new users, x-2fa-code on protected endpoints)")
 	fs.Func("support-expires", "end of Rocket.Chat's support for the emulated version, as /api/info's supportedVersions reports it (`date` YYYY-MM-DD or RFC 3339)", func(v string) error {
 		t, err := parseDate(v)
 		if err != nil {

@@ -35,6 +35,17 @@
 //     permissions.go): the protected roles, custom roles with random _ids
 //     (AddRole), users.roles and permission roles as role _ids,
 //     GET /api/v1/permissions.listAll and GET /api/v1/roles.list.
+//   - Rooms, teams and memberships (rooms.go, roomsapi.go; the OpenAPI
+//     excerpt openapi/rooms.yaml): GET channels.info, channels.members,
+//     groups.info, groups.members, teams.info, teams.members; POST
+//     channels.invite, channels.kick, groups.invite, groups.kick,
+//     teams.addMembers, teams.removeMember, with Rocket.Chat's permission
+//     checks (add-user-to-joined-room, add-user-to-any-c-room,
+//     add-user-to-any-p-room, remove-user, kick-user-from-any-c/p-room,
+//     add-team-member, edit-team-member, view-all-teams; room roles
+//     count), canAccessRoom (a private group exists only for its members)
+//     and helpers for tests (AddRoom, AddTeam, JoinRoom, DeleteRoom,
+//     RoomMembers, IsMember, IsTeamMember).
 //   - A web client (§1.2–1.7, §3) at / that performs the iframe-login
 //     protocol like the Rocket.Chat client generation of the profile
 //     (rocketchat-2026.md §1.1: 5.x XHR, 6.x and 7.x fetch, 8.x and later),
@@ -59,11 +70,12 @@
 //     emulator reads (mongostore.go; `rcsso emulate --mongo-url URL`, or
 //     `--mongo` for an embedded FerretDB, package mongoembed).
 //
-// Not emulated: private groups, direct messages, threads and the REST
-// rooms and chat endpoints, DDP/websockets (the chat polls), LDAP/SAML/CAS
-// logins, the legacy Meteor OAuth popup/redirect flow (/_oauth/<service>),
-// sending e-mail (2FA codes land in the mailbox), TOTP backup codes,
-// 2FA "remember me" for tokens, failed-login blocking, REST CORS,
-// the 6.0–6.1 XHR hook and 7.8–7.9.3 clients, /embeddedLogin, settings and
-// permissions in MongoDB (they stay in memory in MongoDB mode).
+// Not emulated: messages over REST, room creation and the other room
+// endpoints, direct messages, threads, discussions, DDP/websockets (the
+// chat polls), LDAP/SAML/CAS logins, the legacy Meteor OAuth popup/redirect
+// flow (/_oauth/<service>), sending e-mail (2FA codes land in the mailbox),
+// TOTP backup codes, 2FA "remember me" for tokens, failed-login blocking,
+// REST CORS, the 6.0–6.1 XHR hook and 7.8–7.9.3 clients, /embeddedLogin,
+// settings, permissions, rooms and teams in MongoDB (they stay in memory in
+// MongoDB mode).
 package rcemu

@@ -46,6 +46,9 @@ func TestMongoMode(t *testing.T) {
 		{"CreateTokenGating", TestCreateTokenGating},
 		{"CreateTokenBug40598", TestCreateTokenBug40598},
 		{"UsersListDeleteActiveLogout", TestUsersListDeleteActiveLogout},
+		// Rooms and teams stay in memory; their members are MongoDB users.
+		{"GroupsNeedMembership", TestGroupsNeedMembership},
+		{"TeamsAddMembersMembersRemove", TestTeamsAddMembersMembersRemove},
 	} {
 		t.Run(tc.name, tc.f)
 	}

@@ -64,7 +64,23 @@ var defaultRoles = []role{
 // administration permissions: a service account with only bot cannot
 // create users ("Adding user is not allowed").
 var defaultPermissions = map[string][]string{
-	"access-permissions":            {"admin"},
+	"access-permissions": {"admin"},
+	// Room and team memberships (rooms.go, roomsapi.go;
+	// apps/meteor/app/authorization/server/constant/permissions.ts
+	// @7dd565531895bdf38d8db88adf6172125f76f444): no role may add users to
+	// every private group, nor kick them from every private group.
+	"add-user-to-joined-room":       {"admin", "owner", "moderator"},
+	"add-user-to-any-c-room":        {"admin"},
+	"add-user-to-any-p-room":        {},
+	"kick-user-from-any-c-room":     {"admin"},
+	"kick-user-from-any-p-room":     {},
+	"remove-user":                   {"admin", "owner", "moderator"},
+	"add-team-member":               {"admin", "owner", "moderator"},
+	"edit-team-member":              {"admin", "owner", "moderator"},
+	"view-all-teams":                {"admin"},
+	"view-joined-room":              {"guest", "bot", "app", "anonymous"},
+	"view-p-room":                   {"admin", "user", "anonymous", "guest"},
+	"view-broadcast-member-list":    {"admin", "owner", "moderator"},
 	"access-setting-permissions":    {"admin"},
 	"add-oauth-service":             {"admin"},
 	"api-bypass-rate-limit":         {"admin", "bot", "app"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -27,6 +28,7 @@ type Server struct {
 
 	mu        serverMu // guards everything below (MongoDB mode: see mongostore.go)
 	st        *store
+	rooms     *roomDB // rooms, teams, memberships (rooms.go)
 	settings  map[string]any
 	roles     map[string]*role       // roles collection by _id (permissions.go)
 	roleOrder []string               // role _ids in creation order
@@ -63,6 +65,9 @@ type Stats struct {
 	MethodLoginCalls int // the login method through POST /api/v1/method.callAnon/login (not rate limited ones)
 	RateLimited      int // 429 answers
 	SetAvatarCalls   int // POST /api/v1/users.setAvatar
+	// Routes counts requests per /api/v1 route name ("channels.invite",
+	// "users.info", …), every method and outcome.
+	Routes map[string]int
 }
 
 // UserSnapshot is a copy of one user document for tests (spec §5).
@@ -108,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 		log:      c.Logger,
 		now:      c.Now,
 		st:       newStore(),
+		rooms:    newRoomDB(),
 		settings: map[string]any{},
 		limiter:  newRateLimiter(),
 		chat:     newChat(),
@@ -312,7 +318,9 @@ func snapshot(u *user) UserSnapshot {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	st := s.stats
+	st.Routes = maps.Clone(s.stats.Routes)
+	return st
 }
 
 // ResetRateLimits forgets every rate-limiter counter.

@@ -65,8 +65,12 @@ var knownSettings = map[string]settingDefault{
 	"Accounts_SystemBlockedUsernameList":                        {"admin,administrator,system,user", false},
 	"Accounts_Registration_Users_Default_Roles":                 {"user", false},
 	"API_Default_Count":                                         {50, false},
-	"API_Upper_Count_Limit":                                     {100, false},
-	"Accounts_TwoFactorAuthentication_RememberFor":              {1800, false},
+	// Accounts_SearchFields: the user fields channels.members' filter
+	// searches (RocketChat/Rocket.Chat apps/meteor/server/lib/findUsersOfRoom.ts
+	// @0716b16726b26cf631a801fb90abca44a92c791d reads it).
+	"Accounts_SearchFields":                        {"username, name, bio, nickname", false},
+	"API_Upper_Count_Limit":                        {100, false},
+	"Accounts_TwoFactorAuthentication_RememberFor": {1800, false},
 	// Iframe_Restrict_Access defaults to true in Rocket.Chat (X-Frame-Options:
 	// sameorigin on every response). The emulator exists to be embedded by
 	// cross-origin host pages, so it defaults to false here; set it to true

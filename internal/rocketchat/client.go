@@ -1,7 +1,8 @@
 // Package rocketchat is a typed client for the subset of Rocket.Chat's REST
 // API that rcsso uses: server info, login (password and resume), the
-// caller's own user, logout, and user management (users.info, users.create,
-// users.update, users.createToken, users.list).
+// caller's own user, logout, user management (users.info, users.create,
+// users.update, users.createToken, users.list), and room and team
+// memberships for the rooms sync (channels.*, groups.*, teams.*; rooms.go).
 //
 // It speaks to every server generation described in the protocol spec
 // (reference/rocketchat-protocol.md §4, §8): 3.x–6.x Restivus envelopes, 7.x

@@ -298,6 +298,17 @@ var endpointPermission = map[string]string{
 	"users.list":            "view-d-room",
 	"users.logout":          "logout-other-user",
 	"users.info":            "view-full-other-user-info",
+	// The rooms sync (rooms.go; RocketChat/Rocket.Chat
+	// apps/meteor/app/lib/server/methods/addUsersToRoom.ts,
+	// apps/meteor/server/methods/removeUserFromRoom.ts,
+	// apps/meteor/server/api/v1/teams.ts).
+	"channels.invite":    "add-user-to-any-c-room",
+	"groups.invite":      "add-user-to-joined-room",
+	"channels.kick":      "remove-user",
+	"groups.kick":        "remove-user",
+	"teams.addMembers":   "edit-team-member",
+	"teams.removeMember": "edit-team-member",
+	"teams.info":         "view-all-teams",
 }
 
 // MissingPermission names the Rocket.Chat permission whose absence

@@ -485,7 +485,8 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) error {
 }
 
 // readyz answers 200 when the store and Rocket.Chat answer (checked at most
-// every 2 s), 503 otherwise, with the failing part named.
+// every 2 s), 503 otherwise, with the failing part named, and any
+// warnings (Options.Warnings) that do not make rcsso unready.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	s.readyMu.Lock()
 	defer s.readyMu.Unlock()
@@ -512,6 +513,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 					if via := s.o.MintingVia(); via != "" {
 						body["minting_via"] = via
 					}
+				}
+			}
+		}
+		if s.o.Warnings != nil {
+			for k, v := range s.o.Warnings() {
+				if _, taken := body[k]; !taken {
+					body[k] = v
 				}
 			}
 		}

@@ -82,6 +82,10 @@ type Options struct {
 	// now (mode oauth: the OAuth service it logs in through); /readyz
 	// reports it under "minting_via" when minting is ok.
 	MintingVia func() string
+	// Warnings, when set, adds lines to /readyz that never make rcsso
+	// unready, e.g. "rooms": "warn: #sales does not exist". It must not
+	// wait for I/O.
+	Warnings func() map[string]string
 
 	// WebhookSecret signs /webhooks/* (HMAC-SHA256); empty turns them off.
 	WebhookSecret []byte

@@ -10,8 +10,11 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -116,6 +119,88 @@ type Link struct {
 	// not. While set, the API URL does not log them straight back in
 	// (protocol spec §1.7) until they log in on the website again or ask to.
 	ChatLoggedOutAt time.Time
+	// Rooms is what the rooms sync (provisioning.rooms) keeps for the
+	// person: the memberships rcsso added. Zero when it never ran.
+	Rooms RoomsState
+}
+
+// RoomsState is the rooms sync's record of one person (store.Link.Rooms):
+// the Rocket.Chat memberships rcsso added for them, so that it leaves
+// only those when a group is gone and never one the person had anyway.
+// It is kept with the link (one column or field in every backend) because
+// it is small (bounded by provisioning.rooms), has the link's single
+// writer discipline (UpdateLink), belongs to the linked Rocket.Chat user
+// and moves with the link (rcsso store migrate). A state whose UserID is
+// not the link's (the person was given a new Rocket.Chat user) is void.
+type RoomsState struct {
+	// UserID is the Rocket.Chat user the memberships are of.
+	UserID string
+	// Added are the memberships rcsso added and holds, each
+	// "<kind>:<id>:<name>": kind c (public channel), p (private group) or
+	// t (team), the room's or team's _id, and its name in
+	// provisioning.rooms. Sorted, no duplicates.
+	Added []string
+	// Pending are memberships rcsso asked Rocket.Chat for without seeing
+	// the answer yet (written before the call, like CreatingUsername): the
+	// next sync finds out whether they were made.
+	Pending []string
+	// Hash digests the memberships the person's groups gave when the sync
+	// last brought them in step ("" until then).
+	Hash string
+	// SyncedAt is when a rooms sync last ran (or tried) for the person;
+	// it spaces syncs out across rcsso instances.
+	SyncedAt time.Time
+}
+
+// IsZero reports whether the state is empty (never synced).
+func (r RoomsState) IsZero() bool {
+	return r.UserID == "" && len(r.Added) == 0 && len(r.Pending) == 0 && r.Hash == "" && r.SyncedAt.IsZero()
+}
+
+// Clone returns a copy that shares no slice with r.
+func (r RoomsState) Clone() RoomsState {
+	r.Added, r.Pending = slices.Clone(r.Added), slices.Clone(r.Pending)
+	return r
+}
+
+// roomsJSON is RoomsState's stored form.
+type roomsJSON struct {
+	UserID   string   `json:"u,omitempty"`
+	Added    []string `json:"a,omitempty"`
+	Pending  []string `json:"p,omitempty"`
+	Hash     string   `json:"h,omitempty"`
+	SyncedAt int64    `json:"t,omitempty"` // unix milliseconds
+}
+
+// EncodeRooms is the text SQL and Redis backends store for a RoomsState:
+// compact JSON, "" for the zero state. Times keep millisecond precision.
+func EncodeRooms(r RoomsState) string {
+	if r.IsZero() {
+		return ""
+	}
+	j := roomsJSON{UserID: r.UserID, Added: r.Added, Pending: r.Pending, Hash: r.Hash}
+	if !r.SyncedAt.IsZero() {
+		j.SyncedAt = r.SyncedAt.UnixMilli()
+	}
+	b, _ := json.Marshal(j) // strings and numbers only: cannot fail
+	return string(b)
+}
+
+// DecodeRooms reads what EncodeRooms wrote ("" is the zero state). Times
+// come back in UTC.
+func DecodeRooms(s string) (RoomsState, error) {
+	if s == "" {
+		return RoomsState{}, nil
+	}
+	var j roomsJSON
+	if err := json.Unmarshal([]byte(s), &j); err != nil {
+		return RoomsState{}, fmt.Errorf("store: the link's rooms record is not readable: %w", err)
+	}
+	r := RoomsState{UserID: j.UserID, Added: j.Added, Pending: j.Pending, Hash: j.Hash}
+	if j.SyncedAt != 0 {
+		r.SyncedAt = time.UnixMilli(j.SyncedAt).UTC()
+	}
+	return r, nil
 }
 
 // Token is a cached Rocket.Chat token for one subject.

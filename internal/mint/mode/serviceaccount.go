@@ -55,11 +55,24 @@ func ServicePermissions(createToken bool) []Permission {
 	return append(need, Permission{Name: "api-bypass-rate-limit", Use: "REST calls beyond Rocket.Chat's 10 a minute per endpoint"})
 }
 
+// RoomKinds says which kinds of rooms provisioning.rooms gives.
+type RoomKinds struct {
+	Channels, PrivateGroups, Teams bool
+}
+
 // ExtraPermissions are the needs of the rest of the configuration: when
 // an identity source passes roles, assign-roles (and assign-admin-role when
 // admin is among them or among provisioning.roles); with webhooks on,
-// delete-user and edit-other-user-active-status (/webhooks/deprovision).
-func ExtraPermissions(rolesManaged, admin, webhooks bool) []Permission {
+// delete-user and edit-other-user-active-status (/webhooks/deprovision);
+// for provisioning.rooms, the room and team permissions the rooms sync
+// uses (RocketChat/Rocket.Chat apps/meteor/app/lib/server/methods/addUsersToRoom.ts,
+// apps/meteor/server/methods/removeUserFromRoom.ts,
+// apps/meteor/server/api/v1/teams.ts): add-user-to-any-c-room for public
+// channels, add-user-to-joined-room for private groups (the service
+// account must be in each: a private group exists only for its members,
+// and add-user-to-any-p-room is held by no role by default), remove-user
+// for both, edit-team-member and view-all-teams for teams.
+func ExtraPermissions(rolesManaged, admin, webhooks bool, rooms RoomKinds) []Permission {
 	var need []Permission
 	if rolesManaged {
 		need = append(need, Permission{Name: "assign-roles", Use: "users.update: change roles the identity source passes"})
@@ -71,6 +84,20 @@ func ExtraPermissions(rolesManaged, admin, webhooks bool) []Permission {
 		need = append(need,
 			Permission{Name: "delete-user", Use: "/webhooks/deprovision with action delete"},
 			Permission{Name: "edit-other-user-active-status", Use: "/webhooks/deprovision: deactivate chat accounts"})
+	}
+	if rooms.Channels {
+		need = append(need, Permission{"add-user-to-any-c-room", "channels.invite: add people to the public channels of provisioning.rooms"})
+	}
+	if rooms.PrivateGroups {
+		need = append(need, Permission{"add-user-to-joined-room", "groups.invite: add people to the private groups of provisioning.rooms (add the service account to each group)"})
+	}
+	if rooms.Channels || rooms.PrivateGroups {
+		need = append(need, Permission{"remove-user", "channels.kick, groups.kick: remove people from rooms rcsso added them to when their group is gone"})
+	}
+	if rooms.Teams {
+		need = append(need,
+			Permission{"edit-team-member", "teams.addMembers, teams.removeMember: the teams of provisioning.rooms"},
+			Permission{"view-all-teams", "teams.members: Rocket.Chat lists a team's members only to its members and holders of view-all-teams"})
 	}
 	return need
 }

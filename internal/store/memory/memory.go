@@ -272,7 +272,7 @@ func (s *Store) UpdateLink(ctx context.Context, subject string, update func(*sto
 	if holder, ok := s.byUser[l.UserID]; ok && l.UserID != "" && holder != subject {
 		return store.Link{}, wrap("update link", &store.LinkTakenError{UserID: l.UserID, Holder: holder})
 	}
-	for _, t := range []*time.Time{&l.ChatLoggedOutAt, &l.ProfileSyncedAt, &l.LastMintAt, &l.CreatingAt, &l.DeactivatedAt} {
+	for _, t := range []*time.Time{&l.ChatLoggedOutAt, &l.ProfileSyncedAt, &l.LastMintAt, &l.CreatingAt, &l.DeactivatedAt, &l.Rooms.SyncedAt} {
 		if !t.IsZero() {
 			*t = norm(*t)
 		}
@@ -284,12 +284,13 @@ func (s *Store) UpdateLink(ctx context.Context, subject string, update func(*sto
 	if l.UserID != "" {
 		s.byUser[l.UserID] = subject
 	}
-	s.links[subject] = l
+	s.links[subject] = cloneLink(l) // the updater may have set slices the caller keeps
 	return cloneLink(l), nil
 }
 
 func cloneLink(l store.Link) store.Link {
 	l.Secret = bytes.Clone(l.Secret)
+	l.Rooms = l.Rooms.Clone()
 	return l
 }
 

@@ -172,15 +172,19 @@ func (s *Store) DeleteSessionsBySubject(ctx context.Context, subject string) (in
 }
 
 const linkColumns = `subject, user_id, username, profile_hash, profile_synced_at, last_mint_at,
-creating_username, creating_at, deactivated_at, chat_logged_out_at, secret, updated_at`
+creating_username, creating_at, deactivated_at, chat_logged_out_at, secret, rooms, updated_at`
 
 func scanLink(row pgx.Row) (store.Link, error) {
 	var l store.Link
 	var synced, minted, creating, deactivated, loggedOut *time.Time
+	var rooms string
 	err := row.Scan(&l.Subject, &l.UserID, &l.Username, &l.ProfileHash, &synced, &minted,
-		&l.CreatingUsername, &creating, &deactivated, &loggedOut, &l.Secret, &l.UpdatedAt)
+		&l.CreatingUsername, &creating, &deactivated, &loggedOut, &l.Secret, &rooms, &l.UpdatedAt)
 	l.ProfileSyncedAt, l.LastMintAt, l.CreatingAt = fromOpt(synced), fromOpt(minted), fromOpt(creating)
 	l.DeactivatedAt, l.ChatLoggedOutAt, l.UpdatedAt = fromOpt(deactivated), fromOpt(loggedOut), l.UpdatedAt.UTC()
+	if err == nil {
+		l.Rooms, err = store.DecodeRooms(rooms)
+	}
 	return l, err
 }
 
@@ -271,14 +275,17 @@ func (s *Store) updateLink(ctx context.Context, subject string, update func(*sto
 			return store.Link{}, false, s.wrap("update link", err)
 		}
 	}
+	if !l.Rooms.SyncedAt.IsZero() {
+		l.Rooms.SyncedAt = l.Rooms.SyncedAt.UTC().Truncate(time.Millisecond) // as EncodeRooms keeps it
+	}
 	args := []any{subject, l.UserID, l.Username, l.ProfileHash, opt(l.ProfileSyncedAt), opt(l.LastMintAt),
-		l.CreatingUsername, opt(l.CreatingAt), opt(l.DeactivatedAt), opt(l.ChatLoggedOutAt), l.Secret}
-	write := `INSERT INTO links (` + linkColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+		l.CreatingUsername, opt(l.CreatingAt), opt(l.DeactivatedAt), opt(l.ChatLoggedOutAt), l.Secret, store.EncodeRooms(l.Rooms)}
+	write := `INSERT INTO links (` + linkColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
 RETURNING updated_at`
 	if exists {
 		write = `UPDATE links SET user_id = $2, username = $3, profile_hash = $4, profile_synced_at = $5,
 	last_mint_at = $6, creating_username = $7, creating_at = $8, deactivated_at = $9,
-	chat_logged_out_at = $10, secret = $11, updated_at = now()
+	chat_logged_out_at = $10, secret = $11, rooms = $12, updated_at = now()
 WHERE subject = $1 RETURNING updated_at`
 	}
 	err = tx.QueryRow(ctx, write, args...).Scan(&l.UpdatedAt)

@@ -21,8 +21,9 @@
 //	P link:<subject>              hash: user_id username profile_hash
 //	                              profile_synced_at last_mint_at creating_username
 //	                              creating_at deactivated_at updated_at
-//	                              chat_logged_out_at secret, and rev (a random
-//	                              revision, new on every write)
+//	                              chat_logged_out_at secret rooms (the rooms
+//	                              sync's record, store.EncodeRooms), and rev
+//	                              (a random revision, new on every write)
 //	P link-user:<user id>         string: the subject whose link holds the user id
 //	P token:<subject>             hash: user_id ciphertext minted_at validated_at
 //	P code:<hash>                 string, form-encoded subject origin expires_at
@@ -523,6 +524,9 @@ func decodeLink(subject string, m map[string]string) (store.Link, error) {
 	l := store.Link{Subject: subject, UserID: m["user_id"], Username: m["username"], ProfileHash: m["profile_hash"],
 		CreatingUsername: m["creating_username"], Secret: bytesOrNil(m["secret"])}
 	err := times(m, linkTimes, &l.ProfileSyncedAt, &l.LastMintAt, &l.CreatingAt, &l.DeactivatedAt, &l.UpdatedAt, &l.ChatLoggedOutAt)
+	if err == nil {
+		l.Rooms, err = store.DecodeRooms(m["rooms"])
+	}
 	return l, err
 }
 
@@ -531,7 +535,7 @@ func linkFields(l store.Link) []any {
 		"profile_synced_at", ms(l.ProfileSyncedAt), "last_mint_at", ms(l.LastMintAt),
 		"creating_username", l.CreatingUsername, "creating_at", ms(l.CreatingAt),
 		"deactivated_at", ms(l.DeactivatedAt), "updated_at", ms(l.UpdatedAt),
-		"chat_logged_out_at", ms(l.ChatLoggedOutAt), "secret", string(l.Secret)}
+		"chat_logged_out_at", ms(l.ChatLoggedOutAt), "secret", string(l.Secret), "rooms", store.EncodeRooms(l.Rooms)}
 }
 
 // GetLink implements store.Store with one HGETALL; ErrNotFound if absent.
@@ -603,6 +607,9 @@ func (s *Store) UpdateLink(ctx context.Context, subject string, update func(*sto
 		}
 		l.Subject = subject
 		l.UpdatedAt = time.UnixMilli(time.Now().UnixMilli()).UTC()
+		if !l.Rooms.SyncedAt.IsZero() {
+			l.Rooms.SyncedAt = time.UnixMilli(l.Rooms.SyncedAt.UnixMilli()).UTC() // as EncodeRooms keeps it
+		}
 		args := append([]any{rev, rand.Text(), s.prefix + "link-user:", s.prefix + "link:", subject, l.UserID}, linkFields(l)...)
 		res, err := updateLinkScript.Run(ctx, s.rdb, []string{key}, args...).StringSlice()
 		if err != nil {

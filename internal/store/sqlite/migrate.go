@@ -101,6 +101,11 @@ CREATE TABLE changes (
 	at      INTEGER NOT NULL
 );
 `,
+	// 3: the rooms sync's record of each person (store.Link.Rooms,
+	// store.EncodeRooms: JSON, '' when it never ran).
+	`
+ALTER TABLE links ADD COLUMN rooms TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // checks run before the migration of the same index (to version i+1).

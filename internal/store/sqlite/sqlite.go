@@ -344,7 +344,7 @@ func (s *Store) DeleteSessionsBySubject(ctx context.Context, subject string) (in
 }
 
 const linkColumns = `subject, user_id, username, profile_hash, profile_synced_at, last_mint_at,
-creating_username, creating_at, deactivated_at, updated_at, chat_logged_out_at, secret`
+creating_username, creating_at, deactivated_at, updated_at, chat_logged_out_at, secret, rooms`
 
 // rowScanner is *sql.Row or *sql.Rows.
 type rowScanner interface{ Scan(...any) error }
@@ -352,9 +352,13 @@ type rowScanner interface{ Scan(...any) error }
 func scanLink(r rowScanner) (store.Link, error) {
 	var l store.Link
 	var synced, minted, creating, deactivated, updated, loggedOut int64
+	var rooms string
 	err := r.Scan(&l.Subject, &l.UserID, &l.Username, &l.ProfileHash, &synced, &minted,
-		&l.CreatingUsername, &creating, &deactivated, &updated, &loggedOut, &l.Secret)
+		&l.CreatingUsername, &creating, &deactivated, &updated, &loggedOut, &l.Secret, &rooms)
 	if err != nil {
+		return store.Link{}, err
+	}
+	if l.Rooms, err = store.DecodeRooms(rooms); err != nil {
 		return store.Link{}, err
 	}
 	l.UpdatedAt = fromMillis(updated)
@@ -438,16 +442,21 @@ func (s *Store) UpdateLink(ctx context.Context, subject string, update func(*sto
 		}
 	}
 	l.UpdatedAt = fromMillis(time.Now().UnixMilli())
+	if !l.Rooms.SyncedAt.IsZero() {
+		l.Rooms.SyncedAt = fromMillis(l.Rooms.SyncedAt.UnixMilli())
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO links (`+linkColumns+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (subject) DO UPDATE SET
 	user_id = excluded.user_id, username = excluded.username, profile_hash = excluded.profile_hash,
 	profile_synced_at = excluded.profile_synced_at, last_mint_at = excluded.last_mint_at,
 	creating_username = excluded.creating_username, creating_at = excluded.creating_at,
 	deactivated_at = excluded.deactivated_at,
-	updated_at = excluded.updated_at, chat_logged_out_at = excluded.chat_logged_out_at, secret = excluded.secret`,
+	updated_at = excluded.updated_at, chat_logged_out_at = excluded.chat_logged_out_at, secret = excluded.secret,
+	rooms = excluded.rooms`,
 		subject, l.UserID, l.Username, l.ProfileHash, optMillis(l.ProfileSyncedAt), optMillis(l.LastMintAt),
-		l.CreatingUsername, optMillis(l.CreatingAt), optMillis(l.DeactivatedAt), millis(l.UpdatedAt), optMillis(l.ChatLoggedOutAt), l.Secret); err != nil {
+		l.CreatingUsername, optMillis(l.CreatingAt), optMillis(l.DeactivatedAt), millis(l.UpdatedAt), optMillis(l.ChatLoggedOutAt), l.Secret,
+		store.EncodeRooms(l.Rooms)); err != nil {
 		return store.Link{}, wrap("update link", err)
 	}
 	if err := tx.Commit(); err != nil {

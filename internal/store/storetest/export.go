@@ -74,6 +74,8 @@ func testExport(t *testing.T, s store.Store) {
 		ProfileSyncedAt: n.Add(-time.Hour), LastMintAt: n.Add(-time.Minute), CreatingUsername: "alice.2",
 		CreatingAt: n.Add(-2 * time.Minute), DeactivatedAt: n.Add(-3 * time.Minute),
 		ChatLoggedOutAt: n.Add(-4 * time.Minute), Secret: []byte{0, 1, 0xff, 0x80, 0},
+		Rooms: store.RoomsState{UserID: "rc-alice", Added: []string{"c:r1:sales", "t:t1:Sales"}, Pending: []string{"p:g1:leads"},
+			Hash: "h", SyncedAt: n.Add(-5 * time.Minute)},
 	}
 	creating := store.Link{Subject: odd, Username: "odd", Secret: []byte("sealed"), CreatingUsername: "odd", CreatingAt: n}
 	bare := store.Link{Subject: "local:bob", UserID: "rc-bob"}

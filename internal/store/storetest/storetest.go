@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LinkUpdate", testLinkUpdate},
 		{"LinkOneSubjectPerUser", testLinkOneSubjectPerUser},
 		{"LinkUpdateRace", testLinkUpdateRace},
+		{"LinkRooms", testLinkRooms},
 		{"UseOnce", testUseOnce},
 		{"LockerRenew", testLockerRenew},
 		{"Count", testCount},
@@ -146,6 +147,7 @@ func checkLink(t *testing.T, got, want store.Link) {
 	if !bytes.Equal(got.Secret, want.Secret) {
 		t.Errorf("Link.Secret = %x, want %x", got.Secret, want.Secret)
 	}
+	checkRooms(t, got.Rooms, want.Rooms)
 	for _, f := range []struct {
 		name      string
 		got, want time.Time
@@ -857,6 +859,87 @@ func testCodes(t *testing.T, s store.Store) {
 // testLinkUpdate: UpdateLink sees the stored link (or one with only the
 // subject), writes what the updater leaves, and writes nothing when the
 // updater fails.
+// checkRooms compares rooms records (nil and empty lists alike, times to
+// the millisecond).
+func checkRooms(t *testing.T, got, want store.RoomsState) {
+	t.Helper()
+	if got.UserID != want.UserID || got.Hash != want.Hash || !slices.Equal(got.Added, want.Added) || !slices.Equal(got.Pending, want.Pending) {
+		t.Errorf("Link.Rooms = %+v, want %+v", got, want)
+	}
+	if got.SyncedAt.IsZero() != want.SyncedAt.IsZero() {
+		t.Errorf("Link.Rooms.SyncedAt = %v, want %v", got.SyncedAt, want.SyncedAt)
+	} else if !want.SyncedAt.IsZero() {
+		checkTime(t, "Link.Rooms.SyncedAt", got.SyncedAt, want.SyncedAt)
+	}
+}
+
+// testLinkRooms: the rooms sync's record (Link.Rooms) round-trips through
+// UpdateLink, survives writes of other fields, is a copy both ways, and
+// goes with the link.
+func testLinkRooms(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	rooms := store.RoomsState{
+		UserID:   "u-alice",
+		Added:    []string{"c:GENERAL:general", "p:Zq2:ventes-équipe", `t:607e0d9b49d493189836bfac:Sales "EU": 2`},
+		Pending:  []string{"c:r9:sales"},
+		Hash:     "0123456789abcdef",
+		SyncedAt: time.Now().Add(-time.Minute),
+	}
+	got, err := s.UpdateLink(ctx, "local:alice", func(l *store.Link) error {
+		l.UserID, l.Username, l.Rooms = "u-alice", "alice", rooms
+		return nil
+	})
+	noErr(t, "UpdateLink(rooms)", err)
+	want := store.Link{Subject: "local:alice", UserID: "u-alice", Username: "alice", Rooms: rooms.Clone()}
+	checkLink(t, got, want)
+	rooms.Added[0] = "c:changed:by-the-caller" // the caller reuses its slice after the write
+	stored, err := s.GetLink(ctx, "local:alice")
+	noErr(t, "GetLink", err)
+	checkLink(t, stored, want)
+	stored.Rooms.Added[1] = "c:changed:by-the-reader" // a reader scribbles on what it got
+	again, _ := s.GetLink(ctx, "local:alice")
+	checkLink(t, again, want)
+
+	// Another writer's fields leave the record alone; the updater sees it.
+	var seen store.RoomsState
+	_, err = s.UpdateLink(ctx, "local:alice", func(l *store.Link) error {
+		seen = l.Rooms
+		l.ProfileHash = "p1"
+		return nil
+	})
+	noErr(t, "UpdateLink(profile)", err)
+	checkRooms(t, seen, want.Rooms)
+	want.ProfileHash = "p1"
+	byUser, err := s.LinkByUserID(ctx, "u-alice")
+	noErr(t, "LinkByUserID", err)
+	checkLink(t, byUser, want)
+
+	// Clearing it yields the zero record.
+	_, err = s.UpdateLink(ctx, "local:alice", func(l *store.Link) error {
+		l.Rooms = store.RoomsState{}
+		return nil
+	})
+	noErr(t, "UpdateLink(clear)", err)
+	stored, _ = s.GetLink(ctx, "local:alice")
+	if !stored.Rooms.IsZero() {
+		t.Errorf("cleared Link.Rooms = %+v, want the zero record", stored.Rooms)
+	}
+	// A new link starts without one; deleting the link deletes it.
+	bob, err := s.UpdateLink(ctx, "local:bob", func(l *store.Link) error { l.UserID = "u-bob"; return nil })
+	noErr(t, "UpdateLink(bob)", err)
+	if !bob.Rooms.IsZero() {
+		t.Errorf("new link's Rooms = %+v", bob.Rooms)
+	}
+	_, err = s.UpdateLink(ctx, "local:bob", func(l *store.Link) error { l.Rooms = store.RoomsState{UserID: "u-bob", Hash: "h"}; return nil })
+	noErr(t, "UpdateLink(bob rooms)", err)
+	noErr(t, "DeleteLink(bob)", s.DeleteLink(ctx, "local:bob"))
+	bob, err = s.UpdateLink(ctx, "local:bob", func(l *store.Link) error { l.UserID = "u-bob"; return nil })
+	noErr(t, "UpdateLink(bob again)", err)
+	if !bob.Rooms.IsZero() {
+		t.Errorf("a deleted link's Rooms came back: %+v", bob.Rooms)
+	}
+}
+
 func testLinkUpdate(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	var seen store.Link
