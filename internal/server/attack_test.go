@@ -151,3 +151,42 @@ func newServerWith(t *testing.T, st store.Store, prov mint.Provisioner) *Server 
 func newServerOn(t *testing.T, st store.Store) *Server {
 	return newServerWith(t, st, linkProv{})
 }
+
+// The signature covers the timestamp and the body, not the endpoint: a
+// signed request captured on its way to one endpoint (a logout webhook, an
+// /embed/codes call, sent on every page view of a host page using codes)
+// must not be accepted by another. Before, {"subject":"local:alice"} signed
+// for /webhooks/logout deactivated alice's Rocket.Chat user when sent to
+// /webhooks/deprovision (action defaulted to deactivate), and an
+// /embed/codes body did too (its extra fields were ignored).
+func TestAttackWebhookCrossEndpointReplay(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	s.o.WebhookSecret = webhookSecret
+	d := &fakeDeprov{}
+	s.o.Deprovisioner, s.o.UnknownSubject = d, errNoSuch
+	logout := `{"subject":"local:alice"}`
+	codes := `{"subject":"local:alice","origin":"http://www.example.test","username":"alice"}`
+	deprovision := `{"subject":"local:alice","action":"deactivate"}`
+	for _, c := range []struct{ body, to string }{
+		{logout, "/webhooks/deprovision"},
+		{codes, "/webhooks/deprovision"},
+		{codes, "/webhooks/logout"},
+		{deprovision, "/webhooks/logout"},
+		{deprovision, "/embed/codes"},
+		{logout, "/embed/codes"},
+	} {
+		w := do(s, "POST", c.to, signed(c.body, time.Now(), webhookSecret), c.body)
+		if w.Code != http.StatusBadRequest {
+			t.Errorf("%s sent to %s: %d %s, want 400", c.body, c.to, w.Code, w.Body)
+		}
+	}
+	if len(d.calls) != 0 {
+		t.Fatalf("a body signed for another endpoint deprovisioned: %v", d.calls)
+	}
+	// Each endpoint's own body works.
+	for _, c := range []struct{ body, to string }{{deprovision, "/webhooks/deprovision"}, {logout, "/webhooks/logout"}, {codes, "/embed/codes"}} {
+		if w := do(s, "POST", c.to, signed(c.body, time.Now(), webhookSecret), c.body); w.Code != 200 {
+			t.Errorf("%s: %d %s", c.to, w.Code, w.Body)
+		}
+	}
+}

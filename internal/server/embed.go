@@ -106,7 +106,7 @@ func (s *Server) writeEmbedToken(w http.ResponseWriter, r *http.Request, id iden
 // origin (website back end, signed like the webhooks). The token is
 // obtained now, so redeeming is a cache hit.
 func (s *Server) embedCodes(w http.ResponseWriter, r *http.Request) error {
-	b, err := s.verifyWebhook(w, r, codesWindow, false)
+	b, err := s.verifyWebhook(w, r, codesEndpoint)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,7 +33,8 @@ import (
 // the same way but valid for 60 s and not one-shot (see embedCodes).
 //
 // Body: {"subject": "local:alice"} or {"source": "jwt", "id": "u-1001"};
-// deprovision adds "action": "deactivate" (default) or "delete".
+// deprovision adds "action": "deactivate" or "delete" (required); each
+// endpoint refuses fields that are not its own (webhookEndpoint).
 
 // Deprovisioner deactivates or deletes a person's Rocket.Chat user.
 type Deprovisioner interface {
@@ -55,13 +57,34 @@ type webhookBody struct {
 	EmailVerified bool   `json:"email_verified"`
 }
 
-// verifyWebhook checks the signature and returns the parsed body. window
-// bounds the distance between X-Rcsso-Timestamp and rcsso's clock. With
-// once, a MAC already seen is refused (webhooks are one-shot
-// notifications); /embed/codes passes false, since a back end may rightly
-// ask twice in one second for the same person (two tabs), and each answer
-// is a fresh single-use code bound to an allowed origin.
-func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request, window time.Duration, once bool) (webhookBody, error) {
+// webhookEndpoint is what one signed endpoint accepts. The signature
+// covers the timestamp and the body, not the path, so the body shapes are
+// disjoint: a body signed for one endpoint is malformed at every other (a
+// captured logout webhook or /embed/codes call cannot deprovision anyone).
+type webhookEndpoint struct {
+	// window bounds the distance between X-Rcsso-Timestamp and rcsso's
+	// clock.
+	window time.Duration
+	// once refuses a MAC already seen (webhooks are one-shot
+	// notifications); /embed/codes is not once, since a back end may
+	// rightly ask twice in one second for the same person (two tabs), and
+	// each answer is a fresh single-use code bound to an allowed origin.
+	once bool
+	// fields are the body's allowed keys; required must be present.
+	fields, required []string
+}
+
+var (
+	logoutEndpoint      = webhookEndpoint{window: webhookWindow, once: true, fields: []string{"subject", "source", "id"}}
+	deprovisionEndpoint = webhookEndpoint{window: webhookWindow, once: true, fields: []string{"subject", "source", "id", "action"}, required: []string{"action"}}
+	codesEndpoint       = webhookEndpoint{window: codesWindow, fields: []string{"subject", "source", "id", "origin", "username", "name", "email", "email_verified"}, required: []string{"origin"}}
+)
+
+// verifyWebhook checks the signature and the body's shape for endpoint ep
+// and returns the parsed body. Nothing is remembered for a request that is
+// refused.
+func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request, ep webhookEndpoint) (webhookBody, error) {
+	window, once := ep.window, ep.once
 	if len(s.o.WebhookSecret) == 0 {
 		return webhookBody{}, &Error{Status: http.StatusNotFound, Message: "webhooks are off: set webhooks.secret"}
 	}
@@ -98,16 +121,18 @@ func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request, window ti
 	if !matched {
 		return webhookBody{}, &Error{Status: http.StatusForbidden, Message: "bad X-Rcsso-Signature"}
 	}
-	if once {
-		// The key is the MAC rcsso computed, not the text sent: every
-		// spelling of one signature is one key. It is kept past the
-		// window, so the timestamp check refuses the request by then.
-		first, err := s.o.Store.UseOnce(r.Context(), "webhook-mac:"+hex.EncodeToString(want), now.Add(2*window))
-		if err != nil {
-			return webhookBody{}, err
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(body, &keys); err != nil {
+		return webhookBody{}, &Error{Status: http.StatusBadRequest, Message: "body is not the expected JSON object", Err: err}
+	}
+	for k := range keys {
+		if !slices.Contains(ep.fields, k) {
+			return webhookBody{}, &Error{Status: http.StatusBadRequest, Message: fmt.Sprintf("%q is not a field of this endpoint (it takes %s)", k, strings.Join(ep.fields, ", "))}
 		}
-		if !first {
-			return webhookBody{}, &Error{Status: http.StatusConflict, Message: "this webhook was already delivered (replay refused)"}
+	}
+	for _, k := range ep.required {
+		if _, ok := keys[k]; !ok {
+			return webhookBody{}, &Error{Status: http.StatusBadRequest, Message: fmt.Sprintf("%q is required", k)}
 		}
 	}
 	var b webhookBody
@@ -120,13 +145,25 @@ func (s *Server) verifyWebhook(w http.ResponseWriter, r *http.Request, window ti
 	if b.Subject == "" || len(b.Subject) > 300 {
 		return webhookBody{}, &Error{Status: http.StatusBadRequest, Message: `give "subject" ("<source>:<id>") or "source" and "id"`}
 	}
+	if once {
+		// The key is the MAC rcsso computed, not the text sent: every
+		// spelling of one signature is one key. It is kept past the
+		// window, so the timestamp check refuses the request by then.
+		first, err := s.o.Store.UseOnce(r.Context(), "webhook-mac:"+hex.EncodeToString(want), now.Add(2*window))
+		if err != nil {
+			return webhookBody{}, err
+		}
+		if !first {
+			return webhookBody{}, &Error{Status: http.StatusConflict, Message: "this webhook was already delivered (replay refused)"}
+		}
+	}
 	return b, nil
 }
 
 // logoutWebhook ends every rcsso session of the person and their
 // Rocket.Chat session.
 func (s *Server) logoutWebhook(w http.ResponseWriter, r *http.Request) error {
-	b, err := s.verifyWebhook(w, r, webhookWindow, true)
+	b, err := s.verifyWebhook(w, r, logoutEndpoint)
 	if err != nil {
 		return err
 	}
@@ -147,13 +184,13 @@ func (s *Server) logoutWebhook(w http.ResponseWriter, r *http.Request) error {
 // deprovisionWebhook deactivates or deletes the person's Rocket.Chat user
 // and ends their sessions.
 func (s *Server) deprovisionWebhook(w http.ResponseWriter, r *http.Request) error {
-	b, err := s.verifyWebhook(w, r, webhookWindow, true)
+	b, err := s.verifyWebhook(w, r, deprovisionEndpoint)
 	if err != nil {
 		return err
 	}
 	del := false
 	switch b.Action {
-	case "", "deactivate":
+	case "deactivate":
 	case "delete":
 		del = true
 	default:

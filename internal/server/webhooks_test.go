@@ -89,8 +89,9 @@ func TestDeprovisionWebhook(t *testing.T) {
 		status int
 	}{
 		{`{"source":"local","id":"alice","action":"delete"}`, 200},
-		{`{"subject":"local:bob"}`, 200},
-		{`{"subject":"local:nobody"}`, 404},
+		{`{"subject":"local:bob","action":"deactivate"}`, 200},
+		{`{"subject":"local:bob"}`, 400}, // the logout webhook's body: "action" is required
+		{`{"subject":"local:nobody","action":"deactivate"}`, 404},
 		{`{"subject":"local:carol","action":"explode"}`, 400},
 		{`not json`, 400},
 		{`{}`, 400},
