@@ -86,18 +86,18 @@ func ExtraPermissions(rolesManaged, admin, webhooks bool, rooms RoomKinds) []Per
 			Permission{Name: "edit-other-user-active-status", Use: "/webhooks/deprovision: deactivate chat accounts"})
 	}
 	if rooms.Channels {
-		need = append(need, Permission{"add-user-to-any-c-room", "channels.invite: add people to the public channels of provisioning.rooms"})
+		need = append(need, Permission{Name: "add-user-to-any-c-room", Use: "channels.invite: add people to the public channels of provisioning.rooms"})
 	}
 	if rooms.PrivateGroups {
-		need = append(need, Permission{"add-user-to-joined-room", "groups.invite: add people to the private groups of provisioning.rooms (add the service account to each group)"})
+		need = append(need, Permission{Name: "add-user-to-joined-room", Use: "groups.invite: add people to the private groups of provisioning.rooms (add the service account to each group)"})
 	}
 	if rooms.Channels || rooms.PrivateGroups {
-		need = append(need, Permission{"remove-user", "channels.kick, groups.kick: remove people from rooms rcsso added them to when their group is gone"})
+		need = append(need, Permission{Name: "remove-user", Use: "channels.kick, groups.kick: remove people from rooms rcsso added them to when their group is gone"})
 	}
 	if rooms.Teams {
 		need = append(need,
-			Permission{"edit-team-member", "teams.addMembers, teams.removeMember: the teams of provisioning.rooms"},
-			Permission{"view-all-teams", "teams.members: Rocket.Chat lists a team's members only to its members and holders of view-all-teams"})
+			Permission{Name: "edit-team-member", Use: "teams.addMembers, teams.removeMember: the teams of provisioning.rooms"},
+			Permission{Name: "view-all-teams", Use: "teams.members: Rocket.Chat lists a team's members only to its members and holders of view-all-teams"})
 	}
 	return need
 }
