@@ -13,6 +13,22 @@
 # Usage: scripts/test.sh [extra go test flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
+testlog="$(mktemp)"
+# The closing summary line, whatever happened.
+summary() {
+  local rc=$?
+  local ok failed
+  ok=$(grep -c '^ok ' "$testlog" || true)
+  failed=$(grep -c '^FAIL[[:space:]]' "$testlog" || true)
+  if [ "$rc" -eq 0 ]; then
+    echo "== summary: PASS: gofmt, go vet, staticcheck clean; $ok packages' tests passed in $((SECONDS - started)) s"
+  else
+    echo "== summary: FAIL (exit $rc) after $((SECONDS - started)) s: $ok packages passed, $failed failed; the first error is above"
+  fi
+  rm -f "$testlog"
+}
+trap summary EXIT
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
@@ -60,4 +76,4 @@ RCSSO_TEST_PG_BIN="${RCSSO_TEST_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort
 RCSSO_TEST_REDIS_SERVER="${RCSSO_TEST_REDIS_SERVER:-$(command -v redis-server)}"
 RCSSO_TEST_SLAPD="${RCSSO_TEST_SLAPD:-/usr/sbin/slapd}"
 export RCSSO_TEST_PG_BIN RCSSO_TEST_REDIS_SERVER RCSSO_TEST_SLAPD
-go test -race -count=1 -timeout 15m "$@" ./...
+go test -race -count=1 -timeout 15m "$@" ./... 2>&1 | tee "$testlog"
