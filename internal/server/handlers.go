@@ -196,6 +196,10 @@ type handoffData struct {
 	// Native marks the native login's own pages (nativelogin.go), where
 	// the website's storage-access prompt does not apply.
 	Native bool `json:"native,omitempty"`
+	// Known marks pages for a person the identity sources recognised
+	// (logged out of the chat, no access, deactivated): their cookie
+	// arrived, so the storage-access prompt does not apply either.
+	Known bool `json:"known,omitempty"`
 }
 
 // loginPage is the IFrame URL (Accounts_iframe_url). Rocket.Chat shows it
@@ -405,15 +409,15 @@ func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
 func (s *Server) handoff(w http.ResponseWriter, r *http.Request, id identity.Identity, revalidate bool, client string) error {
 	t, err := s.o.Broker.Token(r.Context(), id, revalidate)
 	if errors.Is(err, mint.ErrChatLoggedOut) {
-		s.render(w, r, http.StatusOK, "chatloggedout.html", page{Username: id.Username, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+		s.render(w, r, http.StatusOK, "chatloggedout.html", page{Username: id.Username, Client: client, Data: handoffData{RCOrigin: s.o.RocketChatOrigin, Known: true}})
 		return nil
 	}
 	if errors.Is(err, identity.ErrAccessDenied) {
-		s.render(w, r, http.StatusForbidden, "accessdenied.html", page{Username: id.Username, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+		s.render(w, r, http.StatusForbidden, "accessdenied.html", page{Username: id.Username, Data: handoffData{RCOrigin: s.o.RocketChatOrigin, Known: true}})
 		return nil
 	}
 	if errors.Is(err, mint.ErrDeactivated) {
-		s.render(w, r, http.StatusForbidden, "deactivated.html", page{Username: id.Username, Data: handoffData{RCOrigin: s.o.RocketChatOrigin}})
+		s.render(w, r, http.StatusForbidden, "deactivated.html", page{Username: id.Username, Data: handoffData{RCOrigin: s.o.RocketChatOrigin, Known: true}})
 		return nil
 	}
 	if err != nil {

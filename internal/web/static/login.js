@@ -66,7 +66,8 @@
   // Cross-site deployments where the browser blocks third-party cookies:
   // inside Rocket.Chat's iframe rcsso's cookie is not visible until the
   // person grants storage access (Storage Access API; a click is needed).
-  if (!d.loginToken && !d.native && framed && document.hasStorageAccess) {
+  // Not on pages for a person rcsso recognised (d.known): their cookie came.
+  if (!d.loginToken && !d.native && !d.known && framed && document.hasStorageAccess) {
     document.hasStorageAccess().then(function (has) {
       if (has) return;
       var box = document.getElementById('storage-access-box');
