@@ -111,7 +111,8 @@ func TestDemoFirstVisit(t *testing.T) {
 		}
 	}
 
-	// 3. The chat: a room list, #general open, the person's name.
+	// 3. The chat: the rooms the person joined (#general, #support,
+	// #random), #general open with the welcome message, the person's name.
 	if err := chromedp.Do(ctx, chromedp.Navigate(r.SiteURL+"/"), chromedp.Click(chromedp.CSS("#open-chat"))); err != nil {
 		t.Fatal(err)
 	}
@@ -122,8 +123,12 @@ func TestDemoFirstVisit(t *testing.T) {
 	if err := e.iframeWaitText(ctx, "#chat", "#rc-room-title", "#general"); err != nil {
 		t.Fatalf("the chat does not show #general: %v", err)
 	}
-	if _, err := e.iframeEval(ctx, "#chat", `[...document.querySelectorAll("#rc-rooms a")].map(a => a.textContent.trim()).join(",").includes("general") && "rooms"`); err != nil {
-		t.Errorf("no room list: %v", err)
+	if _, err := e.iframeEval(ctx, "#chat", `[...document.querySelectorAll("#rc-rooms a")].map(a => a.textContent.trim()).join(",") === "#general,#support,#random" && "rooms"`); err != nil {
+		rooms, _ := e.iframeText(ctx, "#chat", "#rc-rooms")
+		t.Errorf("room list %q, want #general, #support, #random: %v", rooms, err)
+	}
+	if _, err := e.iframeEval(ctx, "#chat", `[...document.querySelectorAll("#rc-messages .rc-msg-text")].some(m => m.textContent.startsWith("Welcome to Example Corp's chat!")) && "welcome"`); err != nil {
+		t.Errorf("#general lacks the welcome message: %v", err)
 	}
 	if _, err := e.iframeEval(ctx, "#chat", `(document.getElementById("rc-me-name")||{}).textContent === "Demo Visitor" && "name"`); err != nil {
 		t.Errorf("the chat does not show the person's name: %v", err)

@@ -87,10 +87,12 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		return nil, err
 	}
 	r.Emulator = emu
-	// A chat worth looking at: two more channels and a welcome in #general
+	// A chat worth looking at: two more default channels besides #general,
+	// which the visitor joins when rcsso creates their user
+	// (provisioning.join_default_channels below), and a welcome in #general
 	// (messages live in the emulator's memory until the demo stops).
 	for _, c := range [][2]string{{"support", "Questions about Example Corp's products"}, {"random", "Anything else"}} {
-		if _, err := emu.AddChannel(c[0], c[1]); err != nil {
+		if _, err := emu.AddRoom(rcemu.NewRoom{Name: c[0], Topic: c[1], Default: true}); err != nil {
 			closeAll()
 			return nil, err
 		}
@@ -109,6 +111,7 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	cfg.RocketChat.CreateTokensSecret = secret
 	cfg.Store = config.Store{Type: "memory"}
 	cfg.Website = config.Website{Name: "Example Corp", Origins: []string{r.SiteURL}}
+	cfg.Provision.JoinDefaultChannels = true
 
 	ctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel

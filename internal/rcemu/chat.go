@@ -1,26 +1,26 @@
 package rcemu
 
 import (
+	"cmp"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"regexp"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf16"
 )
 
-// The web client's chat: channels and their messages, kept in memory only
+// The web client's chat: the messages of the rooms of rooms.go (#general
+// from the start, more with AddRoom and AddTeam), kept in memory only
 // (also in MongoDB mode), so that the emulator's page looks like a chat.
 // The client reaches them through stand-ins for Meteor methods, like its
 // logins (/_emu/ddp-login); these /_emu/ endpoints are the emulator's own,
 // not Rocket.Chat's REST API:
 //
 //	POST /_emu/ddp-me            {token} → {_id, username, name, status}: Meteor.user()
-//	POST /_emu/ddp-rooms         {token} → {rooms: [{_id, t, name, fname, topic}]}
-//	POST /_emu/ddp-load-history  {token, rid, limit?} → {messages: [newest first]}
+//	POST /_emu/ddp-rooms         {token} → {rooms: [{_id, t, name, fname, topic}]}: the sidebar
+//	POST /_emu/ddp-load-history  {token, rid, limit?} → {messages: [newest first]} or false
 //	POST /_emu/ddp-send-message  {token, message: {rid, msg}} → the stored message
 //
 // A failure is 400 {error, reason, message, errorType: "Meteor.Error"}
@@ -30,36 +30,43 @@ import (
 //
 // Sources (repository RocketChat/Rocket.Chat):
 //
-//	[initialData] apps/meteor/server/startup/initialData.ts @0bfd1635564033a54cd326c1eafc5b0177d1fcb0:
-//	              the channel GENERAL ('c', name general, default) exists from the first start
+//	[sidebar]     apps/meteor/client/sidebar/hooks/useRoomList.ts @03cbe3faa75926f952e1253a9e42a1692da4ca26:
+//	              the room list is the user's subscriptions (useUserSubscriptions({open:
+//	              {$ne: false}})), sorted by apps/meteor/client/hooks/useSortQueryOptions.ts
+//	              @fee110d8682d56ca69184032c6f22daefba6ccfb: {lm: -1} (latest message first) for
+//	              sidebarSortby "activity", its default (Accounts_Default_User_Preferences_sidebarSortby
+//	              in apps/meteor/server/settings/accounts.ts @78e0dc31ede19914425f590ade4de7f53103ed94)
 //	[sendMessage] apps/meteor/app/lib/server/methods/sendMessage.ts @c35b3b543662901fd8c727f8e958b1d23432e5d4:
 //	              no user → error-invalid-user "Invalid user"; msg longer (JavaScript length: UTF-16
-//	              units) than Message_MaxAllowedSize → error-message-size-exceeded; the server sets ts
+//	              units) than Message_MaxAllowedSize → error-message-size-exceeded; the server sets ts;
+//	              canSendMessageAsync's error-not-allowed is rethrown as a Meteor.Error without a
+//	              reason, details {method: "sendMessage"}
+//	[canSend]     apps/meteor/app/authorization/server/functions/canSendMessage.ts @b70d92b8a5b7cf0129b5d4c402acd024ea5b85a1:
+//	              no room → error-invalid-room; a room the user cannot access (canAccessRoom:
+//	              a private group they are not in) → error-not-allowed; a public channel needs no
+//	              subscription
 //	[msgSize]     apps/meteor/server/settings/message.ts @8955e1d4e484341a6b4d64fe2a2b03c858214196:
 //	              Message_MaxAllowedSize defaults to 5000
 //	[loadHistory] apps/meteor/server/methods/loadHistory.ts @462bf0292ef6b15f4990df3dfb67b144ea4fd859
-//	              (limit defaults to 20; an unknown room answers false) and
-//	              apps/meteor/app/lib/server/functions/loadMessageHistory.ts @9649d99c858e5d0a1ad7a7c31564dec7476c9062
-//	              (sort ts -1: newest first)
+//	              (limit defaults to 20; false for an unknown room, for a room the user cannot
+//	              access, and for a public channel they are not subscribed to without
+//	              preview-c-room) and apps/meteor/app/lib/server/functions/loadMessageHistory.ts
+//	              @9649d99c858e5d0a1ad7a7c31564dec7476c9062 (sort ts -1: newest first)
 //
-// (inferred) Every user is treated as subscribed to every channel, and an
-// empty message is refused (the composer sends none). The emulator keeps
-// at most maxRoomMessages per channel, dropping the oldest, so a logged-in
-// client cannot grow its memory without bound.
+// (inferred) An empty message is refused (the composer sends none); in the
+// room list, rooms without messages follow, in creation order. The
+// emulator keeps at most maxRoomMessages per room, dropping the oldest, so
+// a logged-in client cannot grow its memory without bound. Not emulated:
+// hidden subscriptions (open: false), read-only and muted rooms.
 
 const (
-	// maxRoomMessages is how many messages a channel keeps.
+	// maxRoomMessages is how many messages a room keeps.
 	maxRoomMessages = 500
 	// maxHistory is the largest loadHistory limit served.
 	maxHistory = 100
 	// defaultMessageMaxSize is Message_MaxAllowedSize's default ([msgSize]).
 	defaultMessageMaxSize = 5000
-	// maxChannels bounds AddChannel.
-	maxChannels = 50
 )
-
-// channelName is UTF8_Channel_Names_Validation's default.
-var channelName = regexp.MustCompile(`^[0-9a-zA-Z-_.]+$`)
 
 // Message is one chat message (Rocket.Chat's IMessage, the fields the
 // emulator keeps).
@@ -81,100 +88,47 @@ func (m Message) MarshalJSON() ([]byte, error) {
 	})
 }
 
-type chatRoom struct {
-	id, name, topic string
-	msgs            []Message // oldest first, at most maxRoomMessages
-}
-
-// chat is the channels collection with their messages. Its own lock, not
-// Server.mu: a message poll reloads no users.
-type chat struct {
-	mu    sync.Mutex
-	rooms []*chatRoom
-}
-
-func newChat() *chat {
-	return &chat{rooms: []*chatRoom{{id: "GENERAL", name: "general"}}} // [initialData]
-}
-
-func (c *chat) byID(id string) *chatRoom {
-	for _, r := range c.rooms {
-		if r.id == id {
-			return r
-		}
-	}
-	return nil
-}
-
-func (c *chat) byName(name string) *chatRoom {
-	for _, r := range c.rooms {
-		if strings.EqualFold(r.name, name) {
-			return r
-		}
-	}
-	return nil
-}
-
-func (r *chatRoom) add(m Message) {
+// post stores a message from u in r at now, dropping the oldest beyond
+// maxRoomMessages, and returns it. s.mu must be held.
+func (r *room) post(u *user, text string, now time.Time) Message {
+	m := Message{ID: randomID(), RoomID: r.id, Text: text, TS: now, UserID: u.id, Username: u.username, Name: u.name}
 	if len(r.msgs) >= maxRoomMessages {
 		r.msgs = append(r.msgs[:0], r.msgs[len(r.msgs)-maxRoomMessages+1:]...)
 	}
 	r.msgs = append(r.msgs, m)
+	r.msgCount++
+	r.lm = now
+	return m
 }
 
-// AddChannel creates a public channel (name as UTF8_Channel_Names_Validation
-// allows: [0-9a-zA-Z-_.]+, unused case-insensitively) with a topic, and
-// returns its _id. At most 50 channels exist.
-func (s *Server) AddChannel(name, topic string) (string, error) {
-	if !channelName.MatchString(name) {
-		return "", fmt.Errorf("rcemu: AddChannel: %q is not a valid channel name ([0-9a-zA-Z-_.]+)", name)
-	}
-	s.chat.mu.Lock()
-	defer s.chat.mu.Unlock()
-	if s.chat.byName(name) != nil {
-		return "", fmt.Errorf("rcemu: AddChannel: %q already exists", name)
-	}
-	if len(s.chat.rooms) >= maxChannels {
-		return "", fmt.Errorf("rcemu: AddChannel: at most %d channels", maxChannels)
-	}
-	id := randomID()
-	s.chat.rooms = append(s.chat.rooms, &chatRoom{id: id, name: name, topic: topic})
-	return id, nil
-}
-
-// PostMessage stores a message from the user with that _id in the channel
-// with that name, as a fixture (no size check). ErrNoUser or ErrNoRoom.
-func (s *Server) PostMessage(channel, userID, text string) error {
+// PostMessage stores a message from the user with that _id in the room
+// with that name (exact), as a fixture: no size, membership or permission
+// check. ErrNoUser or ErrNoRoom.
+func (s *Server) PostMessage(roomName, userID, text string) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	u := s.st.users[userID]
-	var username, name string
-	if u != nil {
-		username, name = u.username, u.name
-	}
-	s.mu.Unlock()
 	if u == nil {
 		return ErrNoUser
 	}
-	s.chat.mu.Lock()
-	defer s.chat.mu.Unlock()
-	r := s.chat.byName(channel)
+	r := s.rooms.byIDOrName("", roomName, false)
 	if r == nil {
 		return ErrNoRoom
 	}
-	r.add(Message{ID: randomID(), RoomID: r.id, Text: text, TS: s.now(), UserID: userID, Username: username, Name: name})
+	r.post(u, text, s.now())
 	return nil
 }
 
-// Messages returns a copy of the channel's messages, oldest first (nil for
-// an unknown channel).
-func (s *Server) Messages(channel string) []Message {
-	s.chat.mu.Lock()
-	defer s.chat.mu.Unlock()
-	r := s.chat.byName(channel)
+// Messages returns a copy of the messages of the room with that name
+// (exact), oldest first (nil for an unknown room).
+func (s *Server) Messages(roomName string) []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms.byIDOrName("", roomName, false)
 	if r == nil {
 		return nil
 	}
-	return append([]Message(nil), r.msgs...)
+	return slices.Clone(r.msgs)
 }
 
 var (
@@ -182,90 +136,107 @@ var (
 	errMessageSize  = &meteorError{code: "error-message-size-exceeded", reason: "Message size exceeds Message_MaxAllowedSize"}
 	errEmptyMessage = &meteorError{code: "error-invalid-message", reason: "The message is empty"}
 	errNoRoomFound  = &meteorError{code: "error-invalid-room", reason: "Invalid room"}
+	errNotAllowed   = &meteorError{code: "error-not-allowed", details: map[string]any{"method": "sendMessage"}}
 )
 
 // methodCall reads a stand-in method call's JSON body (64 KiB at most) into
-// v and finds the caller by resume token (errInvalidUser if none, or
-// deactivated).
-func (s *Server) methodCall(r *http.Request, v any) (*user, *meteorError) {
+// v, finds the caller by resume token (errInvalidUser if none, or
+// deactivated) and runs fn with the caller while s.mu is held (one lock:
+// in MongoDB mode one reload of the users).
+func (s *Server) methodCall(r *http.Request, v any, fn func(u *user) *meteorError) *meteorError {
 	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
 	if err != nil || len(data) > 64<<10 || json.Unmarshal(data, v) != nil {
-		return nil, errMatchFailed
+		return errMatchFailed
 	}
 	var tok struct {
 		Token string `json:"token"`
 	}
 	_ = json.Unmarshal(data, &tok)
 	if tok.Token == "" {
-		return nil, errInvalidUser
+		return errInvalidUser
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, _ := s.st.byToken(hashToken(tok.Token))
 	if u == nil || !u.active {
-		return nil, errInvalidUser
+		return errInvalidUser
 	}
-	cp := *u
-	return &cp, nil
+	return fn(u)
 }
 
 // handleDDPMe is POST /_emu/ddp-me {token}: the client's own user document
 // (Meteor.user()).
 func (s *Server) handleDDPMe(w http.ResponseWriter, r *http.Request) {
 	var body struct{}
-	u, e := s.methodCall(r, &body)
-	if e != nil {
+	var me map[string]any
+	if e := s.methodCall(r, &body, func(u *user) *meteorError {
+		me = map[string]any{"_id": u.id, "username": u.username, "name": u.name, "status": u.status}
+		return nil
+	}); e != nil {
 		writeMeteorError(w, e)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"_id": u.id, "username": u.username, "name": u.name, "status": u.status})
+	writeJSON(w, http.StatusOK, me)
 }
 
-// handleDDPRooms is POST /_emu/ddp-rooms {token}: the channels, in creation
-// order.
+// handleDDPRooms is POST /_emu/ddp-rooms {token}: the sidebar ([sidebar]):
+// the rooms the caller is subscribed to, latest message first.
 func (s *Server) handleDDPRooms(w http.ResponseWriter, r *http.Request) {
 	var body struct{}
-	if _, e := s.methodCall(r, &body); e != nil {
+	rooms := []map[string]any{}
+	if e := s.methodCall(r, &body, func(u *user) *meteorError {
+		var subs []*room
+		for _, rm := range s.rooms.rooms {
+			if rm.subs[u.id] != nil {
+				subs = append(subs, rm)
+			}
+		}
+		slices.SortFunc(subs, func(a, b *room) int { return cmp.Or(b.lm.Compare(a.lm), cmp.Compare(a.seq, b.seq)) })
+		for _, rm := range subs {
+			rooms = append(rooms, map[string]any{"_id": rm.id, "t": rm.t, "name": rm.name, "fname": rm.name, "topic": rm.topic})
+		}
+		return nil
+	}); e != nil {
 		writeMeteorError(w, e)
 		return
 	}
-	s.chat.mu.Lock()
-	rooms := make([]map[string]any, 0, len(s.chat.rooms))
-	for _, rm := range s.chat.rooms {
-		rooms = append(rooms, map[string]any{"_id": rm.id, "t": "c", "name": rm.name, "fname": rm.name, "topic": rm.topic})
-	}
-	s.chat.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"rooms": rooms})
 }
 
 // handleDDPLoadHistory is POST /_emu/ddp-load-history {token, rid, limit}:
 // loadHistory ([loadHistory]): the latest limit messages (default 20, at
-// most 100), newest first; false for an unknown room.
+// most 100), newest first; false for an unknown room, a room the caller
+// cannot access, or a public channel they are not in without
+// preview-c-room.
 func (s *Server) handleDDPLoadHistory(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		RID   string `json:"rid"`
 		Limit *int   `json:"limit"`
 	}
-	if _, e := s.methodCall(r, &body); e != nil {
-		writeMeteorError(w, e)
-		return
-	}
-	limit := 20
-	if body.Limit != nil && *body.Limit > 0 {
-		limit = min(*body.Limit, maxHistory)
-	}
-	s.chat.mu.Lock()
-	rm := s.chat.byID(body.RID)
 	var msgs []Message
-	if rm != nil {
+	found := false
+	if e := s.methodCall(r, &body, func(u *user) *meteorError {
+		rm := s.rooms.rooms[body.RID]
+		if rm == nil || !s.canAccessRoom(rm, u) ||
+			(rm.t == "c" && !s.hasPermission(u, "preview-c-room") && rm.subs[u.id] == nil) {
+			return nil
+		}
+		found = true
+		limit := 20
+		if body.Limit != nil && *body.Limit > 0 {
+			limit = min(*body.Limit, maxHistory)
+		}
 		n := min(limit, len(rm.msgs))
 		msgs = make([]Message, 0, n)
 		for i := len(rm.msgs) - 1; i >= len(rm.msgs)-n; i-- {
 			msgs = append(msgs, rm.msgs[i])
 		}
+		return nil
+	}); e != nil {
+		writeMeteorError(w, e)
+		return
 	}
-	s.chat.mu.Unlock()
-	if rm == nil {
+	if !found {
 		writeJSON(w, http.StatusOK, false)
 		return
 	}
@@ -273,7 +244,8 @@ func (s *Server) handleDDPLoadHistory(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleDDPSendMessage is POST /_emu/ddp-send-message {token, message: {rid,
-// msg}}: sendMessage ([sendMessage]); answers the stored message.
+// msg}}: sendMessage ([sendMessage], [canSend]); answers the stored
+// message.
 func (s *Server) handleDDPSendMessage(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Message *struct {
@@ -281,37 +253,30 @@ func (s *Server) handleDDPSendMessage(w http.ResponseWriter, r *http.Request) {
 			Msg string `json:"msg"`
 		} `json:"message"`
 	}
-	u, e := s.methodCall(r, &body)
-	if e == nil && body.Message == nil {
-		e = errMatchFailed // check(message, Object)
-	}
-	if e != nil {
-		writeMeteorError(w, e)
-		return
-	}
-	s.mu.Lock()
-	maxSize := s.settingInt("Message_MaxAllowedSize", defaultMessageMaxSize)
-	s.mu.Unlock()
-	switch msg := body.Message.Msg; {
-	case len(utf16.Encode([]rune(msg))) > maxSize:
-		e = errMessageSize
-	case strings.TrimSpace(msg) == "":
-		e = errEmptyMessage
-	}
-	if e != nil {
-		writeMeteorError(w, e)
-		return
-	}
-	s.chat.mu.Lock()
-	rm := s.chat.byID(body.Message.RID)
 	var m Message
-	if rm != nil {
-		m = Message{ID: randomID(), RoomID: rm.id, Text: body.Message.Msg, TS: s.now(), UserID: u.id, Username: u.username, Name: u.name}
-		rm.add(m)
-	}
-	s.chat.mu.Unlock()
-	if rm == nil {
-		writeMeteorError(w, errNoRoomFound)
+	e := s.methodCall(r, &body, func(u *user) *meteorError {
+		if body.Message == nil {
+			return errMatchFailed // check(message, Object)
+		}
+		msg := body.Message.Msg
+		switch {
+		case len(utf16.Encode([]rune(msg))) > s.settingInt("Message_MaxAllowedSize", defaultMessageMaxSize):
+			return errMessageSize
+		case strings.TrimSpace(msg) == "":
+			return errEmptyMessage
+		}
+		rm := s.rooms.rooms[body.Message.RID]
+		switch {
+		case rm == nil:
+			return errNoRoomFound
+		case !s.canAccessRoom(rm, u):
+			return errNotAllowed
+		}
+		m = rm.post(u, msg, s.now())
+		return nil
+	})
+	if e != nil {
+		writeMeteorError(w, e)
 		return
 	}
 	writeJSON(w, http.StatusOK, m)

@@ -36,7 +36,10 @@
 //     (AddRole), users.roles and permission roles as role _ids,
 //     GET /api/v1/permissions.listAll and GET /api/v1/roles.list.
 //   - Rooms, teams and memberships (rooms.go, roomsapi.go; the OpenAPI
-//     excerpt openapi/rooms.yaml): GET channels.info, channels.members,
+//     excerpt openapi/rooms.yaml): #general (GeneralID) from the start, a
+//     default channel that users.create joins new users to unless
+//     joinDefaultChannels is false (OAuth-created users too); GET
+//     channels.info, channels.members,
 //     groups.info, groups.members, teams.info, teams.members; POST
 //     channels.invite, channels.kick, groups.invite, groups.kick,
 //     teams.addMembers, teams.removeMember, with Rocket.Chat's permission
@@ -44,8 +47,9 @@
 //     add-user-to-any-p-room, remove-user, kick-user-from-any-c/p-room,
 //     add-team-member, edit-team-member, view-all-teams; room roles
 //     count), canAccessRoom (a private group exists only for its members)
-//     and helpers for tests (AddRoom, AddTeam, JoinRoom, DeleteRoom,
-//     RoomMembers, IsMember, IsTeamMember).
+//     and helpers for tests and the demo (AddRoom, AddTeam, JoinRoom,
+//     DeleteRoom, RoomMembers, IsMember, IsTeamMember, PostMessage,
+//     Messages).
 //   - A web client (§1.2–1.7, §3) at / that performs the iframe-login
 //     protocol like the Rocket.Chat client generation of the profile
 //     (rocketchat-2026.md §1.1: 5.x XHR, 6.x and 7.x fetch, 8.x and later),
@@ -57,11 +61,12 @@
 //     Rocket.Chat source of each behaviour. It logs in through
 //     /_emu/ddp-login, the stand-in for Meteor's DDP login method (not rate
 //     limited).
-//   - A small chat around that client (chat.go): channels (GENERAL from
-//     the start, more with AddChannel), messages kept in memory (at most
-//     500 per channel), a room list and a message box, through the
-//     emulator's own stand-ins for Meteor methods (/_emu/ddp-me, -rooms,
-//     -load-history, -send-message).
+//   - A small chat around that client (chat.go) on those rooms: messages
+//     kept in memory on each room (at most 500 per room), a room list of
+//     the rooms the user is subscribed to, latest message first, and a
+//     message box; a private group the user is not in can be neither read
+//     nor written. Through the emulator's own stand-ins for Meteor methods
+//     (/_emu/ddp-me, -rooms, -load-history, -send-message).
 //   - State across restarts (Config.DataFile, `rcsso emulate --data`):
 //     settings, roles, permissions and users in a JSON file (persist.go).
 //   - Storage: users in memory (default) or, with Config.MongoURL, in a
@@ -71,7 +76,9 @@
 //     `--mongo` for an embedded FerretDB, package mongoembed).
 //
 // Not emulated: messages over REST, room creation and the other room
-// endpoints, direct messages, threads, discussions, DDP/websockets (the
+// endpoints, "user joined" system messages, previewing a channel one has
+// not joined in the web client, direct messages, threads, discussions,
+// DDP/websockets (the
 // chat polls), LDAP/SAML/CAS logins, the legacy Meteor OAuth popup/redirect
 // flow (/_oauth/<service>), sending e-mail (2FA codes land in the mailbox),
 // TOTP backup codes, 2FA "remember me" for tokens, failed-login blocking,

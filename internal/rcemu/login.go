@@ -460,7 +460,10 @@ func (s *Server) handleDDPLogin(w http.ResponseWriter, r *http.Request) {
 
 func writeMeteorError(w http.ResponseWriter, e *meteorError) {
 	e = ddpError(e)
-	body := map[string]any{"error": e.code, "reason": e.reason, "message": e.message(), "errorType": "Meteor.Error"}
+	body := map[string]any{"error": e.code, "message": e.message(), "errorType": "Meteor.Error"}
+	if e.reason != "" { // a Meteor.Error without a reason has none in its JSON
+		body["reason"] = e.reason
+	}
 	if e.details != nil {
 		body["details"] = e.details
 	}

@@ -244,7 +244,8 @@ func (s *Server) oauthLogin(args map[string]any, now time.Time) (loginOutcome, *
 
 // oauthUser is Accounts.updateOrCreateUserFromExternalService for a
 // service's identity: find the user by services.<name>.id, else (Merge
-// users) by username or e-mail, else create it; s.mu must be held.
+// users) by username or e-mail, else create it (and it joins the default
+// channels); s.mu must be held.
 func (s *Server) oauthUser(svc OAuthService, ident oauthIdentity, now time.Time) (*user, *meteorError) {
 	name, id := svc.Name, ident.id
 	if id == "" {
@@ -278,6 +279,7 @@ func (s *Server) oauthUser(svc OAuthService, ident oauthIdentity, now time.Time)
 			u.emails = []Email{{Address: ident.email, Verified: s.verifyExternalEmails()}}
 		}
 		s.st.insert(u)
+		s.joinDefaultChannels(u, now) // insertUserDoc ([joinDefault] in rooms.go)
 	}
 	return u, nil
 }

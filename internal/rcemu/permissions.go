@@ -80,6 +80,7 @@ var defaultPermissions = map[string][]string{
 	"view-all-teams":                {"admin"},
 	"view-joined-room":              {"guest", "bot", "app", "anonymous"},
 	"view-p-room":                   {"admin", "user", "anonymous", "guest"},
+	"preview-c-room":                {"admin", "user", "anonymous"}, // the chat's loadHistory (chat.go)
 	"view-broadcast-member-list":    {"admin", "owner", "moderator"},
 	"access-setting-permissions":    {"admin"},
 	"add-oauth-service":             {"admin"},

@@ -14,17 +14,39 @@ import (
 
 // Rooms, teams and memberships: the subset of Rocket.Chat's rooms,
 // subscriptions, team and team_member collections that the endpoints in
-// roomsapi.go read and write (rooms.yaml in internal/rcemu/openapi). A
+// roomsapi.go read and write (rooms.yaml in internal/rcemu/openapi) and
+// the web client's chat shows (chat.go: a room's messages live on it). A
 // subscription is a user's membership of a room, with its room roles
 // (owner, moderator, leader); a team is a room of its own (the team's main
 // room, teamMain true) plus a list of team members. In MongoDB mode they
 // stay in memory, like settings and permissions. Guarded by Server.mu.
+//
+// Sources (repository RocketChat/Rocket.Chat):
+//
+//	[initialData] apps/meteor/server/startup/initialData.ts @0bfd1635564033a54cd326c1eafc5b0177d1fcb0:
+//	              the channel GENERAL ('c', name general, default: true, no creator, no
+//	              subscriptions) exists from the first start; an admin made from
+//	              ADMIN_PASS joins no channel
+//	[joinDefault] apps/meteor/app/authentication/server/startup/index.js @0137f511128d9f2bb6b9cec1c0737e43e1cf80c4
+//	              (insertUserDoc: a new user with a username joins the default channels
+//	              unless options.joinDefaultChannels === false, which users.create passes on
+//	              from its body through apps/meteor/app/lib/server/functions/saveUser/saveNewUser.ts
+//	              @22a37f9c681394b121d14b88556ea30a90a8b21e) and
+//	              apps/meteor/app/lib/server/functions/addUserToDefaultChannels.ts
+//	              @077da506844f66f7e3e5ae9ad1d4586319f58652 (a subscription to every room with
+//	              default: true, 'c' or 'p', the user is not in yet)
+//
+// (inferred) At most maxRooms rooms exist (teams' main rooms included),
+// so that fixtures cannot grow the emulator without bound.
 
 // room is a document of the rooms collection (public channel "c" or
 // private group "p").
 type room struct {
 	id, name  string
 	t         string // "c" or "p"
+	topic     string
+	isDefault bool   // default: new users join it ([joinDefault])
+	seq       int    // creation order
 	teamID    string // the team the room belongs to ("" for none)
 	teamMain  bool   // the team's main room
 	archived  bool
@@ -33,6 +55,13 @@ type room struct {
 	createdAt time.Time
 	updatedAt time.Time
 	subs      map[string]*subscription // by user _id
+	// msgs are the room's messages, oldest first, at most
+	// maxRoomMessages (chat.go); msgCount counts every message ever
+	// posted (the room's msgs field) and lm is the last one's ts (zero
+	// for none).
+	msgs     []Message
+	msgCount int
+	lm       time.Time
 }
 
 // subscription is a document of the subscriptions collection: one
@@ -67,10 +96,33 @@ type roomDB struct {
 	roomByName map[string]string // exact name → _id (Rooms.findOneByName)
 	teams      map[string]*team
 	teamByName map[string]string // exact name → _id
+	seq        int               // the last room's seq
 }
 
-func newRoomDB() *roomDB {
-	return &roomDB{rooms: map[string]*room{}, roomByName: map[string]string{}, teams: map[string]*team{}, teamByName: map[string]string{}}
+// GeneralID is the _id of #general, the default channel that exists from
+// the first start ([initialData]).
+const GeneralID = "GENERAL"
+
+// maxRooms bounds the rooms that AddRoom and AddTeam create.
+const maxRooms = 50
+
+// roomName is UTF8_Channel_Names_Validation's default: the names AddRoom
+// and AddTeam accept.
+var roomName = regexp.MustCompile(`^[0-9a-zA-Z-_.]+$`)
+
+// newRoomDB holds #general alone ([initialData]), created at now.
+func newRoomDB(now time.Time) *roomDB {
+	db := &roomDB{rooms: map[string]*room{}, roomByName: map[string]string{}, teams: map[string]*team{}, teamByName: map[string]string{}}
+	db.insert(&room{id: GeneralID, name: "general", t: "c", isDefault: true, createdAt: now, updatedAt: now, subs: map[string]*subscription{}})
+	return db
+}
+
+// insert adds r, numbered after the rooms before it.
+func (db *roomDB) insert(r *room) {
+	db.seq++
+	r.seq = db.seq
+	db.rooms[r.id] = r
+	db.roomByName[r.name] = r.id
 }
 
 // byIDOrName is Rooms.findOneById or, for a name, Rooms.findOneByName
@@ -191,6 +243,18 @@ func (s *Server) removeUserFromRoom(r *room, userID string, now time.Time) {
 	}
 }
 
+// joinDefaultChannels is addUserToDefaultChannels ([joinDefault]): u gets
+// a subscription to every default room it has none of, without a room
+// role and without becoming a team member. The "user joined" system
+// messages it posts when not silenced are not emulated. s.mu must be held.
+func (s *Server) joinDefaultChannels(u *user, now time.Time) {
+	for _, r := range s.rooms.rooms {
+		if r.isDefault && r.subs[u.id] == nil {
+			r.subs[u.id] = &subscription{ts: now}
+		}
+	}
+}
+
 // ---- test and demo helpers ----
 
 // ErrNoRoom is returned by the room helpers for an unknown room or team.
@@ -209,12 +273,18 @@ type NewRoom struct {
 	Members []string
 	// Broadcast and Archived set the room flags of those names.
 	Broadcast, Archived bool
+	// Topic is the room's topic, shown by the web client.
+	Topic string
+	// Default makes a default room (default: true): users created later
+	// with joinDefaultChannels join it ([joinDefault]).
+	Default bool
 }
 
 // AddRoom creates a room directly (no REST, no permission checks), like an
 // administrator creating it in Rocket.Chat: the owner is subscribed with
-// the owner role, Members plainly. It returns the room's _id. Errors: an
-// empty or taken name, an unknown user.
+// the owner role, Members plainly. It returns the room's _id. Errors: a
+// name that is not [0-9a-zA-Z-_.]+ (UTF8_Channel_Names_Validation's
+// default) or is taken (exactly), an unknown user, more than 50 rooms.
 func (s *Server) AddRoom(nr NewRoom) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -226,11 +296,14 @@ func (s *Server) AddRoom(nr NewRoom) (string, error) {
 }
 
 func (s *Server) newRoomLocked(nr NewRoom, teamID string, teamMain bool) (*room, error) {
-	if strings.TrimSpace(nr.Name) == "" {
-		return nil, errors.New("rcemu: AddRoom: empty name")
+	if !roomName.MatchString(nr.Name) {
+		return nil, fmt.Errorf("rcemu: AddRoom: %q is not a valid room name ([0-9a-zA-Z-_.]+)", nr.Name)
 	}
 	if _, taken := s.rooms.roomByName[nr.Name]; taken {
 		return nil, fmt.Errorf("rcemu: AddRoom: a room named %q exists", nr.Name)
+	}
+	if len(s.rooms.rooms) >= maxRooms {
+		return nil, fmt.Errorf("rcemu: AddRoom: at most %d rooms", maxRooms)
 	}
 	owner := nr.Owner
 	if owner == "" {
@@ -247,14 +320,13 @@ func (s *Server) newRoomLocked(nr NewRoom, teamID string, teamMain bool) (*room,
 	if nr.Private {
 		t = "p"
 	}
-	r := &room{id: randomID(), name: nr.Name, t: t, teamID: teamID, teamMain: teamMain, archived: nr.Archived, broadcast: nr.Broadcast,
-		creator: owner, createdAt: now, updatedAt: now, subs: map[string]*subscription{}}
+	r := &room{id: randomID(), name: nr.Name, t: t, topic: nr.Topic, isDefault: nr.Default, teamID: teamID, teamMain: teamMain,
+		archived: nr.Archived, broadcast: nr.Broadcast, creator: owner, createdAt: now, updatedAt: now, subs: map[string]*subscription{}}
 	for _, id := range members {
 		r.subs[id] = &subscription{ts: now}
 	}
 	r.subs[owner].roles = []string{"owner"}
-	s.rooms.rooms[r.id] = r
-	s.rooms.roomByName[r.name] = r.id
+	s.rooms.insert(r)
 	return r, nil
 }
 

@@ -60,12 +60,18 @@ func has(m map[string]any, k string) bool { _, ok := m[k]; return ok }
 // apps/meteor/app/api/server/v1/channels.ts
 // @062f17bfbabdbe8de97f9fed53cb30c940a7e62f: _id, name, fname, t, msgs,
 // usersCount, u, customFields, broadcast, encrypted, ts, ro, default, sysMes,
-// _updatedAt). s.mu must be held.
+// _updatedAt; topic and lm when set). s.mu must be held.
 func (s *Server) roomDoc(r *room) map[string]any {
 	m := map[string]any{
-		"_id": r.id, "name": r.name, "fname": r.name, "t": r.t, "msgs": 0, "usersCount": len(r.subs),
+		"_id": r.id, "name": r.name, "fname": r.name, "t": r.t, "msgs": r.msgCount, "usersCount": len(r.subs),
 		"customFields": map[string]any{}, "broadcast": r.broadcast, "encrypted": false, "ts": isoTime(r.createdAt),
-		"ro": false, "default": false, "sysMes": true, "_updatedAt": isoTime(r.updatedAt),
+		"ro": false, "default": r.isDefault, "sysMes": true, "_updatedAt": isoTime(r.updatedAt),
+	}
+	if r.topic != "" {
+		m["topic"] = r.topic
+	}
+	if !r.lm.IsZero() {
+		m["lm"] = isoTime(r.lm)
 	}
 	if u := s.st.users[r.creator]; u != nil {
 		m["u"] = map[string]any{"_id": u.id, "username": u.username}

@@ -28,7 +28,7 @@ type Server struct {
 
 	mu        serverMu // guards everything below (MongoDB mode: see mongostore.go)
 	st        *store
-	rooms     *roomDB // rooms, teams, memberships (rooms.go)
+	rooms     *roomDB // rooms, teams, memberships and messages (rooms.go, chat.go)
 	settings  map[string]any
 	roles     map[string]*role       // roles collection by _id (permissions.go)
 	roleOrder []string               // role _ids in creation order
@@ -42,7 +42,6 @@ type Server struct {
 	oauthIDs        []string    // login service configuration _id per Config.OAuthServices
 	oauthEnterprise atomic.Bool // the licence's oauth-enterprise module (Config.OAuthEnterprise)
 
-	chat   *chat      // channels and messages of the web client (chat.go)
 	saveMu sync.Mutex // serialises Save (persist.go)
 
 	flows   oauthFlows // the 8.7 server-side OAuth flow (oauthflow.go)
@@ -113,12 +112,11 @@ func New(cfg Config) (*Server, error) {
 		log:      c.Logger,
 		now:      c.Now,
 		st:       newStore(),
-		rooms:    newRoomDB(),
 		settings: map[string]any{},
 		limiter:  newRateLimiter(),
-		chat:     newChat(),
 	}
 	s.started = s.now()
+	s.rooms = newRoomDB(s.started)
 	for k, d := range knownSettings {
 		s.settings[k] = d.value
 	}

@@ -246,7 +246,9 @@ func (s *Server) createSchema() *schema {
 	return &schema{props: props, required: []string{"email", "name", "password", "username"}}
 }
 
-// handleUsersCreate is POST /api/v1/users.create (spec §4.5). Creation is
+// handleUsersCreate is POST /api/v1/users.create (spec §4.5). The new user
+// joins the default channels unless the body says joinDefaultChannels
+// false (insertUserDoc, [joinDefault] in rooms.go). Creation is
 // atomic: concurrent requests for the same username (or e-mail) yield
 // exactly one user.
 func (s *Server) handleUsersCreate(c *call) reply {
@@ -315,6 +317,9 @@ func (s *Server) handleUsersCreate(c *call) reply {
 		u.emails = []Email{{Address: email, Verified: verified}}
 	}
 	s.st.insert(u)
+	if join, ok := boolean(b, "joinDefaultChannels"); join || !ok {
+		s.joinDefaultChannels(u, now)
+	}
 	return success(map[string]any{"user": userDoc(u)})
 }
 

@@ -95,8 +95,9 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // env is an emulated Rocket.Chat 8.x with #sales, #general, private group
-// #leads and team Sales (the admin, rcsso's service account, owns them),
-// and alice, linked to subject local:alice.
+// #leads and team Sales (the admin, rcsso's service account, owns them but
+// #general, which Rocket.Chat creates without an owner), and alice,
+// linked to subject local:alice.
 type env struct {
 	emu                   *rcemu.Server
 	rc                    *rocketchat.Client
@@ -138,7 +139,7 @@ func newEnv(t *testing.T, profile string) *env {
 	}
 	e.aliceID = must(emu.AddUser(rcemu.NewUser{Username: "alice", Name: "Alice", Email: "alice@example.test"}))
 	e.sales = must(emu.AddRoom(rcemu.NewRoom{Name: "sales"}))
-	e.general = must(emu.AddRoom(rcemu.NewRoom{Name: "general"}))
+	e.general = rcemu.GeneralID // there from the start, as in Rocket.Chat
 	e.leads = must(emu.AddRoom(rcemu.NewRoom{Name: "leads", Private: true}))
 	e.teamID, e.teamRoom, err = emu.AddTeam(rcemu.NewRoom{Name: "Sales"})
 	if err != nil {

@@ -527,8 +527,10 @@
       const li = document.createElement('li');
       const a = document.createElement('a');
       a.className = 'rc-room-link';
-      a.href = '/channel/' + encodeURIComponent(room.name);
-      a.textContent = '#' + room.name;
+      // A private group lives under /group/ and shows a lock (Rocket.Chat's
+      // hashtag-lock icon).
+      a.href = (room.t === 'p' ? '/group/' : '/channel/') + encodeURIComponent(room.name);
+      a.textContent = (room.t === 'p' ? '\u{1F512}' : '#') + room.name;
       a.dataset.rid = room._id;
       li.appendChild(a);
       list.appendChild(li);
@@ -543,12 +545,20 @@
     }
   }
 
-  // Shows the channel the location names (or the home view) once the
-  // rooms are known, and polls its messages every 2 s while it is open.
+  // The room of the sidebar the location names (/channel/NAME or
+  // /group/NAME), or null.
+  function roomOfLocation() {
+    const m = /^\/(channel|group)\/([^/?#]+)/.exec(location.pathname);
+    const name = m ? decodeURIComponent(m[2]) : null;
+    const t = m && m[1] === 'group' ? 'p' : 'c';
+    return (name && chat.rooms && chat.rooms.find((r) => r.name === name && r.t === t)) || null;
+  }
+
+  // Shows the room the location names (or the home view) once the rooms
+  // are known, and polls its messages every 2 s while it is open. A room
+  // the user is not subscribed to is not in the sidebar: the home view.
   function chatShowRoom() {
-    const m = /^\/channel\/([^/?#]+)/.exec(location.pathname);
-    const name = m ? decodeURIComponent(m[1]) : null;
-    const room = name && chat.rooms ? chat.rooms.find((r) => r.name === name) : null;
+    const room = roomOfLocation();
     const rid = room ? room._id : null;
     if (rid !== chat.rid) {
       chat.rid = rid;
@@ -650,7 +660,8 @@
     if (!user || !m) return;
     const name = decodeURIComponent(m[2]);
     const t = { channel: 'c', group: 'p', direct: 'd' }[m[1]];
-    fireGlobalEvent('room-opened', { _id: name === 'general' ? 'GENERAL' : name, name, fname: name, t });
+    const room = roomOfLocation();
+    fireGlobalEvent('room-opened', { _id: room ? room._id : name === 'general' ? 'GENERAL' : name, name, fname: name, t });
   }
 
   function navigate(path) {
