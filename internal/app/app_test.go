@@ -17,7 +17,7 @@ import (
 // returns it with an rcsso configuration pointing at it: the PAT, the
 // createToken secret "s", a memory store, and a header identity source
 // trusting 192.0.2.1 (X-Forwarded-User, X-Forwarded-Email).
-func emulated(t *testing.T, ec rcemu.Config) (*rcemu.Server, config.Config) {
+func emulated(t testing.TB, ec rcemu.Config) (*rcemu.Server, config.Config) {
 	t.Helper()
 	ec.AdminPassword, ec.AdminPAT, ec.BcryptCost = "pw", "pat", bcrypt.MinCost
 	emu, err := rcemu.New(ec)
@@ -43,7 +43,7 @@ func headerSource() config.IdentitySource {
 }
 
 // build is Build that fails the test on error and closes at its end.
-func build(t *testing.T, cfg config.Config) *App {
+func build(t testing.TB, cfg config.Config) *App {
 	t.Helper()
 	a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {

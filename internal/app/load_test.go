@@ -340,6 +340,9 @@ func TestLoadMemory(t *testing.T) {
 	if v := os.Getenv("RCSSO_LOAD_PEOPLE"); v != "" {
 		people = loadEnv("RCSSO_LOAD_PEOPLE", people)
 	}
+	// RCSSO_LOAD_CACHE_SIZE: cache.size of the rcsso under test (default
+	// people: every person in the hot cache; 10000 is rcsso's default).
+	cacheSize := loadEnv("RCSSO_LOAD_CACHE_SIZE", people)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "rcsso")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/rcsso/rcsso/cmd/rcsso").CombinedOutput(); err != nil {
@@ -358,7 +361,7 @@ func TestLoadMemory(t *testing.T) {
 	cfgPath := filepath.Join(dir, "rcsso.yaml")
 	cfg := fmt.Sprintf("log_level: error\nrocketchat:\n  url: %s\n  admin_user_id: %s\n  admin_token: pat\n  create_tokens_secret: s\n"+
 		"identity:\n  - type: header\n    user_header: X-Forwarded-User\n    trusted_proxies: [127.0.0.1]\n"+
-		"store:\n  type: sqlite\n  path: %s\n  encryption_key: %s\n", rc.URL, emu.AdminID(), dbPath, key)
+		"store:\n  type: sqlite\n  path: %s\n  encryption_key: %s\ncache:\n  size: %d\naudit:\n  path: \"off\"\n", rc.URL, emu.AdminID(), dbPath, key, cacheSize)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +394,7 @@ func TestLoadMemory(t *testing.T) {
 	script := wrkScript(t, rc.URL, "", people)
 	rps, p99 := wrk(t, "http://"+addr+"/api/rocketchat/token", script)
 	cur, peak := rss(cmd.Process.Pid)
-	t.Logf("%d people cached: RSS %d KiB idle, %d KiB after, peak %d KiB (%.0f req/s, p99 %v)", people, idle, cur, peak, rps, p99)
+	t.Logf("%d people, cache.size %d: RSS %d KiB idle, %d KiB after, peak %d KiB (%.0f req/s, p99 %v)", people, cacheSize, idle, cur, peak, rps, p99)
 	if peak > 64*1024 {
 		t.Errorf("peak RSS %d KiB is above 64 MiB", peak)
 	}

@@ -161,7 +161,7 @@ func (r *Recorder) Record(ctx context.Context, e Event) {
 		e.Time = r.now().UTC()
 	}
 	e.Time = e.Time.Truncate(time.Millisecond)
-	if m, ok := ctx.Value(requestKey{}).(requestMeta); ok {
+	if m, ok := ctx.Value(metaKey{}).(*meta); ok {
 		if e.ClientIP == "" {
 			e.ClientIP = m.clientIP
 		}
@@ -184,25 +184,40 @@ func (r *Recorder) Record(ctx context.Context, e Event) {
 	_, _ = r.w.Write(append(line, '\n'))
 }
 
-type recorderKey struct{}
-type requestKey struct{}
+type metaKey struct{}
 
-type requestMeta struct{ requestID, clientIP string }
-
-// With returns ctx carrying r.
-func With(ctx context.Context, r *Recorder) context.Context {
-	return context.WithValue(ctx, recorderKey{}, r)
+// meta is what a context carries: the Recorder and, for an HTTP request,
+// its id and client IP (one context value, allocated once per request).
+type meta struct {
+	rec                 *Recorder
+	requestID, clientIP string
 }
 
-// WithRequest returns ctx carrying a request's id and client IP.
-func WithRequest(ctx context.Context, requestID, clientIP string) context.Context {
-	return context.WithValue(ctx, requestKey{}, requestMeta{requestID: requestID, clientIP: clientIP})
+// With returns ctx carrying r (rcsso's own commands).
+func With(ctx context.Context, r *Recorder) context.Context {
+	return context.WithValue(ctx, metaKey{}, &meta{rec: r})
+}
+
+// WithRequest returns ctx carrying r and a request's id and client IP; the
+// HTTP layer sets it once per request, and Request reads it back.
+func WithRequest(ctx context.Context, r *Recorder, requestID, clientIP string) context.Context {
+	return context.WithValue(ctx, metaKey{}, &meta{rec: r, requestID: requestID, clientIP: clientIP})
+}
+
+// Request returns the request id and client IP WithRequest put in ctx
+// (empty outside a request).
+func Request(ctx context.Context) (requestID, clientIP string) {
+	if m, ok := ctx.Value(metaKey{}).(*meta); ok {
+		return m.requestID, m.clientIP
+	}
+	return "", ""
 }
 
 // Record writes e with the Recorder carried by ctx (none: discarded).
 func Record(ctx context.Context, e Event) {
-	r, _ := ctx.Value(recorderKey{}).(*Recorder)
-	r.Record(ctx, e)
+	if m, ok := ctx.Value(metaKey{}).(*meta); ok {
+		m.rec.Record(ctx, e)
+	}
 }
 
 // Provisioned records that id's Rocket.Chat user was created (created) or

@@ -43,7 +43,7 @@ func TestOpen(t *testing.T) {
 func TestRecordFromContext(t *testing.T) {
 	Record(context.Background(), Event{Event: Mint})
 	var out bytes.Buffer
-	ctx := WithRequest(With(context.Background(), New(&out)), "REQ123", "198.51.100.1")
+	ctx := WithRequest(context.Background(), New(&out), "REQ123", "198.51.100.1")
 	Record(ctx, Event{Event: LoginFailed, Outcome: Denied, Username: strings.Repeat("é", 100) + "\n\"}"})
 	var e Event
 	if err := json.Unmarshal(out.Bytes(), &e); err != nil {

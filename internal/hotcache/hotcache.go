@@ -206,7 +206,12 @@ func (c *Cache) drop(subject string) {
 }
 
 func (c *Cache) stripe(subject string) *atomic.Uint32 {
-	return &c.stripes[maphash.String(c.seed, subject)&(nStripes-1)]
+	return &c.stripes[c.stripeIndex(subject)]
+}
+
+// stripeIndex is subject's stripe.
+func (c *Cache) stripeIndex(subject string) uint16 {
+	return uint16(maphash.String(c.seed, subject) & (nStripes - 1))
 }
 
 // Table is one kind of entry of a Cache (website sessions, tokens), keyed
@@ -221,9 +226,10 @@ type Table[K comparable, V any] struct {
 
 // entry is a cached value with its coherence data.
 type entry[V any] struct {
-	v   V
-	at  int64  // unix ms when cached
-	gen uint32 // the subject's stripe generation when cached
+	v      V
+	at     int64  // unix ms when cached
+	gen    uint32 // the subject's stripe generation when cached
+	stripe uint16 // the subject's stripe (Get checks it without hashing)
 }
 
 // NewTable adds a table of at most Options.Size entries to c, whose entry
@@ -263,15 +269,15 @@ func (t *Table[K, V]) Get(k K) (V, bool) {
 	if !ok {
 		return zero, false
 	}
-	if !t.current(k, &e) {
+	if !t.current(&e) {
 		t.lru.Remove(k) // at worst a newer entry put meanwhile: one more miss
 		return zero, false
 	}
 	return e.v, true
 }
 
-func (t *Table[K, V]) current(k K, e *entry[V]) bool {
-	return t.c.now().UnixMilli()-e.at < t.c.maxAge && e.gen == t.c.stripe(t.subject(k, &e.v)).Load()
+func (t *Table[K, V]) current(e *entry[V]) bool {
+	return t.c.now().UnixMilli()-e.at < t.c.maxAge && e.gen == t.c.stripes[e.stripe].Load()
 }
 
 // Put caches v for k unless an invalidation arrived since snap (the value
@@ -287,7 +293,8 @@ func (t *Table[K, V]) Put(k K, v V, snap Snapshot) bool {
 	if Snapshot(c.seq.Load()) != snap {
 		return false
 	}
-	t.lru.Add(k, entry[V]{v: v, at: c.now().UnixMilli(), gen: c.stripe(subject).Load()})
+	i := c.stripeIndex(subject)
+	t.lru.Add(k, entry[V]{v: v, at: c.now().UnixMilli(), gen: c.stripes[i].Load(), stripe: i})
 	return true
 }
 
@@ -300,7 +307,7 @@ func (t *Table[K, V]) Update(k K, f func(*V)) bool {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
 	e, ok := t.lru.Peek(k)
-	if !ok || !t.current(k, &e) {
+	if !ok || !t.current(&e) {
 		return false
 	}
 	f(&e.v)

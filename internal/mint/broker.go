@@ -140,7 +140,7 @@ type hotToken struct {
 	iframe  bool   // Kind IframeToken
 	expires int64  // MintedAt + TTL
 	due     int64  // when to re-validate: ValidatedAt + RevalidateAfter − jitter
-	digest  uint64 // digestHash of the profile known to be in Rocket.Chat; 0: not known here
+	digest  uint64 // profileHash of the profile known to be in Rocket.Chat; 0: not known here
 	syncAt  int64  // no profile sync is tried before this
 	rooms   uint64 // digestHash of the memberships known to be in step; 0: not known here
 	roomsAt int64  // no rooms sync is tried before this
@@ -197,8 +197,33 @@ func jitter(subject string, revalidateAfter time.Duration) time.Duration {
 // digestSeed hashes profile digests for the hot cache (in process only).
 var digestSeed = maphash.MakeSeed()
 
-// digestHash is a profile digest's hash in hotToken.digest (never 0).
+// digestHash is a rooms digest's hash in hotToken.rooms (never 0).
 func digestHash(d string) uint64 { return max(maphash.String(digestSeed, d), 1) }
+
+// profileHash hashes the identity fields a profile digest may depend on
+// (name, e-mail and whether it is vouched for, avatar, roles) for
+// hotToken.digest (never 0): equal hashes mean the provisioner's
+// ProfileDigest is equal too, without computing it.
+func profileHash(id identity.Identity) uint64 {
+	var h maphash.Hash
+	h.SetSeed(digestSeed)
+	for _, f := range [...]string{id.Name, id.Email, id.AvatarURL} {
+		h.WriteString(f)
+		h.WriteByte(0)
+	}
+	if id.EmailVerified {
+		h.WriteByte(1)
+	}
+	h.WriteByte(0)
+	if id.Roles != nil {
+		h.WriteByte(1) // nil roles (the source says nothing) differ from none
+	}
+	for _, r := range id.Roles {
+		h.WriteString(r)
+		h.WriteByte(0)
+	}
+	return max(h.Sum64(), 1)
+}
 
 // Stats returns the counters.
 func (b *Broker) Stats() Stats {
@@ -262,11 +287,13 @@ func (b *Broker) syncIfChanged(ctx context.Context, id identity.Identity, h hotT
 	if !ok {
 		return
 	}
-	d := ps.ProfileDigest(id)
-	dh := digestHash(d)
+	// The cheap hash of the fields first: on a page view nothing changed,
+	// and the provisioner's digest (a SHA-256 per field) is not computed.
+	dh := profileHash(id)
 	if h.digest == dh || b.now().UnixMilli() < h.syncAt {
 		return
 	}
+	d := ps.ProfileDigest(id)
 	if h.digest == 0 {
 		// Not known here: the store knows what was last written.
 		if l, err := b.st.GetLink(ctx, id.Subject); err == nil && l.ProfileHash == d {

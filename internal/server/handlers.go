@@ -77,8 +77,8 @@ func fetchClient(r *http.Request) bool {
 // [A-Za-z0-9_-] (Random.secret), but the value is escaped anyway.
 func writeTokenJSON(w http.ResponseWriter, t mint.Token) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = hvJSON
+	h["Cache-Control"] = hvNoStore
 	buf := make([]byte, 0, 64+len(t.Value))
 	buf = append(buf, `{"`...)
 	buf = append(buf, t.Kind...)
@@ -571,8 +571,8 @@ func clientOf(r *http.Request, param string) string {
 
 // clientIP is the TCP peer's address.
 func clientIP(r *http.Request) string {
-	if m, ok := r.Context().Value(ctxKey{}).(reqMeta); ok && m.clientIP != "" {
-		return m.clientIP
+	if _, ip := audit.Request(r.Context()); ip != "" {
+		return ip
 	}
 	return peerIP(r)
 }

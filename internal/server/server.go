@@ -6,10 +6,10 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"io/fs"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -126,6 +126,12 @@ type Server struct {
 	// pageCSP is the Content-Security-Policy of rcsso's pages, without
 	// frame-ancestors.
 	pageCSP string
+	// cspNoFraming is pageCSP with frame-ancestors 'none' (every page but
+	// the IFrame URL), as a shared header value.
+	cspNoFraming []string
+	// allowOrigin is Access-Control-Allow-Origin's value for each allowed
+	// origin, shared like the hv* values.
+	allowOrigin map[string][]string
 	// returnTo is the open-redirect filter (ReturnToFilter).
 	returnTo func(string) string
 	limiter  *FailureLimiter
@@ -180,6 +186,11 @@ func New(o Options) *Server {
 	// to a return_to on the website or Rocket.Chat.
 	s.pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self' " +
 		strings.Join(append([]string{o.RocketChatOrigin}, o.WebsiteOrigins...), " ")
+	s.cspNoFraming = []string{s.pageCSP + "; frame-ancestors 'none'"}
+	s.allowOrigin = map[string][]string{}
+	for origin := range s.allowed {
+		s.allowOrigin[origin] = []string{origin}
+	}
 	s.csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &Error{Status: http.StatusForbidden, Message: "cross-origin request refused (CSRF protection)"}, wantsHTML(r))
 	}))
@@ -240,15 +251,40 @@ func wantsHTML(r *http.Request) bool {
 		strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-type ctxKey struct{}
+// Header values rcsso sets on most responses, shared by all of them so
+// that setting them allocates nothing. net/http only reads them; Set
+// replaces a value and Add copies one (len == cap), so none is ever
+// changed in place.
+var (
+	hvNosniff    = []string{"nosniff"}
+	hvSameOrigin = []string{"same-origin"}
+	hvDeny       = []string{"DENY"}
+	hvNoStore    = []string{"no-store"}
+	hvJSON       = []string{"application/json"}
+	hvTrue       = []string{"true"}
+	hvOrigin     = []string{"Origin"}
+	hvAPICSP     = []string{"default-src 'none'; frame-ancestors 'none'"}
+)
 
-// reqMeta is what common() learns of a request: its id and the client's
-// address.
-type reqMeta struct{ id, clientIP string }
+// newRequestID returns a 12-character request id (60 random bits, base32):
+// it names a request in logs, error pages and the audit log, and is not a
+// secret, so the runtime's per-thread generator serves (no system call).
+func newRequestID() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	var b [12]byte
+	n := mrand.Uint64()
+	for i := range b {
+		b[i] = alphabet[n&31]
+		n >>= 5
+	}
+	return string(b[:])
+}
 
+// requestID is the id common() gave the request (audit.WithRequest
+// carries it with the client's address).
 func requestID(ctx context.Context) string {
-	m, _ := ctx.Value(ctxKey{}).(reqMeta)
-	return m.id
+	id, _ := audit.Request(ctx)
+	return id
 }
 
 type statusWriter struct {
@@ -275,19 +311,18 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (s *Server) common(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := rand.Text()[:12]
+		id := newRequestID()
 		ip := s.clientAddr(r)
-		ctx := audit.WithRequest(context.WithValue(r.Context(), ctxKey{}, reqMeta{id: id, clientIP: ip}), id, ip)
-		r = r.WithContext(audit.With(ctx, s.o.Audit))
+		r = r.WithContext(audit.WithRequest(r.Context(), s.o.Audit, id, ip))
 		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
+		h["X-Content-Type-Options"] = hvNosniff
 		// same-origin, not no-referrer: with no-referrer browsers send "Origin: null"
 		// on form posts, which defeats the CSRF check on plain-http deployments.
-		h.Set("Referrer-Policy", "same-origin")
+		h["Referrer-Policy"] = hvSameOrigin
 		// Pages other than the IFrame URL must not be framed; framable()
 		// replaces these for /login.
-		h.Set("Content-Security-Policy", s.pageCSP+"; frame-ancestors 'none'")
-		h.Set("X-Frame-Options", "DENY")
+		h["Content-Security-Policy"] = s.cspNoFraming
+		h["X-Frame-Options"] = hvDeny
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		if s.o.Observe != nil {

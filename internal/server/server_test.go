@@ -155,6 +155,38 @@ func TestAPIURL(t *testing.T) {
 	}
 }
 
+// The API URL's answers carry their security headers, and the header
+// values rcsso shares between answers (server.go, hv*) are never changed
+// by one answer for the next: a preflight's extra Vary values stay its own.
+func TestAPIURLSecurityHeaders(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	check := func(w *httptest.ResponseRecorder, vary string) {
+		t.Helper()
+		h := w.Header()
+		for k, want := range map[string]string{
+			"X-Content-Type-Options":  "nosniff",
+			"X-Frame-Options":         "DENY",
+			"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+			"Cache-Control":           "no-store",
+		} {
+			if got := h.Get(k); got != want {
+				t.Errorf("%s: %q, want %q", k, got, want)
+			}
+		}
+		if got := strings.Join(h.Values("Vary"), ", "); got != vary {
+			t.Errorf("Vary: %q, want %q", got, vary)
+		}
+	}
+	ok := map[string]string{"Origin": rcOrigin, "X-Forwarded-User": "alice"}
+	check(do(s, "POST", "/api/rocketchat/token", ok, ""), "Origin")
+	check(do(s, "OPTIONS", "/api/rocketchat/token", map[string]string{"Origin": rcOrigin, "Access-Control-Request-Method": "POST"}, ""),
+		"Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
+	w := do(s, "POST", "/api/rocketchat/token", ok, "")
+	check(w, "Origin")
+	w.Header().Add("Vary", "Cookie") // what a later writer of one answer may do
+	check(do(s, "GET", "/api/rocketchat/token", ok, ""), "Origin")
+}
+
 func TestPreflight(t *testing.T) {
 	s, _, _ := newTestServer(t)
 	w := do(s, "OPTIONS", "/api/rocketchat/token", map[string]string{"Origin": rcOrigin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}, "")
