@@ -25,6 +25,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rcsso/rcsso/internal/config"
+	"github.com/rcsso/rcsso/internal/identity"
+	"github.com/rcsso/rcsso/internal/provision"
 	"github.com/rcsso/rcsso/internal/rcemu"
 	"github.com/rcsso/rcsso/internal/sealer"
 	"github.com/rcsso/rcsso/internal/store"
@@ -412,11 +414,16 @@ func populate(t *testing.T, path, key string, people int) {
 	k, _ := config.DecodeKey(key)
 	seal, _ := sealer.New(k)
 	now := time.Now().UTC()
+	// The profile rcsso last wrote to Rocket.Chat, as provisioning records
+	// it: the header source gives a user name only, so it is every person's.
+	prov := provision.New(nil, nil, nil, provision.Config{}, nil)
 	for i := 1; i <= people; i++ {
 		subject := fmt.Sprintf("header:p%06d", i)
 		uid := fmt.Sprintf("U%016d", i)
+		digest := prov.ProfileDigest(identity.Identity{Subject: subject, Source: "header", Username: fmt.Sprintf("p%06d", i)})
 		if _, err := st.UpdateLink(t.Context(), subject, func(l *store.Link) error {
 			l.UserID, l.Username = uid, fmt.Sprintf("p%06d", i)
+			l.ProfileHash, l.ProfileSyncedAt = digest, now
 			return nil
 		}); err != nil {
 			t.Fatal(err)
