@@ -343,8 +343,8 @@ func TestLoadMemory(t *testing.T) {
 		people = loadEnv("RCSSO_LOAD_PEOPLE", people)
 	}
 	// RCSSO_LOAD_CACHE_SIZE: cache.size of the rcsso under test (default
-	// people: every person in the hot cache; 10000 is rcsso's default).
-	cacheSize := loadEnv("RCSSO_LOAD_CACHE_SIZE", people)
+	// rcsso's own default, 10000; set it to people to hold everyone).
+	cacheSize := loadEnv("RCSSO_LOAD_CACHE_SIZE", 10000)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "rcsso")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/rcsso/rcsso/cmd/rcsso").CombinedOutput(); err != nil {
