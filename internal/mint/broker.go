@@ -302,24 +302,28 @@ func (b *Broker) syncIfChanged(ctx context.Context, id identity.Identity, h hotT
 		}
 	}
 	b.syncing.Add(1)
-	go func() {
-		defer b.syncing.Done()
-		_, _, _ = b.sf.Do("sync\x00"+id.Subject, func() (any, error) {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.MintTimeout)
-			defer cancel()
-			done, err := ps.Sync(ctx, id)
-			if err != nil {
-				b.log.Warn("profile sync failed; will retry", "subject", id.Subject, "err", err)
-			}
-			if done {
-				b.hot.Update(id.Subject, func(h *hotToken) { h.digest, h.syncAt = dh, 0 })
-			} else {
-				retry := b.now().Add(syncRetry).UnixMilli()
-				b.hot.Update(id.Subject, func(h *hotToken) { h.syncAt = retry })
-			}
-			return nil, nil
-		})
-	}()
+	go b.syncProfile(ctx, ps, id, dh)
+}
+
+// syncProfile is syncIfChanged's background work (a method, not a
+// closure: a captured id would be moved to the heap on every page view).
+func (b *Broker) syncProfile(ctx context.Context, ps ProfileSyncer, id identity.Identity, dh uint64) {
+	defer b.syncing.Done()
+	_, _, _ = b.sf.Do("sync\x00"+id.Subject, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.MintTimeout)
+		defer cancel()
+		done, err := ps.Sync(ctx, id)
+		if err != nil {
+			b.log.Warn("profile sync failed; will retry", "subject", id.Subject, "err", err)
+		}
+		if done {
+			b.hot.Update(id.Subject, func(h *hotToken) { h.digest, h.syncAt = dh, 0 })
+		} else {
+			retry := b.now().Add(syncRetry).UnixMilli()
+			b.hot.Update(id.Subject, func(h *hotToken) { h.syncAt = retry })
+		}
+		return nil, nil
+	})
 }
 
 // syncRoomsIfChanged starts a background rooms sync (Config.Rooms) when
@@ -349,24 +353,28 @@ func (b *Broker) syncRoomsIfChanged(ctx context.Context, id identity.Identity, h
 		}
 	}
 	b.syncing.Add(1)
-	go func() {
-		defer b.syncing.Done()
-		_, _, _ = b.sf.Do("rooms\x00"+id.Subject, func() (any, error) {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.MintTimeout)
-			defer cancel()
-			done, err := rs.SyncRooms(ctx, id)
-			if err != nil {
-				b.log.Warn("rooms sync failed; will retry", "subject", id.Subject, "err", err)
-			}
-			if done {
-				b.hot.Update(id.Subject, func(h *hotToken) { h.rooms, h.roomsAt = dh, 0 })
-			} else {
-				retry := b.now().Add(syncRetry).UnixMilli()
-				b.hot.Update(id.Subject, func(h *hotToken) { h.roomsAt = retry })
-			}
-			return nil, nil
-		})
-	}()
+	go b.syncRooms(ctx, rs, id, dh)
+}
+
+// syncRooms is syncRoomsIfChanged's background work (a method, for the
+// reason syncProfile is).
+func (b *Broker) syncRooms(ctx context.Context, rs RoomSyncer, id identity.Identity, dh uint64) {
+	defer b.syncing.Done()
+	_, _, _ = b.sf.Do("rooms\x00"+id.Subject, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.MintTimeout)
+		defer cancel()
+		done, err := rs.SyncRooms(ctx, id)
+		if err != nil {
+			b.log.Warn("rooms sync failed; will retry", "subject", id.Subject, "err", err)
+		}
+		if done {
+			b.hot.Update(id.Subject, func(h *hotToken) { h.rooms, h.roomsAt = dh, 0 })
+		} else {
+			retry := b.now().Add(syncRetry).UnixMilli()
+			b.hot.Update(id.Subject, func(h *hotToken) { h.roomsAt = retry })
+		}
+		return nil, nil
+	})
 }
 
 // WaitSync waits for background profile and rooms syncs started so far

@@ -316,12 +316,21 @@ func (s *Server) common(next http.Handler) http.Handler {
 		r = r.WithContext(audit.WithRequest(r.Context(), s.o.Audit, id, ip))
 		h := w.Header()
 		h["X-Content-Type-Options"] = hvNosniff
-		// same-origin, not no-referrer: with no-referrer browsers send "Origin: null"
-		// on form posts, which defeats the CSRF check on plain-http deployments.
-		h["Referrer-Policy"] = hvSameOrigin
-		// Pages other than the IFrame URL must not be framed; framable()
-		// replaces these for /login.
-		h["Content-Security-Policy"] = s.cspNoFraming
+		if r.URL.Path == "/api/rocketchat/token" {
+			// A JSON API's policy (nothing loads, nothing frames it) in
+			// place of the pages' long one, and no Referrer-Policy (the
+			// answer makes no requests): 250 fewer bytes on every chat
+			// page load's calls, and eight headers in all, which Go's
+			// header map holds without growing.
+			h["Content-Security-Policy"] = hvAPICSP
+		} else {
+			// same-origin, not no-referrer: with no-referrer browsers send "Origin: null"
+			// on form posts, which defeats the CSRF check on plain-http deployments.
+			h["Referrer-Policy"] = hvSameOrigin
+			// Pages other than the IFrame URL must not be framed; framable()
+			// replaces these for /login.
+			h["Content-Security-Policy"] = s.cspNoFraming
+		}
 		h["X-Frame-Options"] = hvDeny
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
