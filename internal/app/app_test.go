@@ -32,8 +32,12 @@ func emulated(t testing.TB, ec rcemu.Config) (*rcemu.Server, config.Config) {
 	cfg.Identity = []config.IdentitySource{headerSource()}
 	cfg.Store = config.Store{Type: "memory"}
 	cfg.Audit.Path = "off"
+	cfg.Diagnostics.Token = testDiagnosticsToken
 	return emu, cfg
 }
+
+// testDiagnosticsToken is diagnostics.token in the tests' configurations.
+const testDiagnosticsToken = "test-diagnostics-token-0123456789abcdef"
 
 // headerSource is a header identity source trusting 192.0.2.1
 // (X-Forwarded-User, X-Forwarded-Email).

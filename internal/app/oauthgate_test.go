@@ -54,12 +54,17 @@ func oauthEmulated(t *testing.T, ec rcemu.Config, wordpress bool) (*rcemu.Server
 	cfg.Minting.Options = map[string]any{"oauth": map[string]any{"service_name": "rcsso", "client_id": "rocketchat", "client_secret": strings.Repeat("c", 32)}}
 	cfg.Identity = []config.IdentitySource{headerSource()}
 	cfg.Store = config.Store{Type: "memory"}
+	cfg.Diagnostics.Token = testDiagnosticsToken
 	return emu, cfg, func(a *App) { var hh http.Handler = a.Handler; h.Store(&hh) }
 }
 
+// readyz is GET /readyz as the operator sees it (with the diagnostics
+// token the test configuration sets: testDiagnosticsToken).
 func readyz(a *App) (int, string) {
 	w := httptest.NewRecorder()
-	a.Handler.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+	r := httptest.NewRequest("GET", "/readyz", nil)
+	r.Header.Set("Authorization", "Bearer "+a.Config.Diagnostics.Token)
+	a.Handler.ServeHTTP(w, r)
 	return w.Code, w.Body.String()
 }
 

@@ -491,8 +491,15 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) error {
 
 // readyz answers 200 when the store and Rocket.Chat answer (checked at most
 // every 2 s), 503 otherwise, with the failing part named, and any
-// warnings (Options.Warnings) that do not make rcsso unready.
+// warnings (Options.Warnings) that do not make rcsso unready. Anyone sees
+// each part's state (publicReadiness); the operator (Authorization: Bearer
+// <diagnostics.token>, as for /diagnostics) also sees the reasons,
+// Rocket.Chat's version and minting_via. Failing parts are logged at WARN.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	operator, err := s.diagnosticsOperator(r)
+	if err != nil {
+		return err
+	}
 	s.readyMu.Lock()
 	defer s.readyMu.Unlock()
 	if time.Since(s.readyAt) > 2*time.Second {
@@ -528,14 +535,42 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 				}
 			}
 		}
+		for k, v := range body {
+			if strings.HasPrefix(v, "failing") {
+				s.log.Warn("not ready", "part", k, "reason", v)
+			}
+		}
 		s.readyAt, s.readyBody, s.readyOK = time.Now(), body, ok
 	}
 	status := http.StatusOK
 	if !s.readyOK {
 		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, s.readyBody)
+	if operator {
+		writeJSON(w, status, s.readyBody)
+		return nil
+	}
+	writeJSON(w, status, publicReadiness(s.readyBody))
 	return nil
+}
+
+// publicReadiness is what anyone may see of /readyz's body: each part's
+// state ("ok", "failing", "warn"), not its reason, Rocket.Chat's version or
+// the service minting goes through, which can name internal addresses,
+// rooms and versions with known holes. The reasons are in rcsso's log and
+// shown with Authorization: Bearer <diagnostics.token>.
+func publicReadiness(body map[string]string) map[string]string {
+	out := make(map[string]string, len(body)+1)
+	for k, v := range body {
+		switch k {
+		case "rocketchat_version", "minting_via":
+			continue
+		}
+		state, _, _ := strings.Cut(v, ":")
+		out[k] = state
+	}
+	out["details"] = "reasons are in rcsso's log, and here with Authorization: Bearer <diagnostics.token>"
+	return out
 }
 
 // safeReturnTo filters return_to values (see ReturnToFilter).

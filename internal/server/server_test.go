@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -462,7 +463,7 @@ func fakeRC(t *testing.T) (*rocketchat.Client, *atomic.Int64) {
 // The SQLite file deleted while rcsso runs: /readyz says 503 and names the
 // store (SQLite would go on writing the unlinked file, losing everything).
 func TestReadyzNoticesDeletedStore(t *testing.T) {
-	s, _, _ := newTestServer(t)
+	s, _, _ := diagServer(t, diagToken)
 	path := filepath.Join(t.TempDir(), "rcsso.db")
 	st, err := sqlite.Open(t.Context(), path)
 	if err != nil {
@@ -481,7 +482,7 @@ func TestReadyzNoticesDeletedStore(t *testing.T) {
 	s.readyMu.Lock()
 	s.readyAt = time.Time{} // skip the 2 s readiness cache
 	s.readyMu.Unlock()
-	w = do(s, "GET", "/readyz", nil, "")
+	w = do(s, "GET", "/readyz", map[string]string{"Authorization": "Bearer " + diagToken}, "")
 	var body map[string]string
 	_ = json.Unmarshal(w.Body.Bytes(), &body)
 	if w.Code != http.StatusServiceUnavailable || !strings.Contains(body["store"], "failing") || !strings.Contains(body["store"], "deleted") || body["rocketchat"] != "ok" {
@@ -544,5 +545,45 @@ func TestIframeURLInMobileApp(t *testing.T) {
 				t.Fatalf("new-window login offered = %v, want %v", got, !c.mobile)
 			}
 		})
+	}
+}
+
+// Anyone may probe /readyz (load balancers, Kubernetes) and sees each part's
+// state, not its reason or Rocket.Chat's version: those name internal
+// addresses and versions with known holes. The operator's diagnostics
+// token shows them; a wrong token is refused.
+func TestReadyzReasonsOnlyForTheOperator(t *testing.T) {
+	s, _, _ := diagServer(t, diagToken)
+	s.o.RC, _ = fakeRC(t)
+	s.o.Ready = func(context.Context) error {
+		return errors.New("createToken refused at http://10.1.2.3:3000: error-not-allowed")
+	}
+	w := do(s, "GET", "/readyz", nil, "")
+	var body map[string]string
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusServiceUnavailable || body["minting"] != "failing" || body["store"] != "ok" || body["rocketchat"] != "ok" {
+		t.Fatalf("anonymous readyz: %d %s", w.Code, w.Body)
+	}
+	for _, secret := range []string{"10.1.2.3", "error-not-allowed", "rocketchat_version", "createToken"} {
+		if strings.Contains(w.Body.String(), secret) {
+			t.Fatalf("an anonymous prober sees %q: %s", secret, w.Body)
+		}
+	}
+	w = do(s, "GET", "/readyz", map[string]string{"Authorization": "Bearer " + diagToken}, "")
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "10.1.2.3") || !strings.Contains(w.Body.String(), "rocketchat_version") {
+		t.Fatalf("operator readyz: %d %s", w.Code, w.Body)
+	}
+	for _, hdr := range []map[string]string{
+		{"Authorization": "Bearer " + diagToken + "x"},
+		{"Authorization": "Basic " + diagToken},
+	} {
+		if w := do(s, "GET", "/readyz", hdr, ""); w.Code != http.StatusForbidden || strings.Contains(w.Body.String(), "10.1.2.3") {
+			t.Fatalf("readyz with %v: %d %s", hdr, w.Code, w.Body)
+		}
+	}
+	if w := do(s, "GET", "/readyz?token="+diagToken, nil, ""); w.Code != http.StatusBadRequest {
+		t.Fatalf("readyz with the token in the URL: %d %s", w.Code, w.Body)
 	}
 }
