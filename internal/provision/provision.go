@@ -208,11 +208,11 @@ func (p *Provisioner) Ensure(ctx context.Context, id identity.Identity) (store.L
 }
 
 // Candidates are the usernames Ensure tries for a person, in order: an
-// unfinished creation's username (pending, if any), then the rule's two
+// unfinished creation's username (pending, if any), then the rule's
 // (UsernameRule.Candidates), without repeats.
-func Candidates(pending string, rule [2]string) []string {
-	out := make([]string, 0, 3)
-	for _, c := range []string{pending, rule[0], rule[1]} {
+func Candidates(pending string, rule []string) []string {
+	out := make([]string, 0, 1+len(rule))
+	for _, c := range append([]string{pending}, rule...) {
 		if c != "" && !slices.Contains(out, c) {
 			out = append(out, c)
 		}

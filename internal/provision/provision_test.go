@@ -121,6 +121,29 @@ func TestSquatterDoesNotTakeTheCleanName(t *testing.T) {
 	}
 }
 
+// TestPreemptedSuffixFallsBackToLongerOne: the 6-character suffix a clean
+// name falls back to is 30 bits of a digest anyone can compute, so a
+// visitor who controls their own subject can search for one that lands on
+// another person's fallback (a lossy name such as "alice._-" keeps the stem
+// "alice"). When "alice" and "alice-<6>" are both held by others, the real
+// alice gets the 12-character suffix (60 bits), not a 409 and no chat.
+func TestPreemptedSuffixFallsBackToLongerOne(t *testing.T) {
+	p, emu := setup(t, "8.x")
+	id := identity.Identity{Subject: "local:alice", Username: "alice", Email: "alice@example.test", EmailVerified: true}
+	for i, name := range []string{"alice", provision.WithSuffix("alice", id.Subject)} {
+		if _, err := emu.AddUser(rcemu.NewUser{Username: name, Email: fmt.Sprintf("other%d@example.test", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := p.Ensure(t.Context(), id)
+	if err != nil {
+		t.Fatalf("alice, with both her usernames pre-empted: %v", err)
+	}
+	if want := "alice-" + provision.Digest(id.Subject)[:12]; l.Username != want {
+		t.Fatalf("username %q, want %q", l.Username, want)
+	}
+}
+
 // TestSuffixedNameTakenFallsBackOnce: when the suffixed name a lossy name
 // maps to belongs to someone else, provisioning falls back to a longer
 // suffix, not to the same suffix twice.

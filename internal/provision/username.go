@@ -98,17 +98,22 @@ func (u UsernameRule) Map(name, subject string) string {
 }
 
 // Candidates are the usernames provisioning tries for name, in order:
-// Map(name, subject), then a fallback for when another person holds the
-// first. The fallback is deterministic and differs per subject: a clean
-// name gets the suffix ("alice" → "alice-k3v7qa"); a name Map already
-// suffixed gets a longer one instead of a second ("henry_" → "henry-k3v7qa",
-// then "henry-k3v7qa7mwd2x"). Both match the rule whenever Map's result does.
-func (u UsernameRule) Candidates(name, subject string) [2]string {
+// Map(name, subject), then fallbacks for when other people hold the
+// earlier ones. The fallbacks are deterministic and differ per subject: a
+// clean name gets the suffix, then a longer one ("alice" → "alice-k3v7qa"
+// → "alice-k3v7qa7mwd2x"); a name Map already suffixed gets the longer one
+// instead of a second ("henry_" → "henry-k3v7qa", then
+// "henry-k3v7qa7mwd2x"). Every candidate matches the rule whenever Map's
+// result does. The last candidate always carries fallbackSuffixLen
+// characters (60 bits) of the digest: the 6-character suffix (30 bits) is
+// within reach of a visitor who searches for a subject of their own whose
+// lossy name lands on someone else's fallback.
+func (u UsernameRule) Candidates(name, subject string) []string {
 	stem, clean := u.mapStem(name)
 	if clean {
-		return [2]string{stem, u.suffixed(stem, subject, suffixLen)}
+		return []string{stem, u.suffixed(stem, subject, suffixLen), u.suffixed(stem, subject, fallbackSuffixLen)}
 	}
-	return [2]string{u.suffixed(stem, subject, suffixLen), u.suffixed(stem, subject, fallbackSuffixLen)}
+	return []string{u.suffixed(stem, subject, suffixLen), u.suffixed(stem, subject, fallbackSuffixLen)}
 }
 
 // WithSuffix appends "-" and a 6-character digest of subject to base,

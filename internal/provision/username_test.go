@@ -2,6 +2,7 @@ package provision
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -140,14 +141,17 @@ func TestMapUsernameReservedAndLong(t *testing.T) {
 }
 
 func TestUsernameCandidates(t *testing.T) {
-	for _, tc := range []struct{ name, subject, first, fallback string }{
-		{"alice", "local:alice", "alice", "alice" + suffix("local:alice")},
-		{"henry_", "local:h2", "henry" + suffix("local:h2"), "henry-" + Digest("local:h2")[:12]},
-		{strings.Repeat("x", 60), "s", strings.Repeat("x", 41) + suffix("s"), strings.Repeat("x", 35) + "-" + Digest("s")[:12]},
+	for _, tc := range []struct {
+		name, subject string
+		want          []string
+	}{
+		{"alice", "local:alice", []string{"alice", "alice" + suffix("local:alice"), "alice-" + Digest("local:alice")[:12]}},
+		{"henry_", "local:h2", []string{"henry" + suffix("local:h2"), "henry-" + Digest("local:h2")[:12]}},
+		{strings.Repeat("x", 60), "s", []string{strings.Repeat("x", 41) + suffix("s"), strings.Repeat("x", 35) + "-" + Digest("s")[:12]}},
 	} {
 		got := defaultRule.Candidates(tc.name, tc.subject)
-		if got != [2]string{tc.first, tc.fallback} {
-			t.Errorf("Candidates(%q, %q) = %q, want [%q %q]", tc.name, tc.subject, got, tc.first, tc.fallback)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Candidates(%q, %q) = %q, want %q", tc.name, tc.subject, got, tc.want)
 		}
 		if got[0] != MapUsername(tc.name, tc.subject) {
 			t.Errorf("Candidates(%q)[0] = %q, Map gives %q", tc.name, got[0], MapUsername(tc.name, tc.subject))
@@ -267,6 +271,9 @@ func FuzzMapUsername(f *testing.F) {
 			if c[0] != got || c[1] == got || !rule.valid(c[1]) || utf8.RuneCountInString(c[1]) > MaxUsernameLen ||
 				!strings.Contains(c[1], Digest("sub")[:6]) {
 				t.Fatalf("%s rule: Candidates(%q) = %q", rule.name, s, c)
+			}
+			if last := c[len(c)-1]; !rule.valid(last) || utf8.RuneCountInString(last) > MaxUsernameLen || !strings.Contains(last, Digest("sub")[:12]) {
+				t.Fatalf("%s rule: Candidates(%q) = %q: the last candidate lacks the long suffix", rule.name, s, c)
 			}
 		}
 	})

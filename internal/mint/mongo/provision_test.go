@@ -143,9 +143,10 @@ func TestProvisionUsernameTakenByOtherPerson(t *testing.T) {
 	if err != nil || l.Username != provision.WithSuffix("sam", "s:sam") {
 		t.Fatalf("link = %+v, %v; want the suffixed username", l, err)
 	}
-	// Both usernames taken by others: ErrConflict.
+	// Every username taken by others (the clean one and both suffixes): ErrConflict.
 	insertRC(t, u, "RCUSER00000000003", "max", "max1@example.com", nil)
 	insertRC(t, u, "RCUSER00000000004", provision.WithSuffix("max", "s:max"), "max2@example.com", nil)
+	insertRC(t, u, "RCUSER00000000005", "max-"+provision.Digest("s:max")[:12], "max3@example.com", nil)
 	_, err = p.Ensure(t.Context(), identity.Identity{Subject: "s:max", Username: "max", Email: "max@example.com", EmailVerified: true})
 	if !errors.Is(err, ErrConflict) || !errors.Is(err, provision.ErrConflict) {
 		t.Fatalf("err = %v, want ErrConflict, which is a provision.ErrConflict (409 like every mode's)", err)
