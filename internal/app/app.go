@@ -193,7 +193,6 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		Cache:           hot,
 	}
 	var roomSync *rooms.Syncer
-	var warnings func() map[string]string
 	if len(cfg.Provision.Rooms) > 0 { // Validate checked the service account is set
 		grants := make([]rooms.Grant, 0, len(cfg.Provision.Rooms))
 		for _, g := range cfg.Provision.Rooms {
@@ -201,7 +200,6 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		}
 		roomSync = rooms.New(rc, admin, st, rooms.Config{Grants: grants}, log)
 		bcfg.Rooms = roomSync
-		warnings = func() map[string]string { return map[string]string{"rooms": roomSync.Status()} }
 	}
 	broker := mint.NewBroker(st, seal, backend.Minter, backend.Provisioner, bcfg, log)
 
@@ -236,6 +234,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		}
 		chain = append(chain, src)
 	}
+	warnings := readinessWarnings(roomSync, chain)
 
 	doc := newDoctor(cfg, mc, mode.Deps{RC: rc, Info: info, InfoErr: infoErr, Admin: admin, AdminKey: adminKey,
 		CreateTokensSecret: cfg.RocketChat.CreateTokensSecret, RocketChatURL: cfg.RocketChat.URL, PublicURL: pub,
@@ -337,6 +336,38 @@ func (a *App) Close() error {
 	}
 	defer a.Audit.Close()
 	return a.Store.Close()
+}
+
+// readinessWarnings is /readyz's warnings (server.Options.Warnings): the
+// rooms sync's state ("rooms"), and for each identity source with a
+// backend (identity.Checker, e.g. an LDAP directory) whether it answers
+// ("identity_<name>"); nil when there is nothing to report. A source that
+// is down does not make rcsso unready: people already logged in keep
+// their chat, and the login form says the source is unavailable.
+func readinessWarnings(roomSync *rooms.Syncer, chain identity.Chain) func(context.Context) map[string]string {
+	var checkers []identity.Checker
+	for _, src := range chain {
+		if c, ok := src.(identity.Checker); ok {
+			checkers = append(checkers, c)
+		}
+	}
+	if roomSync == nil && len(checkers) == 0 {
+		return nil
+	}
+	return func(ctx context.Context) map[string]string {
+		m := make(map[string]string, 1+len(checkers))
+		if roomSync != nil {
+			m["rooms"] = roomSync.Status()
+		}
+		for _, c := range checkers {
+			state := "ok"
+			if err := c.Check(ctx); err != nil {
+				state = "warn: " + err.Error()
+			}
+			m["identity_"+c.Name()] = state
+		}
+		return m
+	}
 }
 
 // cookiePolicy chooses the session cookie's SameSite and Secure attributes.

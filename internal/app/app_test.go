@@ -2,6 +2,7 @@ package app
 
 import (
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -244,5 +245,32 @@ func TestPasswordModeRefusesBadCredentials(t *testing.T) {
 		t.Fatal("started with a rejected personal access token")
 	} else if !strings.Contains(err.Error(), "personal access token") {
 		t.Fatalf("error %q does not say what to fix", err)
+	}
+}
+
+// An LDAP directory that is down is a warning on /readyz naming the
+// source, not unreadiness: people already logged in keep their chat, and
+// a load balancer must not take every instance out. Anonymous probes see
+// "warn" without the reason.
+func TestReadyzWarnsWhenDirectoryDown(t *testing.T) {
+	_, cfg := emulated(t, rcemu.Config{Profile: "8.x", CreateTokensSecret: "s"})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "ldap://" + l.Addr().String()
+	l.Close() // nothing listens there now
+	cfg.Identity = append(cfg.Identity, config.IdentitySource{Type: "ldap", Name: "corp", Options: map[string]any{
+		"url": down, "bind_dn": "cn=search,dc=example,dc=test", "bind_password": "pw",
+		"user_base_dn": "ou=people,dc=example,dc=test", "timeout": "2s"}})
+	a := build(t, cfg)
+	code, body := readyz(a)
+	if code != 200 || !strings.Contains(body, `"identity_corp":"warn: ldap corp:`) {
+		t.Fatalf("/readyz (operator) with the directory down = %d %s", code, body)
+	}
+	w := httptest.NewRecorder()
+	a.Handler.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"identity_corp":"warn"`) || strings.Contains(w.Body.String(), l.Addr().String()) {
+		t.Fatalf("/readyz (anonymous) with the directory down = %d %s", w.Code, w.Body)
 	}
 }

@@ -76,6 +76,16 @@ type Source interface {
 	Identify(r *http.Request) (Identity, error)
 }
 
+// Checker is implemented by sources with a backend that can be down while
+// rcsso runs (a directory). /readyz shows the result as a warning, not as
+// unreadiness: people already logged in keep their chat.
+type Checker interface {
+	Source
+	// Check reports whether the backend answers: nil, or an error that
+	// says what failed (never a secret), within ctx's deadline.
+	Check(ctx context.Context) error
+}
+
 // PasswordAuthenticator is implemented by sources that take a username and
 // password on rcsso's own login form (IFrame URL).
 type PasswordAuthenticator interface {

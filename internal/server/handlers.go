@@ -529,7 +529,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		if s.o.Warnings != nil {
-			for k, v := range s.o.Warnings() {
+			for k, v := range s.o.Warnings(ctx) {
 				if _, taken := body[k]; !taken {
 					body[k] = v
 				}

@@ -83,9 +83,10 @@ type Options struct {
 	// reports it under "minting_via" when minting is ok.
 	MintingVia func() string
 	// Warnings, when set, adds lines to /readyz that never make rcsso
-	// unready, e.g. "rooms": "warn: #sales does not exist". It must not
-	// wait for I/O.
-	Warnings func() map[string]string
+	// unready, e.g. "rooms": "warn: #sales does not exist" or
+	// "identity_corp": "warn: ldap corp: …". It is called at most every
+	// 2 s, with a context that ends after 3 s.
+	Warnings func(context.Context) map[string]string
 
 	// WebhookSecret signs /webhooks/* (HMAC-SHA256); empty turns them off.
 	WebhookSecret []byte

@@ -68,6 +68,22 @@ func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
 	return websession.Identity(sess), nil
 }
 
+// Check implements identity.Checker: the search account binds on a pooled
+// connection within the source's timeout. Errors say what failed (the
+// directory cannot be reached, the search account cannot bind).
+func (s *Source) Check(ctx context.Context) error {
+	budget, cancel := context.WithTimeoutCause(ctx, s.cfg.Timeout, fmt.Errorf("no answer within timeout (%v)", s.cfg.Timeout))
+	defer cancel()
+	err := s.pool.do(budget, s.bindService)
+	if err != nil && budget.Err() != nil {
+		err = fmt.Errorf("%w (%v)", context.Cause(budget), err)
+	}
+	if err != nil {
+		return fmt.Errorf("ldap %s: %w", s.name, err)
+	}
+	return nil
+}
+
 // Close closes the pooled connections to the directory.
 func (s *Source) Close() error {
 	s.pool.Close()

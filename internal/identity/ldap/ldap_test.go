@@ -311,6 +311,29 @@ func TestDirectoryDown(t *testing.T) {
 	}
 }
 
+// Check (the /readyz line of an LDAP source) follows the directory: ok
+// while it answers, an error naming the cause while it is down or refuses
+// the search account, ok again once it is back.
+func TestCheck(t *testing.T) {
+	srv := ldaptest.Start(t)
+	s := openSource(t, srv, nil)
+	if err := s.Check(t.Context()); err != nil {
+		t.Fatalf("directory up: %v", err)
+	}
+	srv.Stop()
+	if err := s.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "ldap corp") {
+		t.Fatalf("directory down: %v", err)
+	}
+	srv.Restart()
+	if err := s.Check(t.Context()); err != nil {
+		t.Fatalf("directory back: %v", err)
+	}
+	wrong := openSource(t, srv, map[string]any{"bind_password": "wrong"})
+	if err := wrong.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "bind_dn") || strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("search account refused: %v", err)
+	}
+}
+
 // A directory that accepts connections but never answers costs a login
 // its timeout, then ErrSourceUnavailable; a visitor who leaves ends the
 // wait with their context's error.
