@@ -44,8 +44,12 @@ const MemoryPath = ":memory:"
 // purgeBatch bounds how many expired sessions one PutSession deletes.
 const purgeBatch = 100
 
-// fileParams are the DSN parameters for file databases.
-const fileParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+// fileParams are the DSN parameters for file databases. Each connection's
+// page cache is 1 MiB (cache_size -1024 KiB; SQLite's default is 2 MiB):
+// the hot cache answers the API URL's reads, so the page cache mostly holds
+// what the operating system's file cache holds too; with four connections
+// that is up to 4 MiB less resident memory on a large database.
+const fileParams = "_pragma=busy_timeout(5000)&_pragma=cache_size(-1024)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate"
 
 // memoryParams are the DSN parameters for MemoryPath.
 const memoryParams = "_pragma=foreign_keys(1)&_txlock=immediate"
