@@ -197,7 +197,7 @@ func New(o Options) *Server {
 	}))
 
 	mux := http.NewServeMux()
-	mux.Handle("/api/rocketchat/token", s.cors(s.handle(s.apiURL, false)))
+	mux.Handle(APIURLPath, s.cors(s.handle(s.apiURL, false)))
 	mux.Handle("GET /login", s.framable(s.handle(s.loginPage, true)))
 	mux.Handle("POST /login", s.framable(s.csrf.Handler(s.handle(s.loginSubmit, true))))
 	mux.Handle("POST /login/resume", s.framable(s.csrf.Handler(s.handle(s.resumeSubmit, true))))
@@ -317,7 +317,7 @@ func (s *Server) common(next http.Handler) http.Handler {
 		r = r.WithContext(audit.WithRequest(r.Context(), s.o.Audit, id, ip))
 		h := w.Header()
 		h["X-Content-Type-Options"] = hvNosniff
-		if r.URL.Path == "/api/rocketchat/token" {
+		if r.URL.Path == APIURLPath {
 			// A JSON API's policy (nothing loads, nothing frames it) in
 			// place of the pages' long one, and no Referrer-Policy (the
 			// answer makes no requests): 250 fewer bytes on every chat
@@ -382,10 +382,14 @@ func (s *Server) static(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// APIURLPath is the API URL's path below public_url: the value of
+// Rocket.Chat's Accounts_Iframe_api_url is public_url + APIURLPath.
+const APIURLPath = "/api/rocketchat/token"
+
 // routeOf groups paths for metrics (bounded label values).
 func routeOf(path string) string {
 	switch {
-	case path == "/api/rocketchat/token":
+	case path == APIURLPath:
 		return "api_url"
 	case path == "/login" || strings.HasPrefix(path, "/login/"):
 		return "iframe_url"
