@@ -569,7 +569,7 @@ func publicReadiness(body map[string]string) map[string]string {
 		state, _, _ := strings.Cut(v, ":")
 		out[k] = state
 	}
-	out["details"] = "the reasons are in rcsso's log, and shown here with the header Authorization: Bearer (diagnostics.token)"
+	out["details"] = "for the reasons, send the header Authorization: Bearer followed by diagnostics.token; rcsso's log has them too"
 	return out
 }
 
