@@ -329,8 +329,19 @@ func ServeHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.L
 	return err
 }
 
-// Close releases the store and other connections.
+// drainTimeout bounds how long Close waits for background profile and
+// rooms syncs.
+const drainTimeout = 10 * time.Second
+
+// Close waits (at most drainTimeout) for the background profile and rooms
+// syncs in flight, then releases the store and other connections. Call it
+// after the HTTP server stopped.
 func (a *App) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	if err := a.Broker.Drain(ctx); err != nil {
+		a.log.Warn("closing while background syncs still run; they are done again on the person's next visit", "err", err)
+	}
+	cancel()
 	for _, c := range a.closers {
 		c()
 	}

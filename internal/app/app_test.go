@@ -3,15 +3,20 @@ package app
 import (
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rcsso/rcsso/internal/config"
 	"github.com/rcsso/rcsso/internal/rcemu"
+	"github.com/rcsso/rcsso/internal/store"
+	"github.com/rcsso/rcsso/internal/store/sqlite"
 )
 
 // emulated starts the emulator with ec (admin PAT "pat", fast bcrypt) and
@@ -272,5 +277,81 @@ func TestReadyzWarnsWhenDirectoryDown(t *testing.T) {
 	a.Handler.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
 	if w.Code != 200 || !strings.Contains(w.Body.String(), `"identity_corp":"warn"`) || strings.Contains(w.Body.String(), l.Addr().String()) {
 		t.Fatalf("/readyz (anonymous) with the directory down = %d %s", w.Code, w.Body)
+	}
+}
+
+// Shutdown: Close waits for a background profile sync in flight before it
+// closes the store, so the sync's store write (the profile now in
+// Rocket.Chat) is not lost between its Rocket.Chat write and its own.
+// Before Close drained the syncs, the store was closed under the sync and
+// its write failed ("sql: database is closed").
+func TestCloseWaitsForProfileSync(t *testing.T) {
+	emu, err := rcemu.New(rcemu.Config{Profile: "8.x", AdminPassword: "pw", AdminPAT: "pat", CreateTokensSecret: "s", BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	gate := emu.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/users.update" {
+			arrived <- struct{}{}
+			<-release
+		}
+		gate.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := config.Default()
+	cfg.RocketChat.URL = srv.URL
+	cfg.RocketChat.AdminUserID, cfg.RocketChat.AdminToken, cfg.RocketChat.CreateTokensSecret = emu.AdminID(), "pat", "s"
+	cfg.Identity = []config.IdentitySource{{Type: "header", Options: map[string]any{"user_header": "X-Forwarded-User",
+		"email_header": "X-Forwarded-Email", "email_verified": true, "trusted_proxies": []string{"192.0.2.1"}}}}
+	path := filepath.Join(t.TempDir(), "rcsso.db")
+	cfg.Store = config.Store{Type: "sqlite", Options: map[string]any{"path": path}}
+	cfg.Audit.Path = "off"
+	a, err := Build(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := visit(a, "bob", "bob@example.test"); w.Code != 200 {
+		t.Fatalf("first visit: %d %s", w.Code, w.Body)
+	}
+	a.Broker.WaitSync()
+	before, err := a.Store.GetLink(t.Context(), "header:bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Profile sync writes at most once a minute per person: the last one
+	// was two minutes ago.
+	if _, err := a.Store.UpdateLink(t.Context(), "header:bob", func(l *store.Link) error {
+		l.ProfileSyncedAt = l.ProfileSyncedAt.Add(-2 * time.Minute)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if w := visit(a, "bob", "bob@new.example.test"); w.Code != 200 { // a changed profile: a sync in the background
+		t.Fatalf("second visit: %d %s", w.Code, w.Body)
+	}
+	select { // the sync waits in Rocket.Chat
+	case <-arrived:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no profile sync reached Rocket.Chat")
+	}
+	closing := make(chan error, 1)
+	go func() { closing <- a.Close() }()
+	close(release)
+	if err := <-closing; err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	after, err := st.GetLink(t.Context(), "header:bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ProfileHash == before.ProfileHash {
+		t.Fatalf("the profile sync cut off by Close left the store's profile digest as it was (%q)", after.ProfileHash)
 	}
 }

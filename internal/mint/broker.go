@@ -381,6 +381,25 @@ func (b *Broker) syncRooms(ctx context.Context, rs RoomSyncer, id identity.Ident
 // (tests, shutdown).
 func (b *Broker) WaitSync() { b.syncing.Wait() }
 
+// Drain waits for the background profile and rooms syncs in flight, or
+// until ctx ends (then ctx's error): at shutdown, after the HTTP server
+// stopped taking requests and before the store closes, so a sync is not
+// cut off between its Rocket.Chat write and its store write. Each sync is
+// bounded by BrokerConfig.MintTimeout.
+func (b *Broker) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		b.syncing.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("mint: background syncs still running at shutdown: %w", ctx.Err())
+	}
+}
+
 // cached returns the person's cached token (from the hot cache, else from
 // the store, which then fills the hot cache), whether it may be handed out
 // without asking Rocket.Chat, and the hot cache entry (zero when none).

@@ -184,3 +184,52 @@ func TestForgetWaitsForAMintInProgress(t *testing.T) {
 		}
 	})
 }
+
+// blockedSync is a provisioner whose profile sync waits for release.
+type blockedSync struct {
+	fakeProv
+	release chan struct{}
+}
+
+func (p *blockedSync) ProfileDigest(identity.Identity) string { return "changed" }
+func (p *blockedSync) Sync(ctx context.Context, _ identity.Identity) (bool, error) {
+	select {
+	case <-p.release:
+		return true, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// Drain waits for a background sync in flight and gives up when its
+// context ends (shutdown is bounded).
+func TestDrainWaitsForBackgroundSyncsWithinItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		seal, _ := sealer.New(make([]byte, 32))
+		p := &blockedSync{fakeProv: fakeProv{st: st}, release: make(chan struct{})}
+		b := mint.NewBroker(st, seal, &fakeMinter{valid: map[string]bool{}}, p, mint.BrokerConfig{RevalidateAfter: time.Hour, TTL: time.Hour, MintTimeout: 30 * time.Second}, nil)
+		if _, err := b.Token(t.Context(), alice, false); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the profile sync waits for release
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		if err := b.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 5*time.Second {
+			t.Fatalf("Drain with a sync that does not end: %v after %v", err, time.Since(start))
+		}
+		drained := make(chan error, 1)
+		go func() { drained <- b.Drain(t.Context()) }()
+		synctest.Wait()
+		select {
+		case err := <-drained:
+			t.Fatalf("Drain returned (%v) while a sync was in flight", err)
+		default:
+		}
+		close(p.release)
+		if err := <-drained; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
