@@ -505,7 +505,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if time.Since(s.readyAt) > 2*time.Second {
 		body := map[string]string{"store": "ok", "rocketchat": "ok"}
 		ok := true
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		// The answer is shared by every prober for 2 s: it must not be
+		// cut short by the one client that asked and hung up.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 3*time.Second)
 		defer cancel()
 		if err := s.o.Store.Ping(ctx); err != nil {
 			body["store"] = "failing: " + err.Error()

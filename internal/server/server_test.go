@@ -587,3 +587,19 @@ func TestReadyzReasonsOnlyForTheOperator(t *testing.T) {
 		t.Fatalf("readyz with the token in the URL: %d %s", w.Code, w.Body)
 	}
 }
+
+// A client that hangs up while /readyz runs its checks must not leave a
+// failing answer (its own "context canceled") cached for every prober: an
+// anonymous visitor could otherwise have load balancers take every
+// instance out, two seconds at a time.
+func TestReadyzHangUpDoesNotPoisonTheAnswer(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	s.o.RC, _ = fakeRC(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	r := httptest.NewRequestWithContext(ctx, "GET", "/readyz", nil)
+	s.ServeHTTP(httptest.NewRecorder(), r)
+	if w := do(s, "GET", "/readyz", nil, ""); w.Code != 200 {
+		t.Fatalf("readyz after another client hung up: %d %s", w.Code, w.Body)
+	}
+}
