@@ -28,8 +28,9 @@ import (
 // Config is the whole rcsso configuration. Keys are snake_case in YAML; the
 // environment variable for a key is RCSSO_ followed by its path upper-cased
 // with dots replaced by underscores (rocketchat.url → RCSSO_ROCKETCHAT_URL).
-// The list "identity" is set from the environment as one YAML/JSON value
-// (RCSSO_IDENTITY='[{"type":"local"}]').
+// The lists "identity" and "provisioning.rooms" are set from the
+// environment as one YAML/JSON value each (RCSSO_IDENTITY='[{"type":"local"}]',
+// RCSSO_PROVISIONING_ROOMS; envLists).
 type Config struct {
 	// Listen is the TCP address rcsso serves on, e.g. "127.0.0.1:8080".
 	Listen string `koanf:"listen"`
@@ -458,6 +459,13 @@ func humanType(t string) string {
 	return t
 }
 
+// envLists are the lists of blocks that are set from the environment as
+// one YAML or JSON value each, with an example for the error message.
+var envLists = map[string]struct{ path, example string }{
+	"RCSSO_IDENTITY":           {"identity", `[{"type":"local"}]`},
+	"RCSSO_PROVISIONING_ROOMS": {"provisioning.rooms", `[{"group":"sales","channels":["sales"]}]`},
+}
+
 // envValues maps RCSSO_* variables onto config paths.
 func envValues(environ []string, schemas []Schema) (map[string]any, error) {
 	paths := leafPaths(reflect.TypeFor[Config](), "")
@@ -478,13 +486,13 @@ func envValues(environ []string, schemas []Schema) (map[string]any, error) {
 		if !ok || !strings.HasPrefix(name, "RCSSO_") || name == "RCSSO_CONFIG" || strings.HasPrefix(name, "RCSSO_TEST_") {
 			continue
 		}
-		if name == "RCSSO_IDENTITY" {
+		if l, ok := envLists[name]; ok {
 			var list []map[string]any
 			if err := yamlv3.Unmarshal([]byte(val), &list); err != nil {
-				errs = append(errs, fmt.Errorf("config: RCSSO_IDENTITY: must be a YAML or JSON list such as '[{\"type\":\"local\"}]': %v", err))
+				errs = append(errs, fmt.Errorf("config: %s: must be a YAML or JSON list such as '%s': %v", name, l.example, err))
 				continue
 			}
-			out["identity"] = toAnyList(list)
+			out[l.path] = toAnyList(list)
 			continue
 		}
 		p, ok := byEnv[name]
@@ -525,7 +533,7 @@ func leafPaths(t reflect.Type, prefix string) []string {
 		case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]():
 			out = append(out, leafPaths(f.Type, p)...)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
-			// set as a whole (RCSSO_IDENTITY)
+			// set as a whole (envLists)
 		default:
 			out = append(out, p)
 		}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -55,4 +56,57 @@ func TestProvisioningRoomsErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// provisioning.rooms, a list of blocks like identity, is set from the
+// environment as one YAML or JSON value; a malformed one names the
+// variable and shows the shape.
+func TestProvisioningRoomsFromEnvironment(t *testing.T) {
+	env := []string{"RCSSO_ROCKETCHAT_ADMIN_USERNAME=a", "RCSSO_ROCKETCHAT_ADMIN_PASSWORD=b",
+		`RCSSO_PROVISIONING_ROOMS=[{"group":"sales","channels":["sales"],"teams":["Sales EU"]}]`}
+	cfg, err := Load("", env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Provision.Rooms; len(r) != 1 || r[0].Group != "sales" || r[0].Channels[0] != "sales" || r[0].Teams[0] != "Sales EU" {
+		t.Fatalf("rooms = %+v", r)
+	}
+	_, err = Load("", []string{`RCSSO_PROVISIONING_ROOMS={"group":`}, nil)
+	if err == nil || !strings.Contains(err.Error(), "RCSSO_PROVISIONING_ROOMS") || !strings.Contains(err.Error(), `"group"`) {
+		t.Fatalf("malformed RCSSO_PROVISIONING_ROOMS: %v", err)
+	}
+}
+
+// Every list of blocks in Config can be set from the environment: a new one
+// without an envLists row would be YAML only, silently.
+func TestEveryListOfBlocksHasAnEnvironmentVariable(t *testing.T) {
+	have := map[string]bool{}
+	for _, l := range envLists {
+		have[l.path] = true
+	}
+	var walk func(reflect.Type, string)
+	walk = func(typ reflect.Type, prefix string) {
+		for f := range typ.Fields() {
+			tag := f.Tag.Get("koanf")
+			if tag == "" || tag == ",remain" {
+				continue
+			}
+			p := tag
+			if prefix != "" {
+				p = prefix + "." + tag
+			}
+			switch {
+			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+				if !have[p] {
+					t.Errorf("%s is a list of blocks with no row in envLists: it cannot be set from the environment", p)
+				}
+			case f.Type.Kind() == reflect.Struct:
+				walk(f.Type, p)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
 }
