@@ -1,14 +1,11 @@
 package oauth2
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/rcsso/rcsso/internal/identity/flowstate"
 )
 
 // StateTTL is how long a login may take between the login route and the
@@ -18,9 +15,9 @@ const StateTTL = 10 * time.Minute
 
 // Limits on the state cookie.
 const (
-	maxReturnTo    = 2048 // bytes of a return_to kept in the cookie
-	maxStateCookie = 4096 // bytes of an encoded cookie value accepted
-	stateClockSkew = time.Minute
+	maxReturnTo    = 2048                // bytes of a return_to kept in the cookie
+	maxStateCookie = flowstate.MaxCookie // bytes of an encoded cookie value accepted
+	stateClockSkew = flowstate.ClockSkew
 )
 
 // errState is wrapped by every state cookie decoding failure.
@@ -36,83 +33,34 @@ type loginState struct {
 	IssuedAt int64  `json:"t"` // Unix seconds
 }
 
-// stateCodec seals loginState values with AES-256-GCM (the shape of the
-// oidc source's cookie). The additional data binds a cookie to this format
-// and to the source name, so one source's cookie is useless to another
-// source sharing the key.
-type stateCodec struct {
-	aead cipher.AEAD
-	ad   []byte
-}
+// stateCodec seals loginState values into the state cookie (package
+// flowstate, format "rcsso-oauth2-state/v1").
+type stateCodec struct{ *flowstate.Codec[loginState] }
 
 func newStateCodec(key []byte, name string) (*stateCodec, error) {
-	if len(key) != 32 {
-		return nil, fmt.Errorf("state key has %d bytes, want 32", len(key))
-	}
-	block, err := aes.NewCipher(key)
+	c, err := flowstate.New[loginState](key, "rcsso-oauth2-state/v1", name)
 	if err != nil {
 		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &stateCodec{aead: aead, ad: []byte("rcsso-oauth2-state/v1\x00" + name)}, nil
+	return &stateCodec{c}, nil
 }
 
-// encode returns base64url(nonce ‖ ciphertext ‖ tag), without padding.
-func (c *stateCodec) encode(st loginState) (string, error) {
-	nonce := make([]byte, c.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", err
-	}
-	return c.seal(st, nonce)
-}
+func (c *stateCodec) encode(st loginState) (string, error) { return c.Seal(st) }
 
-// seal encrypts st under the given 12-byte GCM nonce, which must never
-// repeat for a key; only encode (random nonces) and tests call it.
-func (c *stateCodec) seal(st loginState, nonce []byte) (string, error) {
-	plain, err := json.Marshal(st)
-	if err != nil {
-		return "", err
-	}
-	sealed := c.aead.Seal(nonce[:len(nonce):len(nonce)], nonce, plain, c.ad)
-	return base64.RawURLEncoding.EncodeToString(sealed), nil
-}
+// seal is encode under a fixed nonce (tests only; see flowstate.SealNonce).
+func (c *stateCodec) seal(st loginState, nonce []byte) (string, error) { return c.SealNonce(st, nonce) }
 
-// decode opens a cookie value and checks its age against now. Every
-// failure wraps errState; it never panics on any input.
+// decode opens a cookie value and checks its fields and its age against
+// now. Every failure wraps errState; it never panics on any input.
 func (c *stateCodec) decode(v string, now time.Time) (loginState, error) {
-	if len(v) == 0 || len(v) > maxStateCookie {
-		return loginState{}, fmt.Errorf("%w: bad length", errState)
-	}
-	for i := 0; i < len(v); i++ { // the decoder would skip \r and \n
-		b := v[i]
-		if !('A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_') {
-			return loginState{}, fmt.Errorf("%w: bad encoding", errState)
-		}
-	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(v)
+	st, err := c.Open(v)
 	if err != nil {
-		return loginState{}, fmt.Errorf("%w: bad encoding", errState)
-	}
-	ns := c.aead.NonceSize()
-	if len(raw) < ns+c.aead.Overhead() {
-		return loginState{}, fmt.Errorf("%w: too short", errState)
-	}
-	plain, err := c.aead.Open(nil, raw[:ns], raw[ns:], c.ad)
-	if err != nil {
-		return loginState{}, fmt.Errorf("%w: authentication failed", errState)
-	}
-	var st loginState
-	if err := json.Unmarshal(plain, &st); err != nil {
-		return loginState{}, fmt.Errorf("%w: bad payload", errState)
+		return loginState{}, fmt.Errorf("%w (%w)", errState, err)
 	}
 	if st.State == "" || st.Verifier == "" {
 		return loginState{}, fmt.Errorf("%w: incomplete", errState)
 	}
-	issued := time.Unix(st.IssuedAt, 0)
-	if now.Sub(issued) > StateTTL || issued.Sub(now) > stateClockSkew {
+	if !flowstate.Fresh(st.IssuedAt, now, StateTTL) {
 		return loginState{}, fmt.Errorf("%w: expired", errState)
 	}
 	return st, nil
