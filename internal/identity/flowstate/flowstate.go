@@ -20,6 +20,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
+	"net/http"
 	"time"
 )
 
@@ -118,4 +120,43 @@ func (c *Codec[T]) Open(v string) (T, error) {
 func Fresh(issuedAt int64, now time.Time, ttl time.Duration) bool {
 	issued := time.Unix(issuedAt, 0)
 	return now.Sub(issued) <= ttl && issued.Sub(now) <= ClockSkew
+}
+
+// MaxReturnTo bounds a return_to kept in a state cookie (bytes).
+const MaxReturnTo = 2048
+
+// ReturnTo is where to send the browser after a login flow: raw through
+// safe (the server's return_to filter, identity.Deps.SafeReturnTo); "" when
+// raw is empty, there is no filter, or raw or the result is longer than
+// MaxReturnTo.
+func ReturnTo(safe func(string) string, raw string) string {
+	if raw == "" || safe == nil || len(raw) > MaxReturnTo {
+		return ""
+	}
+	if out := safe(raw); len(out) <= MaxReturnTo {
+		return out
+	}
+	return ""
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title></head>
+<body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
+`))
+
+// Page writes a small self-contained HTML page of a login flow (an error
+// or a notice): no script, style or form may run or load from it, and with
+// noFraming no page may frame it either.
+func Page(w http.ResponseWriter, status int, title, msg string, noFraming bool) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	csp := "default-src 'none'; base-uri 'none'; form-action 'none'"
+	if noFraming {
+		csp += "; frame-ancestors 'none'"
+	}
+	h.Set("Content-Security-Policy", csp)
+	w.WriteHeader(status)
+	_ = pageTmpl.Execute(w, struct{ Title, Message string }{title, msg})
 }

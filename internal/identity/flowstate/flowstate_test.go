@@ -2,6 +2,7 @@ package flowstate
 
 import (
 	"errors"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,4 +105,37 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("error %v does not wrap ErrInvalid", err)
 		}
 	})
+}
+
+func TestReturnTo(t *testing.T) {
+	same := func(s string) string { return s }
+	for _, tc := range []struct {
+		safe      func(string) string
+		raw, want string
+	}{
+		{same, "/chat", "/chat"},
+		{nil, "/chat", ""},
+		{same, "", ""},
+		{same, "/" + strings.Repeat("a", MaxReturnTo), ""},
+		{func(string) string { return "" }, "https://evil.example", ""},
+		{func(string) string { return "/" + strings.Repeat("a", MaxReturnTo) }, "/x", ""},
+	} {
+		if got := ReturnTo(tc.safe, tc.raw); got != tc.want {
+			t.Errorf("ReturnTo(%.20q) = %.20q, want %q", tc.raw, got, tc.want)
+		}
+	}
+}
+
+// A flow's page escapes what it shows and forbids scripts, and, when asked,
+// framing.
+func TestPage(t *testing.T) {
+	for _, noFraming := range []bool{false, true} {
+		w := httptest.NewRecorder()
+		Page(w, 400, "Login failed", `<script>alert(1)</script>`, noFraming)
+		csp := w.Header().Get("Content-Security-Policy")
+		if w.Code != 400 || strings.Contains(w.Body.String(), "<script>") || !strings.Contains(csp, "default-src 'none'") ||
+			strings.Contains(csp, "frame-ancestors 'none'") != noFraming {
+			t.Fatalf("noFraming %v: %d %q %s", noFraming, w.Code, csp, w.Body)
+		}
+	}
 }

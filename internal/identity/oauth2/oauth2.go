@@ -37,7 +37,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,6 +49,7 @@ import (
 
 	"github.com/rcsso/rcsso/internal/identity"
 	"github.com/rcsso/rcsso/internal/identity/claims"
+	"github.com/rcsso/rcsso/internal/identity/flowstate"
 	"github.com/rcsso/rcsso/internal/websession"
 )
 
@@ -524,15 +524,7 @@ func safeCode(s string) string {
 	return "(invalid)"
 }
 
-func (s *Source) safeReturnTo(raw string) string {
-	if raw == "" || s.cfg.SafeReturnTo == nil {
-		return ""
-	}
-	if out := s.cfg.SafeReturnTo(raw); len(out) <= maxReturnTo {
-		return out
-	}
-	return ""
-}
+func (s *Source) safeReturnTo(raw string) string { return flowstate.ReturnTo(s.cfg.SafeReturnTo, raw) }
 
 func (s *Source) stateCookie(value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
@@ -546,18 +538,7 @@ func (s *Source) stateCookie(value string, maxAge int) *http.Cookie {
 	}
 }
 
-var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title></head>
-<body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
-`))
-
-// page writes a small self-contained HTML page.
+// page writes a small self-contained HTML page (flowstate.Page).
 func (s *Source) page(w http.ResponseWriter, status int, title, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; base-uri 'none'; form-action 'none'")
-	w.WriteHeader(status)
-	_ = pageTmpl.Execute(w, struct{ Title, Message string }{title, msg})
+	flowstate.Page(w, status, title, msg, false)
 }

@@ -15,8 +15,8 @@ const StateTTL = 10 * time.Minute
 
 // Limits on the state cookie.
 const (
-	maxReturnTo    = 2048                // bytes of a return_to kept in the cookie
-	maxStateCookie = flowstate.MaxCookie // bytes of an encoded cookie value accepted
+	maxReturnTo    = flowstate.MaxReturnTo // bytes of a return_to kept in the cookie
+	maxStateCookie = flowstate.MaxCookie   // bytes of an encoded cookie value accepted
 	stateClockSkew = flowstate.ClockSkew
 )
 
