@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -104,6 +105,8 @@ type env struct {
 	preflights atomic.Int64
 	// base is the emulator's counters once rcsso has started.
 	base rcemu.Stats
+	// roomIDs are the _ids of the rooms envOptions.rooms made, by name.
+	roomIDs map[string]string
 }
 
 // stats returns the emulator's counters since rcsso started.
@@ -141,6 +144,9 @@ type envOptions struct {
 	// nativeLogin sets website.native_login; twoFactor the emulator's
 	// rcemu.Config.TwoFactor (TOTP and e-mail codes at login).
 	nativeLogin, twoFactor bool
+	// rooms sets provisioning.rooms; the emulator gets each channel and
+	// private group it names (env.roomIDs), as an administrator made them.
+	rooms []config.RoomGrant
 }
 
 // newEnv starts the emulator and rcsso with a local account alice.
@@ -193,6 +199,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	serve(t, rcLn, emu.Handler())
+	roomIDs := map[string]string{}
+	for _, g := range o.rooms {
+		for _, name := range append(slices.Clone(g.Channels), g.PrivateGroups...) {
+			id, err := emu.AddRoom(rcemu.NewRoom{Name: name, Private: slices.Contains(g.PrivateGroups, name)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			roomIDs[name] = id
+		}
+	}
 
 	cfg := config.Default()
 	cfg.Audit.Path = "off"
@@ -212,6 +228,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.identity != nil {
 		cfg.Identity = o.identity
 	}
+	cfg.Provision.Rooms = o.rooms
 	if o.minting == "password" {
 		cfg.Minting.Mode = "password"
 	}
@@ -241,6 +258,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e := e0
 	e.t, e.emu, e.app, e.rcURL, e.ssoURL, e.password = t, emu, a, rcURL, ssoURL, "correct-horse-battery"
 	e.base = emu.Stats() // after rcsso's start-up capability check
+	e.roomIDs = roomIDs
 	acct, err := local.NewAccount("alice", e.password, "Alice Example", "alice@example.test", time.Now())
 	if err != nil {
 		t.Fatal(err)
