@@ -23,16 +23,10 @@ package ldaptest
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -45,6 +39,7 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/rcsso/rcsso/internal/testing/testcerts"
 )
 
 // EnvSlapd names the environment variable holding the path of slapd.
@@ -517,65 +512,16 @@ func (s *Server) logTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// makeCerts writes ca.pem, server.pem and server.key (ECDSA P-256, valid
-// for 127.0.0.1 for a day) into the server's directory.
+// makeCerts writes ca.pem, server.pem and server.key for 127.0.0.1 into
+// the server's directory (testcerts.Loopback).
 func (s *Server) makeCerts() {
 	s.t.Helper()
-	err := func() error {
-		caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return err
-		}
-		now := time.Now()
-		caTmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ldaptest CA"},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-		}
-		caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-		if err != nil {
-			return err
-		}
-		ca, err := x509.ParseCertificate(caDER)
-		if err != nil {
-			return err
-		}
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-			KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return err
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return err
-		}
-		s.caFile = filepath.Join(s.dir, "ca.pem")
-		files := map[string]*pem.Block{
-			"ca.pem":     {Type: "CERTIFICATE", Bytes: caDER},
-			"server.pem": {Type: "CERTIFICATE", Bytes: der},
-			"server.key": {Type: "PRIVATE KEY", Bytes: keyDER},
-		}
-		for name, b := range files {
-			if err := os.WriteFile(filepath.Join(s.dir, name), pem.EncodeToMemory(b), 0o600); err != nil {
-				return err
-			}
-		}
-		s.ca = x509.NewCertPool()
-		s.ca.AddCert(ca)
-		return nil
-	}()
+	ca, err := testcerts.Loopback(s.dir, "ldaptest")
 	if err != nil {
 		s.t.Fatalf("ldaptest: making TLS certificates: %v", err)
 	}
+	s.ca = ca
+	s.caFile = filepath.Join(s.dir, "ca.pem")
 }
 
 // TLSConfig trusts the server's CA (for tests that dial it themselves).
