@@ -162,6 +162,21 @@ func (m *Manager) End(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	return s, true, nil
 }
 
+// IdentifyAs is the Identify of every identity source that logs people in
+// to rcsso's own session (local, ldap, oidc, oauth2, saml): the identity of
+// the visitor's session when source created it; identity.ErrNotLoggedIn
+// when there is none or another source created it; a store error.
+func IdentifyAs(sessions identity.Sessions, r *http.Request, source string) (identity.Identity, error) {
+	sess, err := sessions.Lookup(r)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	if sess.Source != source {
+		return identity.Identity{}, identity.ErrNotLoggedIn
+	}
+	return Identity(sess), nil
+}
+
 // Identity returns the identity captured in a session.
 func Identity(s store.Session) identity.Identity {
 	return identity.Identity{

@@ -58,14 +58,7 @@ func (s *Source) Name() string { return s.name }
 // Identify implements identity.Source: the visitor's rcsso session, if
 // this source started it (at a login on the IFrame URL's form).
 func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
-	sess, err := s.sessions.Lookup(r)
-	if err != nil {
-		return identity.Identity{}, err
-	}
-	if sess.Source != s.name {
-		return identity.Identity{}, identity.ErrNotLoggedIn
-	}
-	return websession.Identity(sess), nil
+	return websession.IdentifyAs(s.sessions, r, s.name)
 }
 
 // Check implements identity.Checker: the search account binds on a pooled

@@ -275,14 +275,7 @@ func (s *Source) LoginLabel() string { return s.cfg.Label }
 // The e-mail is only kept at login when the OP says it is verified, so
 // EmailVerified is Email != "". Avatar and roles are not kept in sessions.
 func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
-	sess, err := s.cfg.Sessions.Lookup(r)
-	if err != nil {
-		return identity.Identity{}, err
-	}
-	if sess.Source != s.cfg.Name {
-		return identity.Identity{}, identity.ErrNotLoggedIn
-	}
-	return websession.Identity(sess), nil
+	return websession.IdentifyAs(s.cfg.Sessions, r, s.cfg.Name)
 }
 
 // Handler implements identity.Interactive. It serves login, callback,

@@ -397,14 +397,7 @@ func (s *Source) EntityID() string { return s.cfg.EntityID }
 // Identify implements identity.Source: the visitor's rcsso session, if this
 // source created it; identity.ErrNotLoggedIn otherwise, or a store error.
 func (s *Source) Identify(r *http.Request) (identity.Identity, error) {
-	sess, err := s.cfg.Sessions.Lookup(r)
-	if err != nil {
-		return identity.Identity{}, err
-	}
-	if sess.Source != s.cfg.Name {
-		return identity.Identity{}, identity.ErrNotLoggedIn
-	}
-	return websession.Identity(sess), nil
+	return websession.IdentifyAs(s.cfg.Sessions, r, s.cfg.Name)
 }
 
 // Handler implements identity.Interactive. It serves metadata, login, acs
